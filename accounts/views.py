@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts.forms import BillingDetailsForm
+from accounts.models import User
+from billing.selectors import billing_type_label, organization_settings_get
+from billing.services import billing_account_get_or_create, billing_details_update
+
+
+def account_context(*, developer: User) -> dict:
+    """What My Account shows, for the developer and for an admin looking at them."""
+    account = billing_account_get_or_create(user=developer)
+    default = organization_settings_get().default_billing_type
+    return {
+        "developer": developer,
+        "billing_account": account,
+        "billing_type_label": billing_type_label(account=account, default=default),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def my_account(request: HttpRequest) -> HttpResponse:
+    context = account_context(developer=request.user)
+    account = context["billing_account"]
+    if request.method == "POST":
+        form = BillingDetailsForm(request.POST)
+        if form.is_valid():
+            billing_details_update(
+                account=account, legal_company_name=form.cleaned_data["legal_company_name"]
+            )
+            messages.success(request, "Your billing details were saved.")
+            return redirect("my_account")
+    else:
+        form = BillingDetailsForm(initial={"legal_company_name": account.legal_company_name})
+    return render(request, "accounts/my_account.html", {**context, "form": form, "tab": "account"})

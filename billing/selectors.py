@@ -1,0 +1,85 @@
+"""Reads of billing state: effective billing types, People, history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, NullIf
+
+from accounts.models import User
+from billing.models import BillingAccount, BillingType, BillingTypeChange, OrganizationSettings
+
+
+def organization_settings_get() -> OrganizationSettings:
+    settings, _ = OrganizationSettings.objects.get_or_create(pk=OrganizationSettings.SINGLETON_ID)
+    return settings
+
+
+def billing_type_effective(*, account: BillingAccount, default: str) -> str:
+    return account.billing_type or default
+
+
+def billing_type_label(*, account: BillingAccount, default: str) -> str:
+    """How My Account names the billing type, e.g. "Not specified (defaults to Postpaid)"."""
+    if account.billing_type:
+        return BillingType(account.billing_type).label
+    return f"Not specified (defaults to {BillingType(default).label})"
+
+
+def developers_list(*, search: str = "") -> QuerySet[User]:
+    """Developers (not staff) with `effective_billing_type` and `own_billing_type` annotated."""
+    default = organization_settings_get().default_billing_type
+    people = (
+        User.objects.filter(is_staff=False)
+        .select_related("billing_account")
+        .annotate(
+            own_billing_type=Coalesce("billing_account__billing_type", Value("")),
+            effective_billing_type=Coalesce(
+                NullIf("billing_account__billing_type", Value("")), Value(default)
+            ),
+        )
+        .order_by("last_name", "first_name", "email")
+    )
+    for word in search.split():
+        people = people.filter(
+            Q(email__icontains=word)
+            | Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+            | Q(billing_account__legal_company_name__icontains=word)
+        )
+    return people
+
+
+@dataclass(frozen=True)
+class BillingTypeCounts:
+    following_default: int
+    prepaid: int
+    postpaid: int
+
+    def effective(self, default: str) -> dict[str, int]:
+        """How many developers each billing type would cover if `default` were the default."""
+        return {
+            BillingType.PREPAID: self.prepaid
+            + (self.following_default if default == BillingType.PREPAID else 0),
+            BillingType.POSTPAID: self.postpaid
+            + (self.following_default if default == BillingType.POSTPAID else 0),
+        }
+
+
+def billing_type_counts() -> BillingTypeCounts:
+    developers = User.objects.filter(is_staff=False)
+    counts = developers.aggregate(
+        prepaid=Count("pk", filter=Q(billing_account__billing_type=BillingType.PREPAID)),
+        postpaid=Count("pk", filter=Q(billing_account__billing_type=BillingType.POSTPAID)),
+        total=Count("pk"),
+    )
+    return BillingTypeCounts(
+        following_default=counts["total"] - counts["prepaid"] - counts["postpaid"],
+        prepaid=counts["prepaid"],
+        postpaid=counts["postpaid"],
+    )
+
+
+def billing_type_history(*, account: BillingAccount) -> QuerySet[BillingTypeChange]:
+    return account.billing_type_changes.select_related("changed_by")

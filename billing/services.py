@@ -1,0 +1,120 @@
+"""Writes of billing state. Each function is one transaction and logs what it changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from accounts.models import User
+from billing.exceptions import BillingError, BillingTypeConflict
+from billing.models import (
+    AuditLogEntry,
+    BillingAccount,
+    BillingType,
+    BillingTypeChange,
+    OrganizationSettings,
+)
+from billing.selectors import organization_settings_get
+
+
+def audit_log(*, actor: User | None, action: str, target_user: User | None = None, **data: Any) -> None:
+    AuditLogEntry.objects.create(actor=actor, action=action, target_user=target_user, data=data)
+
+
+def billing_account_get_or_create(*, user: User) -> BillingAccount:
+    account, _ = BillingAccount.objects.get_or_create(user=user)
+    return account
+
+
+def billing_details_update(*, account: BillingAccount, legal_company_name: str) -> BillingAccount:
+    account.legal_company_name = legal_company_name
+    account.save(update_fields=["legal_company_name"])
+    return account
+
+
+def _valid_billing_type(billing_type: str) -> BillingType:
+    if billing_type not in BillingType.values:
+        raise BillingError(
+            f"Unknown billing type {billing_type!r}: choose {' or '.join(BillingType.values)}."
+        )
+    return BillingType(billing_type)
+
+
+@transaction.atomic
+def billing_type_set(
+    *,
+    account: BillingAccount,
+    billing_type: str,
+    changed_by: User | None,
+    source: BillingTypeChange.Source,
+    expected_current: str | None = None,
+) -> BillingTypeChange | None:
+    """Give one developer a billing type of their own; returns the history row, None if unchanged.
+
+    `expected_current` is the stored type the admin saw on the confirmation page: if another
+    change landed in between, the admin must look again instead of overwriting it blindly.
+    """
+    new_type = _valid_billing_type(billing_type)
+    account = BillingAccount.objects.select_for_update().get(pk=account.pk)
+    if expected_current is not None and account.billing_type != expected_current:
+        raise BillingTypeConflict(
+            "The billing type was changed by someone else meanwhile. Review it and try again."
+        )
+    default = organization_settings_get().default_billing_type
+    old_effective = account.billing_type or default
+    if account.billing_type == new_type:
+        return None
+    account.billing_type = new_type
+    account.save(update_fields=["billing_type"])
+    audit_log(
+        actor=changed_by,
+        action="billing_type.set",
+        target_user=account.user,
+        old=old_effective,
+        new=new_type,
+        source=source,
+    )
+    if old_effective == new_type:
+        # Was following the default and now pins the same type: nothing changes for the developer.
+        return None
+    return BillingTypeChange.objects.create(
+        billing_account=account,
+        changed_by=changed_by,
+        source=source,
+        old_billing_type=old_effective,
+        new_billing_type=new_type,
+    )
+
+
+@transaction.atomic
+def organization_default_billing_type_set(*, billing_type: str, changed_by: User | None) -> int:
+    """Change the organisation default; returns how many developers' effective type changed."""
+    new_type = _valid_billing_type(billing_type)
+    org = OrganizationSettings.objects.select_for_update().get(pk=organization_settings_get().pk)
+    old_type = org.default_billing_type
+    if old_type == new_type:
+        return 0
+    org.default_billing_type = new_type
+    org.save(update_fields=["default_billing_type", "updated_at"])
+    # Developers without a billing type of their own follow the default: record it in their history.
+    following = BillingAccount.objects.filter(billing_type="", user__is_staff=False)
+    changes = [
+        BillingTypeChange(
+            billing_account_id=account_id,
+            changed_by=changed_by,
+            source=BillingTypeChange.Source.ORGANIZATION_DEFAULT,
+            old_billing_type=old_type,
+            new_billing_type=new_type,
+        )
+        for account_id in following.values_list("pk", flat=True)
+    ]
+    BillingTypeChange.objects.bulk_create(changes, batch_size=1000)
+    audit_log(
+        actor=changed_by,
+        action="organization.default_billing_type.set",
+        old=old_type,
+        new=new_type,
+        developers_affected=len(changes),
+    )
+    return len(changes)

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts.models import User
+from accounts.views import account_context
+from billing.exceptions import BillingError
+from billing.forms import BillingTypeConfirmForm, BillingTypeForm, OrganizationSettingsForm
+from billing.models import BillingAccount, BillingType, BillingTypeChange
+from billing.selectors import billing_type_counts, billing_type_history, organization_settings_get
+from billing.services import billing_type_set, organization_default_billing_type_set
+from portal.access import admin_required
+
+# What each change means for the developer (seed 004, "Change of billing type").
+CHANGE_MEANING = {
+    BillingType.PREPAID: (
+        "The developer's billing type becomes Prepaid immediately. They can use the APIs to the "
+        "extent of their prepaid top-up amount. Any existing usage in their postpaid account must "
+        "be billed separately by you."
+    ),
+    BillingType.POSTPAID: (
+        "The developer's billing type becomes Postpaid immediately. Any existing balance, in every "
+        "currency, in their prepaid account is reported as a credit transaction, and you must take "
+        "that credit into account when you calculate what they owe after the billing cycle."
+    ),
+}
+
+
+def _developer(user_id: int) -> User:
+    return get_object_or_404(User, pk=user_id, is_staff=False)
+
+
+@admin_required("billing.update_any_billing_type")
+@require_http_methods(["GET", "POST"])
+def billing_type_tab(request: HttpRequest, user_id: int) -> HttpResponse:
+    """The Billing type tab: choose (POST), confirm (POST with `confirm`), saved."""
+    developer = _developer(user_id)
+    context = {**account_context(developer=developer), "tab": "billing_type", "admin_view": True}
+    if request.method == "POST" and "confirm" in request.POST:
+        return _billing_type_save(request, developer, context["billing_account"])
+    account = context["billing_account"]
+    default = organization_settings_get().default_billing_type
+    form = BillingTypeForm(
+        request.POST or None, initial={"billing_type": account.billing_type or default}
+    )
+    if request.method == "POST" and form.is_valid():
+        chosen = BillingType(form.cleaned_data["billing_type"])
+        confirm_form = BillingTypeConfirmForm(
+            initial={"billing_type": chosen, "expected_current": account.billing_type}
+        )
+        return render(
+            request,
+            "billing/billing_type_confirm.html",
+            {
+                **context,
+                "chosen": chosen,
+                "meaning": CHANGE_MEANING[chosen],
+                "unchanged": chosen == account.billing_type,
+                "confirm_form": confirm_form,
+            },
+        )
+    history = billing_type_history(account=account)[:50]
+    return render(
+        request,
+        "billing/billing_type_tab.html",
+        {**context, "form": form, "history": history},
+        status=400 if form.errors else 200,
+    )
+
+
+def _billing_type_save(
+    request: HttpRequest, developer: User, account: BillingAccount
+) -> HttpResponse:
+    form = BillingTypeConfirmForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _first_error(form) + " Nothing was changed.")
+        return redirect("billing_type_tab", user_id=developer.pk)
+    try:
+        billing_type_set(
+            account=account,
+            billing_type=form.cleaned_data["billing_type"],
+            changed_by=request.user,
+            source=BillingTypeChange.Source.ADMIN,
+            expected_current=form.cleaned_data["expected_current"],
+        )
+    except BillingError as exc:
+        messages.error(request, f"{exc} Nothing was changed.")
+        return redirect("billing_type_tab", user_id=developer.pk)
+    label = BillingType(form.cleaned_data["billing_type"]).label
+    messages.success(request, f"The billing type of {developer.display_name} is now {label}.")
+    return redirect("billing_type_tab", user_id=developer.pk)
+
+
+@admin_required("billing.administer_monetization")
+@require_http_methods(["GET", "POST"])
+def monetization_settings(request: HttpRequest) -> HttpResponse:
+    org = organization_settings_get()
+    form = OrganizationSettingsForm(
+        request.POST or None, initial={"default_billing_type": org.default_billing_type}
+    )
+    if request.method == "POST" and form.is_valid():
+        affected = organization_default_billing_type_set(
+            billing_type=form.cleaned_data["default_billing_type"], changed_by=request.user
+        )
+        messages.success(
+            request,
+            f"The configuration options have been saved. {affected} developer(s) without a "
+            "billing type of their own now follow the new default.",
+        )
+        return redirect("monetization_settings")
+    counts = billing_type_counts()
+    return render(
+        request,
+        "billing/monetization_settings.html",
+        {
+            "form": form,
+            "org": org,
+            "counts": counts,
+            "choices": [
+                (value, label, counts.effective(value)) for value, label in BillingType.choices
+            ],
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+def _first_error(form: BillingTypeForm) -> str:
+    for errors in form.errors.values():
+        return str(errors[0])
+    return "The form was not valid."

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from portal import views
+
+admin.site.site_header = "Developer portal administration"
+admin.site.site_title = "Developer portal admin"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("", include("billing.urls")),
+    path("account/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("people/", views.people_list, name="people_list"),
+    path("people/<int:user_id>/account/", views.people_account, name="people_account"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from accounts.models import User
+from accounts.views import account_context
+from billing.selectors import developers_list
+from portal.access import admin_required
+
+PEOPLE_PER_PAGE = 25
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/home.html")
+
+
+@admin_required()
+@require_GET
+def people_list(request: HttpRequest) -> HttpResponse:
+    """People: one view for the page and, for htmx searches, just the table."""
+    search = request.GET.get("q", "").strip()[:100]
+    page = Paginator(developers_list(search=search), PEOPLE_PER_PAGE).get_page(request.GET.get("page"))
+    template = "portal/_people_table.html" if request.htmx else "portal/people_list.html"
+    return render(request, template, {"page": page, "search": search})
+
+
+@admin_required()
+@require_GET
+def people_account(request: HttpRequest, user_id: int) -> HttpResponse:
+    developer = get_object_or_404(User, pk=user_id, is_staff=False)
+    context = {**account_context(developer=developer), "tab": "account", "admin_view": True}
+    return render(request, "accounts/my_account.html", context)

@@ -1,0 +1,80 @@
+"""Shared fixtures: the five roles of the permission matrix and the external-service gates.
+
+Tests that need PostgreSQL, Redis or Chromium skip with the reason when those are missing;
+with REQUIRE_SERVICES=1 (set by .ci/run) the same gaps fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.db import connection
+
+from tests.factories import AdminFactory, DeveloperFactory
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres(db: None) -> None:
+    require(connection.vendor == "postgresql", "needs PostgreSQL: set TEST_DATABASE_URL")
+
+
+@pytest.fixture
+def developer(db: None):
+    return DeveloperFactory()
+
+
+@pytest.fixture
+def other_developer(db: None):
+    return DeveloperFactory()
+
+
+@pytest.fixture
+def admin_without_permission(db: None):
+    return AdminFactory()
+
+
+@pytest.fixture
+def portal_admin(db: None):
+    return AdminFactory(portal_admin=True)
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    require(shutil.which(CHROMIUM) is not None, f"needs Chromium at {CHROMIUM}")
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium_path: str):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # between page actions are still synchronous, so Django's async guard is lifted here only.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium_path,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.urls import reverse
+
+from accounts.models import User
+from billing.models import BillingAccount
+
+pytestmark = pytest.mark.django_db
+
+
+def test_signup_verifies_email_and_creates_a_billing_account(client):
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "email": "New.Dev@Example.com",
+            "first_name": "New",
+            "last_name": "Dev",
+            "password1": "a-long-enough-passphrase",
+            "password2": "a-long-enough-passphrase",
+        },
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    user = User.objects.get(email__iexact="new.dev@example.com")
+    assert (user.first_name, user.last_name, user.is_staff) == ("New", "Dev", False)
+    assert BillingAccount.objects.get(user=user).billing_type == ""
+
+    # Mandatory verification: no My Account before the link in the email is followed.
+    assert client.get(reverse("my_account")).status_code == HTTPStatus.FOUND
+    assert len(mail.outbox) == 1
+    link = re.search(r"https?://[^/]+(/accounts/confirm-email/\S+/)", mail.outbox[0].body).group(1)
+    client.post(link)
+    page = client.get(reverse("my_account"))
+    assert page.status_code == HTTPStatus.OK
+    assert "Not specified (defaults to Postpaid)" in page.content.decode()
+
+
+def test_my_account_shows_profile_and_saves_billing_details(client, developer):
+    client.force_login(developer)
+    page = client.get(reverse("my_account")).content.decode()
+    assert developer.email in page and developer.get_full_name() in page
+
+    response = client.post(reverse("my_account"), {"legal_company_name": "  Acme Widgets Ltd  "})
+    assert response.status_code == HTTPStatus.FOUND
+    developer.billing_account.refresh_from_db()
+    assert developer.billing_account.legal_company_name == "Acme Widgets Ltd"
+
+
+def test_too_long_company_name_is_refused_with_a_message(client, developer):
+    client.force_login(developer)
+    response = client.post(reverse("my_account"), {"legal_company_name": "x" * 201})
+    assert response.status_code == HTTPStatus.OK
+    assert "Ensure this value has at most 200 characters" in response.content.decode()
+    developer.billing_account.refresh_from_db()
+    assert developer.billing_account.legal_company_name == ""
+
+
+def test_people_search_and_paging(client, portal_admin):
+    from tests.factories import DeveloperFactory
+
+    DeveloperFactory.create_batch(30)
+    DeveloperFactory(first_name="Zelda", last_name="Quartz", email="zq@example.net")
+    client.force_login(portal_admin)
+    first = client.get(reverse("people_list")).content.decode()
+    assert "31 developers." in first and "Page 1 of 2" in first
+    found = client.get(reverse("people_list"), {"q": "quartz"}).content.decode()
+    assert "zq@example.net" in found and "1 developer matching" in found
+    # htmx asks for the table only.
+    partial = client.get(reverse("people_list"), {"q": "zq@"}, HTTP_HX_REQUEST="true")
+    assert "<html" not in partial.content.decode() and "zq@example.net" in partial.content.decode()
+    assert "organisation default" in partial.content.decode()
+    assert admin_rows(client.get(reverse("people_list"), {"q": portal_admin.email})) == 0
+
+
+def admin_rows(response) -> int:
+    return response.content.decode().count("<tr>") - 1 if "<table" in response.content.decode() else 0
+
+
+def test_seed_demo_is_idempotent(capsys):
+    call_command("seed_demo")
+    call_command("seed_demo")
+    out = capsys.readouterr().out
+    assert "admin@example.com" in out and "demo-password-123" in out
+    assert User.objects.count() == 4
+    admin = User.objects.get(email="admin@example.com")
+    support = User.objects.get(email="support@example.com")
+    assert admin.has_perm("billing.update_any_billing_type")
+    assert support.is_staff and not support.has_perm("billing.update_any_billing_type")
+    assert User.objects.get(email="prepaid@example.com").billing_account.billing_type == "PREPAID"
+    assert User.objects.get(email="developer@example.com").billing_account.billing_type == ""
+
+
+def test_portal_admin_group_holds_the_drupal_permission_titles():
+    from django.contrib.auth.models import Group
+
+    names = set(Group.objects.get(name="Portal admin").permissions.values_list("name", flat=True))
+    assert names == {
+        "Update any billing type",
+        "Administer monetization",
+        "View any prepaid balance",
+        "Adjust any prepaid balance",
+        "View Add Credit Log",
+    }

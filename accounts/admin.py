@@ -12,7 +12,13 @@ class BillingAccountInline(admin.StackedInline):
     can_delete = False
     # Billing type changes go through the Billing type tab so that each one is confirmed and logged.
     readonly_fields = ["billing_type", "stripe_customer_id", "created_at"]
-    fields = ["billing_type", "legal_company_name", "trust_tier", "stripe_customer_id", "created_at"]
+    fields = [
+        "billing_type",
+        "legal_company_name",
+        "trust_tier",
+        "stripe_customer_id",
+        "created_at",
+    ]
 
 
 @admin.register(User)

@@ -20,7 +20,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(BillingTypeChange)
 class BillingTypeChangeAdmin(ReadOnlyAdmin):
-    list_display = ["changed_at", "billing_account", "old_billing_type", "new_billing_type", "source", "changed_by"]
+    list_display = [
+        "changed_at",
+        "billing_account",
+        "old_billing_type",
+        "new_billing_type",
+        "source",
+        "changed_by",
+    ]
     list_filter = ["source", "new_billing_type"]
     search_fields = ["billing_account__user__email"]
     list_select_related = ["billing_account__user", "changed_by"]

@@ -10,7 +10,7 @@ class BillingType(models.TextChoices):
 
 
 class OrganizationSettings(models.Model):
-    """The one row of portal-wide monetization settings (Configuration > Monetization > Settings)."""
+    """The one row of portal-wide monetization settings (Configuration > Monetization)."""
 
     SINGLETON_ID = 1
 
@@ -83,6 +83,9 @@ class BillingTypeChange(models.Model):
 
     class Meta:
         ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.old_billing_type} → {self.new_billing_type} ({self.get_source_display()})"
 
 
 class AuditLogEntry(models.Model):

@@ -18,7 +18,9 @@ from billing.models import (
 from billing.selectors import organization_settings_get
 
 
-def audit_log(*, actor: User | None, action: str, target_user: User | None = None, **data: Any) -> None:
+def audit_log(
+    *, actor: User | None, action: str, target_user: User | None = None, **data: Any
+) -> None:
     AuditLogEntry.objects.create(actor=actor, action=action, target_user=target_user, data=data)
 
 

@@ -44,7 +44,8 @@ def billing_type_tab(request: HttpRequest, user_id: int) -> HttpResponse:
     account = context["billing_account"]
     default = organization_settings_get().default_billing_type
     form = BillingTypeForm(
-        request.POST if request.method == "POST" else None, initial={"billing_type": account.billing_type or default}
+        request.POST if request.method == "POST" else None,
+        initial={"billing_type": account.billing_type or default},
     )
     if request.method == "POST" and form.is_valid():
         chosen = BillingType(form.cleaned_data["billing_type"])
@@ -99,7 +100,8 @@ def _billing_type_save(
 def monetization_settings(request: HttpRequest) -> HttpResponse:
     org = organization_settings_get()
     form = OrganizationSettingsForm(
-        request.POST if request.method == "POST" else None, initial={"default_billing_type": org.default_billing_type}
+        request.POST if request.method == "POST" else None,
+        initial={"default_billing_type": org.default_billing_type},
     )
     if request.method == "POST" and form.is_valid():
         affected = organization_default_billing_type_set(

@@ -23,7 +23,9 @@ def home(request: HttpRequest) -> HttpResponse:
 def people_list(request: HttpRequest) -> HttpResponse:
     """People: one view for the page and, for htmx searches, just the table."""
     search = request.GET.get("q", "").strip()[:100]
-    page = Paginator(developers_list(search=search), PEOPLE_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(developers_list(search=search), PEOPLE_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     template = "portal/_people_table.html" if request.htmx else "portal/people_list.html"
     return render(request, template, {"page": page, "search": search})
 

@@ -10,7 +10,7 @@ import os
 import shutil
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from tests.factories import AdminFactory, DeveloperFactory
 
@@ -77,4 +77,7 @@ def browser(chromium_path: str):
         )
         yield browser
         browser.close()
+        # While Playwright's loop runs, the ORM keeps its connections apart from the thread's
+        # usual ones (asgiref Local); close those here or the test database cannot be dropped.
+        connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -78,7 +78,9 @@ def test_people_search_and_paging(client, portal_admin):
 
 
 def admin_rows(response) -> int:
-    return response.content.decode().count("<tr>") - 1 if "<table" in response.content.decode() else 0
+    return (
+        response.content.decode().count("<tr>") - 1 if "<table" in response.content.decode() else 0
+    )
 
 
 def test_seed_demo_is_idempotent(capsys):

@@ -64,7 +64,10 @@ def test_unknown_billing_type_is_refused_by_the_services(developer):
 def test_stale_confirmation_is_a_conflict(developer, portal_admin):
     account = developer.billing_account
     billing_type_set(
-        account=account, billing_type="PREPAID", changed_by=None, source=BillingTypeChange.Source.API
+        account=account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.API,
     )
     with pytest.raises(BillingTypeConflict):
         billing_type_set(
@@ -97,7 +100,9 @@ def test_admin_flow_choose_confirm_save(client, developer, portal_admin):
     saved = client.post(
         url, {"billing_type": "PREPAID", "expected_current": "", "confirm": "1"}, follow=True
     )
-    assert f"The billing type of {developer.get_full_name()} is now Prepaid." in saved.content.decode()
+    assert (
+        f"The billing type of {developer.get_full_name()} is now Prepaid." in saved.content.decode()
+    )
     developer.billing_account.refresh_from_db()
     assert developer.billing_account.billing_type == BillingType.PREPAID
 
@@ -170,7 +175,9 @@ def test_tampered_developer_id_changes_nobody(client, developer, portal_admin):
 
 def test_developer_cannot_change_own_billing_type(client, developer):
     client.force_login(developer)
-    response = client.post(reverse("my_account"), {"billing_type": "PREPAID", "legal_company_name": "X"})
+    response = client.post(
+        reverse("my_account"), {"billing_type": "PREPAID", "legal_company_name": "X"}
+    )
     assert response.status_code == HTTPStatus.FOUND
     developer.billing_account.refresh_from_db()
     assert developer.billing_account.billing_type == ""
@@ -179,7 +186,9 @@ def test_developer_cannot_change_own_billing_type(client, developer):
     assert 'name="billing_type"' not in page
 
 
-def test_settings_page_counts_who_each_choice_affects(client, portal_admin, developer, other_developer):
+def test_settings_page_counts_who_each_choice_affects(
+    client, portal_admin, developer, other_developer
+):
     billing_type_set(
         account=other_developer.billing_account,
         billing_type="PREPAID",
@@ -191,9 +200,14 @@ def test_settings_page_counts_who_each_choice_affects(client, portal_admin, deve
     client.force_login(portal_admin)
     page = client.get(reverse("monetization_settings")).content.decode()
     assert "With <strong>Prepaid</strong> as the default: 2 developers prepaid, 0 postpaid." in page
-    assert "With <strong>Postpaid</strong> as the default: 1 developer prepaid, 1 postpaid (current)." in page
+    assert (
+        "With <strong>Postpaid</strong> as the default: 1 developer prepaid, 1 postpaid (current)."
+        in page
+    )
 
-    response = client.post(reverse("monetization_settings"), {"default_billing_type": "PREPAID"}, follow=True)
+    response = client.post(
+        reverse("monetization_settings"), {"default_billing_type": "PREPAID"}, follow=True
+    )
     assert "1 developer(s) without a billing type of their own now follow the new default." in (
         response.content.decode()
     )

@@ -14,7 +14,7 @@ from billing.services import billing_type_set
 from tests.factories import AdminFactory, DeveloperFactory
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_confirmations_one_wins(postgres):
     developer = DeveloperFactory()
     admins = [AdminFactory(portal_admin=True) for _ in range(8)]

@@ -9,7 +9,7 @@ from django.core import mail
 
 from tests.factories import PASSWORD, AdminFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def log_in(page, base_url: str, email: str, password: str) -> None:
@@ -36,7 +36,10 @@ def test_signup_default_then_admin_sets_postpaid(browser, live_server):
     developer.goto(link)
     developer.click("button[type=submit]")
     developer.goto(f"{base}/account/")
-    assert developer.get_by_test_id("billing-type").inner_text() == "Not specified (defaults to Postpaid)"
+    assert (
+        developer.get_by_test_id("billing-type").inner_text()
+        == "Not specified (defaults to Postpaid)"
+    )
 
     # An admin with the permissions makes Prepaid the organisation default.
     AdminFactory(email="ada@example.com", portal_admin=True)
@@ -48,7 +51,10 @@ def test_signup_default_then_admin_sets_postpaid(browser, live_server):
     assert "1 developer(s) without a billing type of their own" in admin.inner_text(".messages")
 
     developer.reload()
-    assert developer.get_by_test_id("billing-type").inner_text() == "Not specified (defaults to Prepaid)"
+    assert (
+        developer.get_by_test_id("billing-type").inner_text()
+        == "Not specified (defaults to Prepaid)"
+    )
 
     # The admin finds her in People and sets her to Postpaid through the confirmation page.
     admin.click("nav >> text=People")

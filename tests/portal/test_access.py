@@ -38,19 +38,39 @@ def assert_login_redirect(response, url: str) -> None:
 PAGES = {
     "people_list": (
         lambda dev: reverse("people_list"),
-        {"owner": 404, "other_developer": 404, "admin_without_permission": 200, "portal_admin": 200},
+        {
+            "owner": 404,
+            "other_developer": 404,
+            "admin_without_permission": 200,
+            "portal_admin": 200,
+        },
     ),
     "people_account": (
         lambda dev: reverse("people_account", args=[dev.pk]),
-        {"owner": 404, "other_developer": 404, "admin_without_permission": 200, "portal_admin": 200},
+        {
+            "owner": 404,
+            "other_developer": 404,
+            "admin_without_permission": 200,
+            "portal_admin": 200,
+        },
     ),
     "billing_type_tab": (
         lambda dev: reverse("billing_type_tab", args=[dev.pk]),
-        {"owner": 404, "other_developer": 404, "admin_without_permission": 403, "portal_admin": 200},
+        {
+            "owner": 404,
+            "other_developer": 404,
+            "admin_without_permission": 403,
+            "portal_admin": 200,
+        },
     ),
     "monetization_settings": (
         lambda dev: reverse("monetization_settings"),
-        {"owner": 404, "other_developer": 404, "admin_without_permission": 403, "portal_admin": 200},
+        {
+            "owner": 404,
+            "other_developer": 404,
+            "admin_without_permission": 403,
+            "portal_admin": 200,
+        },
     ),
 }
 

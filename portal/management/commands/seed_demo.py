@@ -50,13 +50,13 @@ class Command(BaseCommand):
                     changed_by=None,
                     source=BillingTypeChange.Source.ADMIN,
                 )
-        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for email, _first, _last, staff, in_group, billing_type in DEMO_USERS:
             role = (
                 "portal admin (all billing permissions)"
                 if in_group
                 else "admin without billing permissions"
                 if staff
-                else f"developer, billing type {billing_type.label if billing_type else 'not specified'}"
+                else f"developer, billing type {billing_type.label if billing_type else 'not set'}"
             )
             self.stdout.write(f"  {email:<24} {role}")

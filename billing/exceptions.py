@@ -7,3 +7,11 @@ class BillingError(Exception):
 
 class BillingTypeConflict(BillingError):
     """The billing type changed since the admin looked at it."""
+
+
+class InsufficientFunds(BillingError):
+    """A prepaid debit would take the balance below the allowed floor."""
+
+
+class TransactionConflict(BillingError):
+    """A transaction id was already applied with another amount, currency, kind or developer."""

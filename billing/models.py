@@ -17,6 +17,8 @@ class OrganizationSettings(models.Model):
     default_billing_type = models.CharField(
         max_length=8, choices=BillingType.choices, default=BillingType.POSTPAID
     )
+    # How far below zero a prepaid debit may take a wallet, in nanos of the wallet's currency.
+    prepaid_grace_nanos = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -49,6 +51,7 @@ class BillingAccount(models.Model):
             ("view_any_prepaid_balance", "View any prepaid balance"),
             ("adjust_any_prepaid_balance", "Adjust any prepaid balance"),
             ("view_add_credit_log", "View Add Credit Log"),
+            ("debit_any_prepaid_balance", "Charge usage to any prepaid balance"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -111,3 +114,70 @@ class AuditLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
+
+
+class Wallet(models.Model):
+    """One balance per (billing account, currency); the cached sum of its ledger entries."""
+
+    billing_account = models.ForeignKey(
+        BillingAccount, on_delete=models.PROTECT, related_name="wallets"
+    )
+    currency = models.CharField(max_length=3)
+    balance = models.BigIntegerField(default=0)  # nanos
+    last_credit_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["billing_account", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["billing_account", "currency"], name="wallet_one_per_currency"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.currency} wallet of {self.billing_account.user}"
+
+
+class LedgerEntry(models.Model):
+    """One immutable row per balance change. Never updated, never deleted."""
+
+    class Kind(models.TextChoices):
+        TOP_UP = "TOP_UP", "Top-up"
+        USAGE = "USAGE", "Usage"
+        FEE = "FEE", "Fee"
+        ADJUSTMENT = "ADJUSTMENT", "Adjustment"
+        REFUND = "REFUND", "Refund"
+        DISPUTE = "DISPUTE", "Dispute"
+        EXPIRY = "EXPIRY", "Expiry"
+        BILLING_TYPE_CHANGE = "BILLING_TYPE", "Billing type change"
+
+    class ActorType(models.TextChoices):
+        USER = "USER", "User"
+        TOKEN = "TOKEN", "API token"
+        STRIPE = "STRIPE", "Stripe"
+        SYSTEM = "SYSTEM", "System"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    amount = models.BigIntegerField()  # signed nanos: positive credits, negative debits
+    balance_after = models.BigIntegerField()
+    # The idempotency key: a transaction id, Stripe id or a generated one; applied at most once.
+    transaction_id = models.CharField(max_length=255, unique=True)
+    actor_type = models.CharField(max_length=6, choices=ActorType.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_token = models.ForeignKey(
+        "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    memo = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["wallet", "-id"], name="ledger_wallet_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} ({self.transaction_id})"

@@ -83,3 +83,30 @@ def billing_type_counts() -> BillingTypeCounts:
 
 def billing_type_history(*, account: BillingAccount) -> QuerySet[BillingTypeChange]:
     return account.billing_type_changes.select_related("changed_by")
+
+
+@dataclass(frozen=True)
+class LedgerMismatch:
+    wallet_id: int
+    currency: str
+    owner: str
+    balance: int
+    entries_sum: int
+
+
+def ledger_mismatches() -> list[LedgerMismatch]:
+    """Wallets whose cached balance differs from the sum of their ledger entries."""
+    from django.db.models import Sum
+
+    from billing.models import Wallet
+
+    wallets = (
+        Wallet.objects.annotate(entries_sum=Coalesce(Sum("entries__amount"), Value(0)))
+        .select_related("billing_account__user")
+        .order_by("id")
+    )
+    return [
+        LedgerMismatch(w.pk, w.currency, w.billing_account.user.email, w.balance, int(w.entries_sum))
+        for w in wallets.iterator(chunk_size=2000)
+        if int(w.entries_sum) != w.balance
+    ]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import transaction
 
 from accounts.models import User
 from billing.exceptions import BillingError, BillingTypeConflict
+from billing.ledger import Actor, LedgerResult, ledger_apply
 from billing.models import (
     AuditLogEntry,
     BillingAccount,
     BillingType,
     BillingTypeChange,
+    LedgerEntry,
     OrganizationSettings,
+    Wallet,
 )
+from billing.money import Money, money_format
 from billing.selectors import organization_settings_get
 
 
@@ -80,13 +85,15 @@ def billing_type_set(
     if old_effective == new_type:
         # Was following the default and now pins the same type: nothing changes for the developer.
         return None
-    return BillingTypeChange.objects.create(
+    change = BillingTypeChange.objects.create(
         billing_account=account,
         changed_by=changed_by,
         source=source,
         old_billing_type=old_effective,
         new_billing_type=new_type,
     )
+    _record_billing_type_change_in_ledger(change=change, actor=_actor(changed_by))
+    return change
 
 
 @transaction.atomic
@@ -112,6 +119,15 @@ def organization_default_billing_type_set(*, billing_type: str, changed_by: User
         for account_id in following.values_list("pk", flat=True)
     ]
     BillingTypeChange.objects.bulk_create(changes, batch_size=1000)
+    # bulk_create returned the ids (PostgreSQL, SQLite ≥ 3.35); only money needs ledger entries.
+    with_money = set(
+        Wallet.objects.filter(billing_account__in=following)
+        .exclude(balance=0)
+        .values_list("billing_account_id", flat=True)
+    )
+    for change in changes:
+        if change.billing_account_id in with_money:
+            _record_billing_type_change_in_ledger(change=change, actor=_actor(changed_by))
     audit_log(
         actor=changed_by,
         action="organization.default_billing_type.set",
@@ -120,3 +136,80 @@ def organization_default_billing_type_set(*, billing_type: str, changed_by: User
         developers_affected=len(changes),
     )
     return len(changes)
+
+
+def _actor(user: User | None) -> Actor:
+    return Actor.for_user(user) if user else Actor.system()
+
+
+def _record_billing_type_change_in_ledger(*, change: BillingTypeChange, actor: Actor) -> None:
+    """Seed 004, "Change of billing type", for the money already in the wallets.
+
+    Prepaid → postpaid: each remaining balance stays as a credit for the next postpaid bill; a
+    zero-amount entry records it. Postpaid → prepaid: usage accrued while postpaid is billed
+    separately, so a negative balance is cleared and prepaid starts from zero.
+    """
+    wallets = Wallet.objects.filter(billing_account_id=change.billing_account_id).exclude(balance=0)
+    for wallet in wallets:
+        balance = Money(wallet.balance, wallet.currency)
+        if change.new_billing_type == BillingType.POSTPAID:
+            delta = 0
+            memo = (
+                f"Prepaid balance of {money_format(balance)} carried into postpaid billing "
+                "as a credit."
+            )
+        elif wallet.balance < 0:
+            delta = -wallet.balance
+            memo = (
+                f"Postpaid usage of {money_format(-balance)} moved to a separate invoice; "
+                "prepaid starts from zero."
+            )
+        else:
+            continue
+        ledger_apply(
+            account=change.billing_account,
+            currency=wallet.currency,
+            delta=delta,
+            kind=LedgerEntry.Kind.BILLING_TYPE_CHANGE,
+            transaction_id=f"billing-type-change:{change.pk}:{wallet.currency}",
+            actor=actor,
+            memo=memo,
+        )
+
+
+def wallet_adjust(
+    *,
+    account: BillingAccount,
+    change: Money,
+    actor: Actor,
+    reason: str,
+    transaction_id: str | None = None,
+) -> LedgerResult:
+    """Correct a balance: `change` is added to it (negative for an under-charge). Audited."""
+    if change.nanos == 0:
+        raise BillingError("An adjustment must not be zero.")
+    if not reason.strip():
+        raise BillingError("A reason is required for every adjustment.")
+    with transaction.atomic():
+        result = ledger_apply(
+            account=account,
+            currency=change.currency,
+            delta=change.nanos,
+            kind=LedgerEntry.Kind.ADJUSTMENT,
+            transaction_id=transaction_id or f"adjustment:{uuid.uuid4()}",
+            actor=actor,
+            memo=reason.strip(),
+        )
+        if not result.replayed:
+            audit_log(
+                actor=actor.user,
+                action="balance.adjust",
+                target_user=account.user,
+                currency=change.currency,
+                change_nanos=change.nanos,
+                balance_after_nanos=result.entry.balance_after,
+                reason=reason.strip(),
+                transaction_id=result.entry.transaction_id,
+                via="token" if actor.token else "user",
+            )
+    return result

@@ -107,4 +107,5 @@ def test_portal_admin_group_holds_the_drupal_permission_titles():
         "View any prepaid balance",
         "Adjust any prepaid balance",
         "View Add Credit Log",
+        "Charge usage to any prepaid balance",
     }

@@ -1,0 +1,183 @@
+"""Exact money. Every amount is an integer count of nanos (10⁻⁹ of the major unit) beside an
+ISO-4217 code; this module is the only place that converts to and from the outside shapes:
+Apigee/Google `Money` JSON, Stripe minor units, form input and localised display."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+NANOS_PER_UNIT = 10**9
+MAX_NANO_PART = NANOS_PER_UNIT - 1
+# One billion major units: far above any wallet, far below BIGINT's 9.2e18 nanos, so sums of a
+# few amounts can never overflow the column.
+MAX_AMOUNT_NANOS = 10**18
+
+# Stripe's own lists (not ISO's): amounts in these currencies are sent without minor units,
+# or with three decimals. https://docs.stripe.com/currencies#zero-decimal
+STRIPE_ZERO_DECIMAL = frozenset(
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
+STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+_NOT_CURRENCIES = frozenset({"XXX", "XTS"})
+_KNOWN = frozenset(list_currencies()) - _NOT_CURRENCIES
+
+
+class MoneyError(ValueError):
+    """Input that is not a valid amount; the message says which field and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    nanos: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        currency_validate(self.currency)
+        if isinstance(self.nanos, bool) or not isinstance(self.nanos, int):
+            raise MoneyError("An amount must be a whole number of nanos.")
+        if abs(self.nanos) > MAX_AMOUNT_NANOS:
+            raise MoneyError(
+                f"The amount is too large: at most {MAX_AMOUNT_NANOS // NANOS_PER_UNIT:,} "
+                f"{self.currency} either way."
+            )
+
+    def __neg__(self) -> Money:
+        return Money(-self.nanos, self.currency)
+
+    @property
+    def decimal(self) -> Decimal:
+        return Decimal(self.nanos).scaleb(-9)
+
+    def __str__(self) -> str:
+        return money_format(self)
+
+
+def currency_validate(code: object) -> str:
+    if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
+        raise MoneyError(
+            f"currencyCode must be a three-letter ISO 4217 code such as USD, not {code!r}."
+        )
+    if code not in _KNOWN:
+        raise MoneyError(f"currencyCode {code!r} is not a known ISO 4217 currency.")
+    return code
+
+
+def _whole_number(value: object, field: str) -> int:
+    """Google's int64 JSON: a number or a string of digits, never a fraction or a boolean."""
+    if isinstance(value, bool):
+        raise MoneyError(f"{field} must be a whole number, not {value!r}.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    raise MoneyError(f"{field} must be a whole number (as a string or a number), not {value!r}.")
+
+
+def money_from_apigee(data: Any, field: str = "amount") -> Money:
+    """Parse `{"currencyCode", "units", "nanos"}` (units and nanos optional, default 0).
+
+    Sign rule: units and nanos carry the same sign, as in Google's Money, except that seed 004's
+    own example sends `units: "-50", nanos: "100000000"` for -50.1, so a positive nanos with
+    negative units takes the units' sign. Negative nanos with positive units is refused.
+    """
+    if not isinstance(data, dict):
+        raise MoneyError(f"{field} must be an object with currencyCode, units and nanos.")
+    currency = currency_validate(data.get("currencyCode"))
+    units = _whole_number(data.get("units", 0), f"{field}.units")
+    nanos = _whole_number(data.get("nanos", 0), f"{field}.nanos")
+    if abs(nanos) > MAX_NANO_PART:
+        raise MoneyError(f"{field}.nanos must be between -999999999 and 999999999.")
+    if units > 0 and nanos < 0:
+        raise MoneyError(f"{field}: units and nanos must not have opposite signs.")
+    negative = units < 0 or nanos < 0
+    total = abs(units) * NANOS_PER_UNIT + abs(nanos)
+    return Money(-total if negative else total, currency)
+
+
+def money_to_apigee(money: Money) -> dict[str, Any]:
+    """Google's Money JSON: units as a string, nanos as a number with the same sign, and nanos
+    left out when zero (proto3 omits defaults, as in seed 004's adjust response)."""
+    sign = -1 if money.nanos < 0 else 1
+    units, nanos = divmod(abs(money.nanos), NANOS_PER_UNIT)
+    out: dict[str, Any] = {"currencyCode": money.currency, "units": str(sign * units)}
+    if nanos:
+        out["nanos"] = sign * nanos
+    return out
+
+
+def stripe_exponent(currency: str) -> int:
+    if currency in STRIPE_ZERO_DECIMAL:
+        return 0
+    if currency in STRIPE_THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def money_to_stripe(money: Money) -> int:
+    """Stripe's integer amount in the currency's smallest unit (JPY 500 → 500, USD 5 → 500)."""
+    step = NANOS_PER_UNIT // 10 ** stripe_exponent(money.currency)
+    minor, rest = divmod(money.nanos, step)
+    if rest:
+        raise MoneyError(
+            f"{money} cannot be charged exactly: it has more decimals than Stripe takes."
+        )
+    return minor
+
+
+def money_from_stripe(amount: int, currency: str) -> Money:
+    code = currency_validate(currency.upper())
+    return Money(int(amount) * (NANOS_PER_UNIT // 10 ** stripe_exponent(code)), code)
+
+
+def money_parse(text: str, currency: str, *, max_decimals: int | None = None) -> Money:
+    """Form input such as "20", "20.5" or "1,250.75" in major units."""
+    currency_validate(currency)
+    cleaned = str(text).strip().replace(",", "").replace("_", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise MoneyError(f"“{text}” is not an amount: use digits, e.g. 20 or 20.50.") from None
+    if not value.is_finite():
+        raise MoneyError(f"“{text}” is not an amount: use digits, e.g. 20 or 20.50.")
+    decimals = max(0, -value.as_tuple().exponent)  # type: ignore[operator]
+    allowed = 9 if max_decimals is None else max_decimals
+    if decimals > allowed:
+        raise MoneyError(f"{currency} amounts take at most {allowed} decimal places.")
+    if abs(value) > Decimal(MAX_AMOUNT_NANOS).scaleb(-9):
+        raise MoneyError("The amount is too large.")
+    return Money(int(value.scaleb(9)), currency)
+
+
+def money_format(money: Money, locale: str = "en_US") -> str:
+    """Localised display with the currency's usual decimals, more only when nanos need them."""
+    precision = get_currency_precision(money.currency)
+    value = money.decimal.quantize(Decimal(1).scaleb(-9)).normalize()
+    if -value.as_tuple().exponent < precision:  # type: ignore[operator]
+        value = value.quantize(Decimal(1).scaleb(-precision))
+    return format_currency(value, money.currency, locale=locale, decimal_quantization=False)
+
+
+def currency_decimals(currency: str) -> int:
+    """How many decimals people use for this currency (USD 2, JPY 0)."""
+    return get_currency_precision(currency)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, NullIf
@@ -106,7 +107,30 @@ def ledger_mismatches() -> list[LedgerMismatch]:
         .order_by("id")
     )
     return [
-        LedgerMismatch(w.pk, w.currency, w.billing_account.user.email, w.balance, int(w.entries_sum))
+        LedgerMismatch(
+            w.pk, w.currency, w.billing_account.user.email, w.balance, int(w.entries_sum)
+        )
         for w in wallets.iterator(chunk_size=2000)
         if int(w.entries_sum) != w.balance
     ]
+
+
+def wallets_balance(*, account: BillingAccount, as_of: Any = None) -> list[dict[str, Any]]:
+    """Seed 004's `wallets` list, one per currency in the order they were opened.
+
+    `as_of`: a ledger entry whose wallet is shown as it stood right after that entry, so a
+    replayed request gets the answer the first one got.
+    """
+    from billing.models import Wallet
+    from billing.money import Money, money_to_apigee
+
+    wallets = []
+    for wallet in Wallet.objects.filter(billing_account=account).order_by("id"):
+        balance = wallet.balance
+        if as_of is not None and as_of.wallet_id == wallet.pk:
+            balance = as_of.balance_after
+        item: dict[str, Any] = {"balance": money_to_apigee(Money(balance, wallet.currency))}
+        if wallet.last_credit_at:
+            item["lastCreditTime"] = str(int(wallet.last_credit_at.timestamp() * 1000))
+        wallets.append(item)
+    return wallets

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from billing.api import api
 from portal import views
 
 admin.site.site_header = "Developer portal administration"
@@ -15,5 +16,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("people/", views.people_list, name="people_list"),
     path("people/<int:user_id>/account/", views.people_account, name="people_account"),
+    path("v1/", api.urls),
     path("admin/", admin.site.urls),
 ]

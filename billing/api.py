@@ -1,0 +1,301 @@
+"""The Apigee-compatible REST API (seed 004), under /v1/. Handlers parse, check who is asking,
+call a service and shape the answer; errors are Google-style JSON."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+from pydantic import Field, StrictStr
+
+from accounts.models import ApiToken, User
+from accounts.services import api_token_authenticate
+from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
+from billing.ledger import Actor, LedgerResult, wallet_credit, wallet_debit
+from billing.models import BillingAccount, BillingType, BillingTypeChange, LedgerEntry
+from billing.money import MoneyError, money_from_apigee
+from billing.selectors import organization_settings_get, wallets_balance
+from billing.services import billing_account_get_or_create, billing_type_set, wallet_adjust
+
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.status = status or STATUS_NAMES.get(code, HTTPStatus(code).phrase.upper())
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        return api_token_authenticate(token)
+
+
+api = NinjaAPI(
+    title="Developer portal monetization API",
+    version="1",
+    description="Apigee-compatible developer billing: monetization config and prepaid balances.",
+    auth=TokenAuth(),
+    urls_namespace="api_v1",
+    openapi_url="/openapi.json",
+    docs_url=None,  # the interactive docs load scripts from a CDN; the JSON document is enough
+)
+
+
+# ---- Schemas (field names as in seed 004) ----
+
+
+# Typed loosely on purpose: billing.money validates these and explains what is wrong.
+_INT64 = {"anyOf": [{"type": "string", "pattern": "^[+-]?[0-9]+$"}, {"type": "integer"}]}
+
+
+class ApigeeMoney(Schema):
+    currencyCode: Any = Field(..., json_schema_extra={"type": "string"}, description="ISO 4217")
+    units: Any = Field("0", json_schema_extra=_INT64, description="Whole units (int64 string).")
+    nanos: Any = Field(0, json_schema_extra=_INT64, description="-999999999..999999999")
+
+
+class MoneyOut(Schema):
+    currencyCode: str
+    units: str
+    nanos: int | None = None
+
+
+class WalletOut(Schema):
+    balance: MoneyOut
+    lastCreditTime: str | None = Field(None, description="Epoch milliseconds, as a string.")
+
+
+class BalanceOut(Schema):
+    wallets: list[WalletOut]
+
+
+class MonetizationConfig(Schema):
+    billingType: StrictStr = Field(..., description="PREPAID or POSTPAID")
+
+
+class CreditRequest(Schema):
+    transactionAmount: ApigeeMoney
+    transactionId: StrictStr = Field(..., min_length=1, max_length=255)
+
+
+class AdjustRequest(Schema):
+    adjustment: ApigeeMoney
+    transactionId: StrictStr | None = Field(
+        None, min_length=1, max_length=255, description="Optional idempotency key."
+    )
+
+
+class ErrorBody(Schema):
+    code: int
+    message: str
+    status: str
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404)}
+DEVELOPER = "/organizations/{org}/developers/{email}"
+
+
+# ---- Errors ----
+
+
+def _error(
+    request: HttpRequest, code: int, message: str, status: str | None = None
+) -> HttpResponse:
+    err = ApiError(code, message, status)
+    body = {"error": {"code": err.code, "message": err.message, "status": err.status}}
+    return api.create_response(request, body, status=code)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return _error(request, exc.code, exc.message, exc.status)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    first = exc.errors[0] if exc.errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "payload"))
+    message = first.get("msg", "Invalid request.")
+    return _error(request, 400, f"{where}: {message}" if where else message)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = _error(request, 401, "A valid bearer token is required (Authorization: Bearer …).")
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _error(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, str(exc) or "Not found.")
+
+
+@api.exception_handler(MoneyError)
+def _bad_money(request: HttpRequest, exc: MoneyError) -> HttpResponse:
+    return _error(request, 400, str(exc))
+
+
+@api.exception_handler(BillingError)
+def _billing_error(request: HttpRequest, exc: BillingError) -> HttpResponse:
+    if isinstance(exc, InsufficientFunds):
+        return _error(request, 400, str(exc), "FAILED_PRECONDITION")
+    if isinstance(exc, TransactionConflict):
+        return _error(request, 409, str(exc))
+    return _error(request, 400, str(exc))
+
+
+# ---- Who may do what ----
+
+
+def _developer(
+    request: HttpRequest, org: str, email: str, permission: str, *, own: bool = False
+) -> BillingAccount:
+    """The developer's billing account, after checking the organisation and the token's rights.
+
+    Rights are checked before existence, so a token without them learns nothing about who exists.
+    """
+    if org != settings.PORTAL_ORG:
+        raise ApiError(404, f"Organization {org!r} not found.")
+    caller: User = request.auth.user  # type: ignore[attr-defined]
+    if not (own and caller.email.lower() == email.lower()) and not caller.has_perm(permission):
+        raise ApiError(403, f"This token's user lacks the permission {permission!r}.")
+    developer = User.objects.filter(email__iexact=email, is_staff=False, is_active=True).first()
+    if developer is None:
+        raise ApiError(404, f"Developer {email!r} not found in organization {org!r}.")
+    return billing_account_get_or_create(user=developer)
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.for_token(request.auth)  # type: ignore[attr-defined]
+
+
+def _balance(account: BillingAccount, result: LedgerResult | None = None) -> dict[str, Any]:
+    return {"wallets": wallets_balance(account=account, as_of=result.entry if result else None)}
+
+
+def _replayed(response: HttpResponse, result: LedgerResult) -> None:
+    if result.replayed:
+        response["Idempotent-Replayed"] = "true"
+
+
+# ---- Endpoints ----
+
+
+@api.get(f"{DEVELOPER}/monetizationConfig", response={200: MonetizationConfig, **ERRORS})
+def get_monetization_config(request: HttpRequest, org: str, email: str) -> dict[str, str]:
+    account = _developer(request, org, email, "billing.view_any_prepaid_balance", own=True)
+    return {"billingType": account.billing_type or organization_settings_get().default_billing_type}
+
+
+@api.put(f"{DEVELOPER}/monetizationConfig", response={200: MonetizationConfig, **ERRORS})
+def update_monetization_config(
+    request: HttpRequest, org: str, email: str, config: MonetizationConfig
+) -> dict[str, str]:
+    account = _developer(request, org, email, "billing.update_any_billing_type")
+    if config.billingType not in BillingType.values:
+        raise ApiError(400, "billingType must be PREPAID or POSTPAID.")
+    billing_type_set(
+        account=account,
+        billing_type=config.billingType,
+        changed_by=request.auth.user,  # type: ignore[attr-defined]
+        source=BillingTypeChange.Source.API,
+    )
+    return {"billingType": config.billingType}
+
+
+@api.get(f"{DEVELOPER}/balance", response={200: BalanceOut, **ERRORS}, exclude_none=True)
+def get_balance(request: HttpRequest, org: str, email: str) -> dict[str, Any]:
+    account = _developer(request, org, email, "billing.view_any_prepaid_balance", own=True)
+    return _balance(account)
+
+
+@api.post(
+    f"{DEVELOPER}/balance:credit",
+    response={200: BalanceOut, 409: ErrorOut, **ERRORS},
+    exclude_none=True,
+)
+def credit_balance(
+    request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
+) -> dict[str, Any]:
+    account = _developer(request, org, email, "billing.adjust_any_prepaid_balance")
+    money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
+    result = wallet_credit(
+        account=account,
+        money=money,
+        transaction_id=body.transactionId,
+        actor=_actor(request),
+        kind=LedgerEntry.Kind.TOP_UP,
+        memo="Credit through the API",
+    )
+    _replayed(response, result)
+    return _balance(account, result)
+
+
+@api.post(
+    f"{DEVELOPER}/balance:debit",
+    response={200: BalanceOut, 409: ErrorOut, **ERRORS},
+    exclude_none=True,
+)
+def debit_balance(
+    request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
+) -> dict[str, Any]:
+    """Charge usage; a prepaid wallet without enough funds answers 400 FAILED_PRECONDITION."""
+    account = _developer(request, org, email, "billing.debit_any_prepaid_balance")
+    money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
+    result = wallet_debit(
+        account=account,
+        money=money,
+        transaction_id=body.transactionId,
+        actor=_actor(request),
+        memo="Usage charged through the API",
+    )
+    _replayed(response, result)
+    return _balance(account, result)
+
+
+@api.post(
+    f"{DEVELOPER}/balance:adjust",
+    response={200: BalanceOut, 409: ErrorOut, **ERRORS},
+    exclude_none=True,
+)
+def adjust_balance(
+    request: HttpRequest, response: HttpResponse, org: str, email: str, body: AdjustRequest
+) -> dict[str, Any]:
+    """Seed 004's sign rule: a positive adjustment decreases the balance (under-charged),
+    a negative one increases it (over-charged)."""
+    account = _developer(request, org, email, "billing.adjust_any_prepaid_balance")
+    adjustment = money_from_apigee(body.adjustment.dict(), "adjustment")
+    result = wallet_adjust(
+        account=account,
+        change=-adjustment,
+        actor=_actor(request),
+        reason="Adjustment through the API",
+        transaction_id=body.transactionId,
+    )
+    _replayed(response, result)
+    return _balance(account, result)

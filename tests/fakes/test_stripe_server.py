@@ -1,0 +1,514 @@
+"""The fake Stripe server, driven by the real stripe library (16.1.0) over 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+import stripe
+
+from tests.fakes.stripe_server import (
+    FakeStripe,
+    FakeStripeProcess,
+    decode_form,
+    send_webhook,
+    sign_payload,
+    signed_event,
+)
+
+API_KEY = "sk_test_fake"
+WEBHOOK_SECRET = "whsec_test_fake"
+
+
+@pytest.fixture(autouse=True)
+def no_stripe_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With telemetry on, the library writes ~/.config/stripe/telemetry_id on the first request.
+    monkeypatch.setattr(stripe, "enable_telemetry", False)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStripe]:
+    with FakeStripe() as server:
+        yield server
+
+
+@pytest.fixture
+def http_client() -> Iterator[stripe.HTTPClient]:
+    session = requests.Session()
+    session.trust_env = False  # never route through HTTP(S)_PROXY: traffic stays on 127.0.0.1
+    yield stripe.RequestsClient(session=session)
+    session.close()  # an unclosed pooled socket would be a ResourceWarning, i.e. an error here
+
+
+def make_client(url: str, http_client: stripe.HTTPClient, retries: int = 0) -> stripe.StripeClient:
+    # Every base address points at the fake, so no code path can reach *.stripe.com.
+    bases: Any = {"api": url, "files": url, "connect": url, "meter_events": url}
+    return stripe.StripeClient(
+        API_KEY, base_addresses=bases, max_network_retries=retries, http_client=http_client
+    )
+
+
+@pytest.fixture
+def client(fake: FakeStripe, http_client: stripe.HTTPClient) -> stripe.StripeClient:
+    return make_client(fake.url, http_client)
+
+
+@pytest.fixture
+def global_stripe(
+    fake: FakeStripe, http_client: stripe.HTTPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Point the module-level API (stripe.Customer.create, ...) at the fake; undone afterwards."""
+    for name in ("api_base", "connect_api_base", "upload_api_base", "meter_events_api_base"):
+        monkeypatch.setattr(stripe, name, fake.url)
+    monkeypatch.setattr(stripe, "api_key", API_KEY)
+    monkeypatch.setattr(stripe, "max_network_retries", 0)  # the module default is 2
+    monkeypatch.setattr(stripe, "default_http_client", http_client)
+
+
+@pytest.fixture
+def card(fake: FakeStripe, client: stripe.StripeClient) -> str:
+    """A saved card on a customer, ready for off-session payments."""
+    customer = client.v1.customers.create(params={"email": "dev@example.com"})
+    return fake.add_payment_method(customer=customer.id)["id"]
+
+
+def charge_off_session(
+    client: stripe.StripeClient, payment_method: str, **options: Any
+) -> stripe.PaymentIntent:
+    card = client.v1.payment_methods.retrieve(payment_method)
+    params: Any = {
+        "amount": 2500,
+        "currency": "eur",
+        "customer": card.customer,
+        "payment_method": payment_method,
+        "off_session": True,
+        "confirm": True,
+        "metadata": {"reason": "auto_recharge"},
+    }
+    return client.v1.payment_intents.create(params=params, options=options or None)
+
+
+def payment_session_params(customer: str | None = None) -> Any:
+    return {
+        "mode": "payment",
+        "customer": customer,
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": "eur",
+                    "unit_amount": 500,
+                    "product_data": {"name": "Prepaid credit"},
+                },
+                "quantity": 2,
+            }
+        ],
+        "payment_method_types": ["card"],
+        "metadata": {"topup": "7"},
+        "payment_intent_data": {"metadata": {"topup": "7"}},
+        "success_url": "http://127.0.0.1:9/done?session={CHECKOUT_SESSION_ID}",
+        "cancel_url": "http://127.0.0.1:9/cancelled",
+    }
+
+
+def test_decode_form_builds_nested_dicts_and_lists() -> None:
+    body = (
+        "metadata[account]=42&line_items[0][price_data][unit_amount]=500"
+        "&line_items[0][quantity]=2&payment_method_types[0]=card&expand[]=customer"
+    )
+    assert decode_form(body) == {
+        "metadata": {"account": "42"},
+        "line_items": [{"price_data": {"unit_amount": "500"}, "quantity": "2"}],
+        "payment_method_types": ["card"],
+        "expand": ["customer"],
+    }
+
+
+def test_checkout_top_up_is_created_completed_and_retrieved(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    customer = client.v1.customers.create(params={"email": "dev@example.com"})
+    assert customer.id.startswith("cus_")
+
+    session = client.v1.checkout.sessions.create(params=payment_session_params(customer.id))
+
+    assert session.id.startswith("cs_test_")
+    assert session.url.startswith(fake.url)
+    assert (session.status, session.payment_status) == ("open", "unpaid")
+    assert session.payment_intent is None
+    assert (session.amount_total, session.currency) == (1000, "eur")
+    assert session.metadata.to_dict() == {"topup": "7"}
+    sent = fake.received_requests()[-1]
+    assert sent["params"]["line_items"][0]["price_data"]["unit_amount"] == "500"
+    assert sent["params"]["payment_method_types"] == ["card"]
+    assert sent["idempotency_key"]  # the library adds one to every POST
+
+    event = fake.complete_checkout_session(session.id)
+
+    assert event["type"] == "checkout.session.completed"
+    assert event["id"].startswith("evt_")
+    assert (event["object"], event["livemode"]) == ("event", False)
+    assert event["api_version"] == stripe.api_version
+    completed = event["data"]["object"]
+    assert (completed["status"], completed["payment_status"]) == ("complete", "paid")
+    assert completed["payment_intent"].startswith("pi_")
+
+    retrieved = client.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["payment_intent"]}
+    )
+    intent = retrieved.payment_intent
+    assert (intent.status, intent.amount_received) == ("succeeded", 1000)
+    assert intent.latest_charge.startswith("ch_")
+    assert intent.metadata.to_dict() == {"topup": "7"}
+
+
+def test_unpaid_completion_leaves_the_payment_processing(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    session = client.v1.checkout.sessions.create(params=payment_session_params())
+
+    event = fake.complete_checkout_session(session.id, paid=False)
+
+    assert event["data"]["object"]["payment_status"] == "unpaid"
+    intent = client.v1.payment_intents.retrieve(event["data"]["object"]["payment_intent"])
+    assert (intent.status, intent.latest_charge) == ("processing", None)
+
+
+def test_module_level_api_setup_session(fake: FakeStripe, global_stripe: None) -> None:
+    customer = stripe.Customer.create(email="dev@example.com")
+    session = stripe.checkout.Session.create(
+        mode="setup",
+        customer=customer.id,
+        currency="eur",
+        payment_method_types=["card"],
+        success_url="http://127.0.0.1:9/done",
+        cancel_url="http://127.0.0.1:9/cancelled",
+    )
+    assert session.payment_status == "no_payment_required"
+
+    event = fake.complete_checkout_session(session.id)
+
+    setup_intent = stripe.SetupIntent.retrieve(event["data"]["object"]["setup_intent"])
+    assert setup_intent.status == "succeeded"
+    card = stripe.PaymentMethod.retrieve(setup_intent.payment_method)
+    assert (card.card.brand, card.card.last4) == ("visa", "4242")
+    assert card.customer == customer.id
+    assert [r["path"] for r in fake.received_requests()][:2] == [
+        "/v1/customers",
+        "/v1/checkout/sessions",
+    ]
+
+
+def test_setup_intent_create_and_retrieve(client: stripe.StripeClient) -> None:
+    customer = client.v1.customers.create()
+    created = client.v1.setup_intents.create(
+        params={"customer": customer.id, "usage": "off_session"}
+    )
+
+    assert created.id.startswith("seti_")
+    assert created.status == "requires_payment_method"
+    assert client.v1.setup_intents.retrieve(created.id).customer == customer.id
+
+
+def test_off_session_payment_succeeds(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    intent = charge_off_session(client, card)
+
+    assert intent.id.startswith("pi_")
+    assert (intent.status, intent.amount_received) == ("succeeded", 2500)
+    charge = client.v1.charges.retrieve(intent.latest_charge)
+    assert charge.payment_method_details.card.last4 == "4242"
+    sent = fake.received_requests()[-2]
+    assert (sent["params"]["off_session"], sent["params"]["confirm"]) == ("true", "true")
+
+
+@pytest.mark.parametrize("choose", ["by_payment_method", "stripe_test_card"])
+def test_off_session_payment_declined(
+    fake: FakeStripe, client: stripe.StripeClient, card: str, choose: str
+) -> None:
+    if choose == "by_payment_method":
+        fake.set_card_behaviour("card_declined", payment_method=card)
+    else:
+        card = "pm_card_chargeDeclined"
+
+    with pytest.raises(stripe.CardError) as caught:
+        charge_off_session(client, card)
+
+    error = caught.value
+    assert (error.code, error.http_status) == ("card_declined", 402)
+    assert error.error is not None
+    assert error.error.decline_code == "generic_decline"
+    intent = client.v1.payment_intents.retrieve(error.error.payment_intent.id)
+    assert intent.status == "requires_payment_method"
+    assert intent.last_payment_error.code == "card_declined"
+    failed = fake.payment_intent_failed_event(intent.id)
+    assert failed["type"] == "payment_intent.payment_failed"
+    assert failed["data"]["object"]["last_payment_error"]["decline_code"] == "generic_decline"
+
+
+def test_off_session_payment_needs_authentication(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    fake.set_card_behaviour("authentication_required")  # the default for every card
+
+    with pytest.raises(stripe.CardError) as caught:
+        charge_off_session(client, card)
+
+    assert caught.value.code == "authentication_required"
+    assert caught.value.error is not None
+    intent = client.v1.payment_intents.retrieve(caught.value.error.payment_intent.id)
+    assert intent.status == "requires_action"
+    assert intent.last_payment_error.code == "authentication_required"
+
+
+def test_on_session_authentication_is_not_an_error(client: stripe.StripeClient) -> None:
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 500,
+            "currency": "eur",
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+        }
+    )
+
+    assert intent.status == "requires_action"
+    assert intent.next_action.type == "use_stripe_sdk"
+
+
+def test_idempotency_key_replays_and_rejects_changed_params(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    options: Any = {"idempotency_key": "signup-1"}
+    first = client.v1.customers.create(params={"email": "a@example.com"}, options=options)
+    again = client.v1.customers.create(params={"email": "a@example.com"}, options=options)
+
+    assert again.id == first.id
+    assert again.last_response is not None
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    assert [r["replayed"] for r in fake.received_requests()] == [False, True]
+    with pytest.raises(stripe.IdempotencyError):
+        client.v1.customers.create(params={"email": "b@example.com"}, options=options)
+
+
+def test_idempotency_key_replays_a_decline(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    fake.set_card_behaviour("card_declined", payment_method=card)
+    intents = []
+    for _ in range(2):
+        with pytest.raises(stripe.CardError) as caught:
+            charge_off_session(client, card, idempotency_key="recharge-9")
+        assert caught.value.error is not None
+        intents.append(caught.value.error.payment_intent.id)
+
+    assert intents[0] == intents[1]
+
+
+def test_server_errors_are_retried_with_the_same_key(
+    fake: FakeStripe,
+    http_client: stripe.HTTPClient,
+    card: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The library sleeps at least 0.5 s between retries; shrink that for the test.
+    monkeypatch.setattr(stripe.HTTPClient, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(stripe.HTTPClient, "MAX_DELAY", 0.02)
+    fake.set_card_behaviour("server_error", payment_method=card, times=2)
+    retrying = make_client(fake.url, http_client, retries=2)
+
+    intent = charge_off_session(retrying, card)
+
+    assert intent.status == "succeeded"
+    attempts = [r for r in fake.received_requests() if r["path"] == "/v1/payment_intents"]
+    assert [a["status"] for a in attempts] == [500, 500, 200]
+    assert len({a["idempotency_key"] for a in attempts}) == 1
+
+
+def test_server_error_without_retries_raises_api_error(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    fake.set_card_behaviour("server_error", times=1)
+
+    with pytest.raises(stripe.APIError) as caught:
+        charge_off_session(client, card)
+
+    assert caught.value.http_status == 500
+    assert charge_off_session(client, card).status == "succeeded"
+
+
+def test_refund_and_dispute_events(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    intent = charge_off_session(client, card)
+
+    refund = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 1000})
+    assert refund.id.startswith("re_")
+    assert (refund.amount, refund.charge) == (1000, intent.latest_charge)
+
+    refunded = fake.charge_refunded_event(intent.id)  # refunds the remaining 1500
+    charge = refunded["data"]["object"]
+    assert refunded["type"] == "charge.refunded"
+    assert (charge["amount_refunded"], charge["refunded"]) == (2500, True)
+    assert charge["payment_intent"] == intent.id
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.refunds.create(params={"payment_intent": intent.id})
+    assert caught.value.code == "charge_already_refunded"
+
+    opened = fake.dispute_created_event(intent.id)
+    closed = fake.dispute_closed_event(intent.id, status="lost")
+    assert (opened["type"], closed["type"]) == ("charge.dispute.created", "charge.dispute.closed")
+    dispute = closed["data"]["object"]
+    assert dispute["id"] == opened["data"]["object"]["id"]
+    assert (dispute["status"], dispute["payment_intent"]) == ("lost", intent.id)
+
+    succeeded = fake.payment_intent_succeeded_event(intent.id)
+    assert succeeded["data"]["object"]["id"] == intent.id
+    assert len(fake.events()) == 4
+
+
+def test_errors_have_stripe_statuses(fake: FakeStripe, http_client: stripe.HTTPClient) -> None:
+    client = make_client(fake.url, http_client)
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.customers.retrieve("cus_missing")
+    assert (missing.value.http_status, missing.value.code) == (404, "resource_missing")
+
+    with pytest.raises(stripe.InvalidRequestError) as bad_ref:
+        client.v1.payment_intents.create(
+            params={"amount": 100, "currency": "eur", "customer": "cus_missing"}
+        )
+    assert (bad_ref.value.http_status, bad_ref.value.param) == (400, "customer")
+
+    live = stripe.StripeClient(
+        "sk_live_nope", base_addresses={"api": fake.url}, http_client=http_client
+    )
+    with pytest.raises(stripe.AuthenticationError) as unauthorised:
+        live.v1.customers.create()
+    assert unauthorised.value.http_status == 401
+
+
+def test_api_key_checks_without_the_library(fake: FakeStripe) -> None:
+    basic = "Basic " + base64.b64encode(b"sk_test_curl:").decode()
+    cases = {"": 401, "Bearer sk_live_x": 401, "Bearer sk_test_x": 200, basic: 200}
+    for authorization, status in cases.items():
+        headers = {"authorization": authorization} if authorization else {}
+        assert fake.handle("POST", "/v1/customers", headers, "email=a%40b.c").status == status
+
+
+def test_signed_payload_is_accepted_by_the_library(client: stripe.StripeClient) -> None:
+    event = {
+        "id": "evt_1",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_1", "object": "payment_intent"}},
+    }
+    payload, header = signed_event(event, WEBHOOK_SECRET)
+
+    constructed = stripe.Webhook.construct_event(payload, header, WEBHOOK_SECRET)
+    assert (constructed.id, constructed.type) == ("evt_1", "payment_intent.succeeded")
+    assert client.construct_event(payload, header, WEBHOOK_SECRET).data.object.id == "pi_1"
+
+    stale = sign_payload(payload, WEBHOOK_SECRET, timestamp=int(time.time()) - 301)
+    with pytest.raises(stripe.SignatureVerificationError, match="tolerance"):
+        stripe.Webhook.construct_event(payload, stale, WEBHOOK_SECRET)
+    forged = sign_payload(payload, "whsec_someone_else")
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(payload, forged, WEBHOOK_SECRET)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[bytes, str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((body, self.headers["Stripe-Signature"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_send_webhook_delivers_a_signed_event_to_loopback_only(fake: FakeStripe) -> None:
+    event = fake.event_for("checkout.session.expired", {"id": "cs_test_1"})
+    with ThreadingHTTPServer(("127.0.0.1", 0), _Receiver) as receiver:
+        thread = threading.Thread(target=receiver.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/stripe/webhook/"
+        status, _ = send_webhook(url, event, WEBHOOK_SECRET)
+        receiver.shutdown()
+        thread.join()
+
+    assert status == 200
+    body, header = _Receiver.received[-1]
+    assert stripe.Webhook.construct_event(body, header, WEBHOOK_SECRET).id == event["id"]
+    for outside in ("http://10.0.0.1/hook", "http://localhost/hook", "https://127.0.0.1/x"):
+        with pytest.raises(ValueError):
+            send_webhook(outside, event, WEBHOOK_SECRET)
+
+
+def test_hosted_checkout_page_pays_and_redirects(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    session = client.v1.checkout.sessions.create(params=payment_session_params())
+    address = urllib.parse.urlsplit(fake.url)
+    connection = http.client.HTTPConnection(str(address.hostname), address.port, timeout=10)
+    try:
+        connection.request("GET", f"/checkout/{session.id}")
+        page = connection.getresponse()
+        assert (page.status, b"Pay 1000 eur" in page.read()) == (200, True)
+        connection.request("POST", f"/checkout/{session.id}/pay")
+        redirect = connection.getresponse()
+        redirect.read()
+    finally:
+        connection.close()
+
+    assert redirect.status == 303
+    assert redirect.headers["Location"] == f"http://127.0.0.1:9/done?session={session.id}"
+    assert fake.get_object(session.id)["payment_status"] == "paid"
+    assert fake.events()[-1]["type"] == "checkout.session.completed"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_subprocess_mode(http_client: stripe.HTTPClient) -> None:
+    port = free_port()
+    with FakeStripeProcess(port=port) as process:
+        assert process.url == f"http://127.0.0.1:{port}"
+        remote = make_client(process.url, http_client)
+        customer = remote.v1.customers.create(params={"email": "dev@example.com"})
+        session = remote.v1.checkout.sessions.create(params=payment_session_params(customer.id))
+
+        event = process.complete_checkout_session(session.id)
+
+        assert event["data"]["object"]["payment_status"] == "paid"
+        intent_id = event["data"]["object"]["payment_intent"]
+        refunded = process.payment_intent_event(intent_id, "charge.refunded", amount=100)
+        assert refunded["data"]["object"]["amount_refunded"] == 100
+        process.set_card_behaviour("card_declined")
+        card = process.add_payment_method(customer=customer.id)
+        with pytest.raises(stripe.CardError):
+            charge_off_session(remote, card["id"])
+        assert [r["path"] for r in process.received_requests()] == [
+            "/v1/customers",
+            "/v1/checkout/sessions",
+            f"/v1/payment_methods/{card['id']}",
+            "/v1/payment_intents",
+        ]
+        assert process.events()[0]["type"] == "checkout.session.completed"
+
+    with pytest.raises(stripe.APIConnectionError):
+        remote.v1.customers.retrieve(customer.id)

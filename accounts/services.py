@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, User
 
-TOKEN_PREFIX = "dp_"
+TOKEN_PREFIX = "dp_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every request would turn each API read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 

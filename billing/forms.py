@@ -34,3 +34,63 @@ class OrganizationSettingsForm(forms.Form):
             "invalid_choice": "“%(value)s” is not a billing type: choose Postpaid or Prepaid.",
         },
     )
+
+
+class HistoryFilterForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("", "All kinds")], required=False, label="Show")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from billing.models import LedgerEntry
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["kind"].choices = [("", "All kinds"), *LedgerEntry.Kind.choices]
+
+
+class AdjustBalanceForm(forms.Form):
+    DIRECTIONS = [
+        ("increase", "Increase the balance (the developer was over-charged)"),
+        ("decrease", "Decrease the balance (the developer was under-charged)"),
+    ]
+
+    direction = forms.ChoiceField(choices=DIRECTIONS, widget=forms.RadioSelect, label="Adjustment")
+    amount = forms.CharField(max_length=32, label="Amount", help_text="For example 12.50")
+    currency = forms.CharField(max_length=3, label="Currency", initial="USD")
+    reason = forms.CharField(
+        max_length=500,
+        label="Reason",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Kept in the ledger and the audit log.",
+    )
+    # Set on the confirmation page: a second click or a resubmitted form adjusts once only.
+    transaction_id = forms.CharField(max_length=100, required=False, widget=forms.HiddenInput)
+
+    def clean_currency(self) -> str:
+        from billing.money import MoneyError, currency_validate
+
+        code = self.cleaned_data["currency"].strip().upper()
+        try:
+            return currency_validate(code)
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why the balance is adjusted.")
+        return reason
+
+    def clean(self) -> dict:
+        from billing.money import MoneyError, money_parse
+
+        cleaned = super().clean() or {}
+        if "amount" in cleaned and "currency" in cleaned:
+            try:
+                money = money_parse(cleaned["amount"], cleaned["currency"])
+            except MoneyError as exc:
+                self.add_error("amount", str(exc))
+                return cleaned
+            if money.nanos <= 0:
+                self.add_error("amount", "Enter an amount greater than zero.")
+                return cleaned
+            cleaned["change"] = -money if cleaned.get("direction") == "decrease" else money
+        return cleaned

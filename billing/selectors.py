@@ -134,3 +134,23 @@ def wallets_balance(*, account: BillingAccount, as_of: Any = None) -> list[dict[
             item["lastCreditTime"] = str(int(wallet.last_credit_at.timestamp() * 1000))
         wallets.append(item)
     return wallets
+
+
+def wallets_for(*, account: BillingAccount) -> list[Any]:
+    from billing.models import Wallet
+
+    return list(Wallet.objects.filter(billing_account=account).order_by("id"))
+
+
+def ledger_history(*, account: BillingAccount, kind: str = "") -> QuerySet[Any]:
+    """The account's ledger entries, newest first; one query per page whatever its length."""
+    from billing.models import LedgerEntry
+
+    entries = (
+        LedgerEntry.objects.filter(wallet__billing_account=account)
+        .select_related("wallet", "actor_user", "actor_token")
+        .order_by("-id")
+    )
+    if kind:
+        entries = entries.filter(kind=kind)
+    return entries

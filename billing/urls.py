@@ -10,6 +10,8 @@ urlpatterns = [
         views.monetization_settings,
         name="monetization_settings",
     ),
+    path("account/balance/", views.my_balance, name="my_balance"),
+    path("people/<int:user_id>/account/balance/", views.people_balance, name="people_balance"),
     path(
         "people/<int:user_id>/account/billing-type/",
         views.billing_type_tab,

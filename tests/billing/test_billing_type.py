@@ -45,6 +45,7 @@ def test_setting_the_same_default_again_changes_nothing(developer):
     assert organization_default_billing_type_set(billing_type="POSTPAID", changed_by=None) == 0
     assert not BillingTypeChange.objects.exists()
     assert not AuditLogEntry.objects.exists()
+    assert not developer.billing_account.wallets.exists()
 
 
 def test_unknown_billing_type_is_refused_by_the_services(developer):
@@ -234,15 +235,20 @@ def test_settings_page_refuses_unknown_default(client, portal_admin):
         ("billing_type_tab", {"billing_type": "PREPAID", "expected_current": "", "confirm": "1"}),
         ("monetization_settings", {"default_billing_type": "PREPAID"}),
         ("my_account", {"legal_company_name": "Forged Ltd"}),
+        (
+            "people_balance",
+            {"direction": "increase", "amount": "5", "currency": "USD", "reason": "x", "confirm": "1"},
+        ),
     ],
 )
 def test_csrf_is_enforced_on_every_form(developer, portal_admin, url_name, data):
     client = Client(enforce_csrf_checks=True)
     client.force_login(developer if url_name == "my_account" else portal_admin)
-    args = [developer.pk] if url_name == "billing_type_tab" else []
+    args = [developer.pk] if url_name in ("billing_type_tab", "people_balance") else []
     response = client.post(reverse(url_name, args=args), data)
     assert response.status_code == HTTPStatus.FORBIDDEN
     developer.billing_account.refresh_from_db()
     assert developer.billing_account.billing_type == ""
     assert developer.billing_account.legal_company_name == ""
     assert not AuditLogEntry.objects.exists()
+    assert not developer.billing_account.wallets.exists()

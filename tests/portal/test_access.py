@@ -63,6 +63,15 @@ PAGES = {
             "portal_admin": 200,
         },
     ),
+    "people_balance": (
+        lambda dev: reverse("people_balance", args=[dev.pk]),
+        {
+            "owner": 404,
+            "other_developer": 404,
+            "admin_without_permission": 403,
+            "portal_admin": 200,
+        },
+    ),
     "monetization_settings": (
         lambda dev: reverse("monetization_settings"),
         {
@@ -124,8 +133,9 @@ def test_post_settings_matrix_changes_only_for_permitted_admin(as_role, role):
     assert default == BillingType.POSTPAID
 
 
-def test_my_account_anonymous_goes_to_login(client):
-    url = reverse("my_account")
+@pytest.mark.parametrize("url_name", ["my_account", "my_balance"])
+def test_developer_pages_send_anonymous_to_login(client, url_name):
+    url = reverse(url_name)
     assert_login_redirect(client.get(url), url)
 
 

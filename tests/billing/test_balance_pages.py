@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.models import AuditLogEntry, BillingTypeChange, LedgerEntry, Wallet
+from billing.money import money_parse
+from billing.services import billing_type_set
+from tests.factories import AdminFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def usd(text: str):
+    return money_parse(text, "USD")
+
+
+@pytest.fixture
+def prepaid_developer(developer):
+    billing_type_set(
+        account=developer.billing_account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    developer.billing_account.refresh_from_db()
+    return developer
+
+
+@pytest.fixture
+def balance_viewer(db):
+    """An admin who may look at balances but not adjust them."""
+    admin = AdminFactory()
+    admin.user_permissions.add(Permission.objects.get(codename="view_any_prepaid_balance"))
+    return admin
+
+
+def test_prepaid_developer_sees_wallets_and_history(client, prepaid_developer):
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("150.5"), transaction_id="t1", actor=Actor.system())
+    wallet_credit(
+        account=account,
+        money=money_parse("10000.6", "INR"),
+        transaction_id="t2",
+        actor=Actor.system(),
+    )
+    wallet_debit(account=account, money=usd("0.25"), transaction_id="d1", actor=Actor.system())
+    client.force_login(prepaid_developer)
+    page = client.get(reverse("my_balance")).content.decode()
+    assert "$150.25" in page and "₹10,000.60" in page
+    assert "-$0.25" in page and "+$150.50" in page
+    assert "Postpaid" not in page
+
+
+def test_negative_balance_is_shown_plainly(client, prepaid_developer):
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("1"), transaction_id="t1", actor=Actor.system())
+    from billing.services import wallet_adjust
+
+    wallet_adjust(account=account, change=-usd("3.5"), actor=Actor.system(), reason="late usage")
+    client.force_login(prepaid_developer)
+    page = client.get(reverse("my_balance")).content.decode()
+    assert "-$2.50" in page and "negative: taken from the next top-up" in page
+
+
+def test_postpaid_developer_is_told_why_there_is_no_balance(client, developer):
+    client.force_login(developer)
+    response = client.get(reverse("my_balance"))
+    assert "You are on <strong>Postpaid</strong> billing" in response.content.decode()
+
+
+def test_history_filter_and_htmx_paging(client, prepaid_developer):
+    account = prepaid_developer.billing_account
+    for n in range(25):
+        wallet_credit(account=account, money=usd("1"), transaction_id=f"t{n}", actor=Actor.system())
+    wallet_debit(account=account, money=usd("2"), transaction_id="d1", actor=Actor.system())
+    client.force_login(prepaid_developer)
+    first = client.get(reverse("my_balance")).content.decode()
+    assert "Page 1 of 2" in first
+    partial = client.get(
+        reverse("my_balance"), {"page": 2}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="history"
+    ).content.decode()
+    assert "<html" not in partial and "Page 2 of 2" in partial
+    usage = client.get(reverse("my_balance"), {"kind": "USAGE"}).content.decode()
+    assert usage.count('<td data-label="What">Usage</td>') == 1
+    assert "Top-up</td>" not in usage
+
+
+def test_balance_page_query_count_does_not_grow_with_history(client, prepaid_developer):
+    account = prepaid_developer.billing_account
+    client.force_login(prepaid_developer)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(reverse("my_balance")).status_code == HTTPStatus.OK
+        return len(ctx.captured_queries)
+
+    wallet_credit(account=account, money=usd("1"), transaction_id="first", actor=Actor.system())
+    few = queries()
+    for n in range(60):
+        wallet_credit(account=account, money=usd("1"), transaction_id=f"t{n}", actor=Actor.system())
+    assert queries() == few
+
+
+def test_admin_adjusts_through_a_confirmation_once(client, portal_admin, prepaid_developer):
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("20"), transaction_id="t1", actor=Actor.system())
+    client.force_login(portal_admin)
+    url = reverse("people_balance", args=[prepaid_developer.pk])
+    data = {
+        "direction": "decrease",
+        "amount": "5.25",
+        "currency": "usd",
+        "reason": "under-charged in May",
+    }
+    confirm = client.post(url, data).content.decode()
+    assert "Decrease the USD balance by $5.25?" in confirm and "$14.75" in confirm
+    assert Wallet.objects.get().balance == 20 * 10**9, "the confirmation page must not save"
+
+    import re
+
+    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', confirm).group(1)
+    save = {**data, "currency": "USD", "transaction_id": transaction_id, "confirm": "1"}
+    done = client.post(url, save, follow=True).content.decode()
+    assert "the USD balance is now $14.75" in done
+    again = client.post(url, save, follow=True).content.decode()
+    assert "already saved" in again
+    assert Wallet.objects.get().balance == 14_750_000_000
+    entry = LedgerEntry.objects.get(kind=LedgerEntry.Kind.ADJUSTMENT)
+    assert entry.actor_user == portal_admin and entry.memo == "under-charged in May"
+    audit = AuditLogEntry.objects.get(action="balance.adjust")
+    assert audit.actor == portal_admin and audit.target_user == prepaid_developer
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            {"direction": "increase", "amount": "abc", "currency": "USD", "reason": "x"},
+            "is not an amount",
+        ),
+        (
+            {"direction": "increase", "amount": "0", "currency": "USD", "reason": "x"},
+            "greater than zero",
+        ),
+        (
+            {"direction": "increase", "amount": "5", "currency": "ZZZ", "reason": "x"},
+            "not a known ISO 4217",
+        ),
+        (
+            {"direction": "increase", "amount": "5", "currency": "USD", "reason": "  "},
+            "This field is required",
+        ),
+        (
+            {"direction": "sideways", "amount": "5", "currency": "USD", "reason": "x"},
+            "Select a valid choice",
+        ),
+        (
+            {"direction": "increase", "amount": "1.0000000001", "currency": "USD", "reason": "x"},
+            "at most 9",
+        ),
+    ],
+)
+def test_bad_adjustments_are_refused_with_a_message(
+    client, portal_admin, prepaid_developer, data, message
+):
+    client.force_login(portal_admin)
+    url = reverse("people_balance", args=[prepaid_developer.pk])
+    for extra in ({}, {"confirm": "1", "transaction_id": "adjustment:x"}):
+        response = client.post(url, {**data, **extra})
+        assert response.status_code == HTTPStatus.BAD_REQUEST
+        assert message in response.content.decode()
+    assert (
+        not LedgerEntry.objects.exists()
+        and not AuditLogEntry.objects.filter(action="balance.adjust").exists()
+    )
+
+
+def test_viewer_without_adjust_permission_sees_no_form_and_gets_403(
+    client, balance_viewer, prepaid_developer
+):
+    client.force_login(balance_viewer)
+    url = reverse("people_balance", args=[prepaid_developer.pk])
+    page = client.get(url).content.decode()
+    assert "Adjust balance" not in page
+    data = {
+        "direction": "increase",
+        "amount": "5",
+        "currency": "USD",
+        "reason": "x",
+        "confirm": "1",
+    }
+    assert client.post(url, data).status_code == HTTPStatus.FORBIDDEN
+    assert not Wallet.objects.exists()
+    # The tab shows for viewers; the Billing type tab does not.
+    people = client.get(reverse("people_account", args=[prepaid_developer.pk])).content.decode()
+    assert url in people and reverse("billing_type_tab", args=[prepaid_developer.pk]) not in people

@@ -184,6 +184,13 @@ def _developer(
     caller: User = request.auth.user  # type: ignore[attr-defined]
     if not (own and caller.email.lower() == email.lower()) and not caller.has_perm(permission):
         raise ApiError(403, f"This token's user lacks the permission {permission!r}.")
+    account = (
+        BillingAccount.objects.select_related("user")
+        .filter(user__email__iexact=email, user__is_staff=False, user__is_active=True)
+        .first()
+    )
+    if account is not None:
+        return account
     developer = User.objects.filter(email__iexact=email, is_staff=False, is_active=True).first()
     if developer is None:
         raise ApiError(404, f"Developer {email!r} not found in organization {org!r}.")

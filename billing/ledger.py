@@ -12,21 +12,44 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, User
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
-from billing.models import BillingAccount, BillingType, LedgerEntry, Wallet
+from billing.models import BillingAccount, BillingType, LedgerEntry, OrganizationSettings, Wallet
 from billing.money import MAX_AMOUNT_NANOS, Money, money_format
 from billing.selectors import organization_settings_get
 
 Kind = LedgerEntry.Kind
 
-# One statement that locks the row, checks the floor and moves the balance; no row back means
-# the floor (or the overflow guard) refused it. RETURNING works on PostgreSQL and SQLite ≥ 3.35.
-_UPDATE_BALANCE = f"""
-    UPDATE {Wallet._meta.db_table}
-    SET balance = balance + %s,
-        last_credit_at = CASE WHEN %s THEN %s ELSE last_credit_at END
-    WHERE id = %s AND balance + %s >= %s AND balance + %s <= %s
-    RETURNING balance
-"""  # noqa: S608 - the table name comes from the model, values are parameters
+# One statement locks the wallet row, checks the floor against the billing type and grace as they
+# are at that instant, and moves the balance. No row back means it refused (or no wallet yet).
+# The effective billing type is the account's own or else the organisation default.
+_MOVE_BALANCE = f"""
+    UPDATE {Wallet._meta.db_table} AS w
+    SET balance = w.balance + %s,
+        last_credit_at = CASE WHEN %s = 1 THEN %s ELSE w.last_credit_at END
+    FROM (SELECT id AS account_id, billing_type FROM {BillingAccount._meta.db_table}) AS a,
+         (SELECT default_billing_type, prepaid_grace_nanos
+          FROM {OrganizationSettings._meta.db_table}
+          WHERE id = {OrganizationSettings.SINGLETON_ID}) AS o
+    WHERE w.billing_account_id = %s AND w.currency = %s AND a.account_id = w.billing_account_id
+      AND w.balance + %s BETWEEN %s AND %s
+      AND (%s = 0
+           OR COALESCE(NULLIF(a.billing_type, ''), o.default_billing_type)
+              <> '{BillingType.PREPAID}'
+           OR w.balance + %s >= -o.prepaid_grace_nanos)
+    RETURNING id, balance
+"""  # noqa: S608 - table names come from the models, values are parameters
+
+# PostgreSQL: the move and the entry in a single statement, so a debit costs one round trip.
+# A duplicate transaction id fails the whole statement (unique index), moving nothing.
+_MOVE_AND_RECORD = f"""
+    WITH moved AS ({_MOVE_BALANCE})
+    INSERT INTO {LedgerEntry._meta.db_table}
+        (wallet_id, kind, amount, balance_after, transaction_id, actor_type, actor_user_id,
+         actor_token_id, memo, created_at)
+    SELECT moved.id, %s, %s::bigint, moved.balance, %s, %s, %s::bigint, %s::bigint, %s,
+           %s::timestamptz
+    FROM moved
+    RETURNING id, wallet_id, balance_after
+"""  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -96,8 +119,6 @@ def wallet_debit(
     postpaid wallets accrue."""
     if money.nanos <= 0:
         raise BillingError("A debit must be a positive amount.")
-    org = organization_settings_get()
-    prepaid = (account.billing_type or org.default_billing_type) == BillingType.PREPAID
     return ledger_apply(
         account=account,
         currency=money.currency,
@@ -106,7 +127,7 @@ def wallet_debit(
         transaction_id=transaction_id,
         actor=actor,
         memo=memo,
-        floor=-org.prepaid_grace_nanos if prepaid else None,
+        prepaid_floor=True,
     )
 
 
@@ -119,72 +140,139 @@ def ledger_apply(
     transaction_id: str,
     actor: Actor,
     memo: str = "",
-    floor: int | None = None,
+    prepaid_floor: bool = False,
 ) -> LedgerResult:
-    """Apply one signed change exactly once. `floor`: the lowest balance a debit may leave."""
+    """Apply one signed change exactly once. `prepaid_floor`: refuse a debit that would take a
+    prepaid wallet below minus the organisation's grace."""
     _check_transaction_id(transaction_id)
+    change = _Change(
+        account, currency, delta, kind, transaction_id, actor, memo[:500], prepaid_floor
+    )
     try:
-        with transaction.atomic():
-            balance_after = _move_balance(account, currency, delta, kind, floor)
-            entry = LedgerEntry.objects.create(
-                wallet_id=balance_after[0],
-                kind=kind,
-                amount=delta,
-                balance_after=balance_after[1],
-                transaction_id=transaction_id,
-                actor_type=actor.type,
-                actor_user=actor.user,
-                actor_token=actor.token,
-                memo=memo[:500],
-            )
+        entry = _record(change)
+        if entry is None:
+            # A replay, no wallet yet, or the floor refused: find out which, and try once more.
+            existing = _entry_for(transaction_id)
+            if existing is not None:
+                return _replay(existing, change)
+            _prepare_wallet(change)
+            entry = _record(change)
+        if entry is None:
+            _refuse(change)
     except (IntegrityError, InsufficientFunds):
         # A transaction id seen before is a replay (or a conflict), whatever the balance is now.
         existing = _entry_for(transaction_id)
         if existing is None:
             raise
-        return _replay(existing, account=account, currency=currency, delta=delta, kind=kind)
+        return _replay(existing, change)
     return LedgerResult(entry=entry, replayed=False)
 
 
-def _move_balance(
-    account: BillingAccount, currency: str, delta: int, kind: str, floor: int | None
-) -> tuple[int, int]:
-    wallet_id = _wallet_id(account, currency)
-    lowest = -MAX_AMOUNT_NANOS if floor is None or delta >= 0 else floor
-    credited = delta > 0 and kind == Kind.TOP_UP
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _UPDATE_BALANCE,
-            [delta, credited, now, wallet_id, delta, lowest, delta, MAX_AMOUNT_NANOS],
+@dataclass(frozen=True)
+class _Change:
+    account: BillingAccount
+    currency: str
+    delta: int
+    kind: str
+    transaction_id: str
+    actor: Actor
+    memo: str
+    prepaid_floor: bool
+
+    def move_params(self, now: object) -> list[object]:
+        credited = int(self.delta > 0 and self.kind == Kind.TOP_UP)
+        checks_floor = int(self.prepaid_floor and self.delta < 0)
+        d = self.delta
+        lo, hi = -MAX_AMOUNT_NANOS, MAX_AMOUNT_NANOS
+        return [d, credited, now, self.account.pk, self.currency, d, lo, hi, checks_floor, d]
+
+    def entry_params(self, now: object) -> list[object]:
+        user_id = self.actor.user.pk if self.actor.user else None
+        token_id = self.actor.token.pk if self.actor.token else None
+        return [
+            self.kind, self.delta, self.transaction_id, self.actor.type, user_id, token_id,
+            self.memo, now,
+        ]  # fmt: skip
+
+
+def _record(change: _Change) -> LedgerEntry | None:
+    """Move the balance and write the entry atomically; None when the move was refused."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        return _record_in_one_statement(change, now)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _MOVE_BALANCE, change.move_params(connection.ops.adapt_datetimefield_value(now))
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return LedgerEntry.objects.create(
+            wallet_id=row[0],
+            kind=change.kind,
+            amount=change.delta,
+            balance_after=row[1],
+            transaction_id=change.transaction_id,
+            actor_type=change.actor.type,
+            actor_user=change.actor.user,
+            actor_token=change.actor.token,
+            memo=change.memo,
+            created_at=now,
         )
-        row = cursor.fetchone()
+
+
+def _record_in_one_statement(change: _Change, now: object) -> LedgerEntry | None:
+    params = change.move_params(now) + change.entry_params(now)
+    # Inside a caller's transaction a failed statement would poison it: use a savepoint there.
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_MOVE_AND_RECORD, params)
+            row = cursor.fetchone()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_MOVE_AND_RECORD, params)
+            row = cursor.fetchone()
     if row is None:
-        balance = Wallet.objects.values_list("balance", flat=True).get(pk=wallet_id)
-        if balance + delta > MAX_AMOUNT_NANOS or balance + delta < -MAX_AMOUNT_NANOS:
-            raise BillingError("The balance would exceed the largest amount a wallet holds.")
-        raise InsufficientFunds(
-            f"Insufficient funds: the {currency} balance is "
-            f"{money_format(Money(balance, currency))} and this debit is "
-            f"{money_format(Money(-delta, currency))}."
-        )
-    return wallet_id, row[0]
-
-
-def _wallet_id(account: BillingAccount, currency: str) -> int:
-    found = (
-        Wallet.objects.filter(billing_account=account, currency=currency)
-        .values_list("id", flat=True)
-        .first()
+        return None
+    return LedgerEntry(
+        id=row[0],
+        wallet_id=row[1],
+        kind=change.kind,
+        amount=change.delta,
+        balance_after=row[2],
+        transaction_id=change.transaction_id,
+        actor_type=change.actor.type,
+        actor_user=change.actor.user,
+        actor_token=change.actor.token,
+        memo=change.memo,
+        created_at=now,
     )
-    if found is not None:
-        return found
+
+
+def _prepare_wallet(change: _Change) -> None:
+    """Make sure the rows the statement joins exist; a refused prepaid debit creates nothing."""
+    org = organization_settings_get()
+    if Wallet.objects.filter(billing_account=change.account, currency=change.currency).exists():
+        return
+    prepaid = (change.account.billing_type or org.default_billing_type) == BillingType.PREPAID
+    if change.prepaid_floor and prepaid and change.delta < -org.prepaid_grace_nanos:
+        _refuse(change)
     # Two first credits at once: both insert, the unique constraint keeps one, both use it.
     Wallet.objects.bulk_create(
-        [Wallet(billing_account=account, currency=currency)], ignore_conflicts=True
+        [Wallet(billing_account=change.account, currency=change.currency)], ignore_conflicts=True
     )
-    return Wallet.objects.values_list("id", flat=True).get(
-        billing_account=account, currency=currency
+
+
+def _refuse(change: _Change) -> None:
+    wallet = Wallet.objects.filter(billing_account=change.account, currency=change.currency).first()
+    balance = wallet.balance if wallet else 0
+    if abs(balance + change.delta) > MAX_AMOUNT_NANOS:
+        raise BillingError("The balance would exceed the largest amount a wallet holds.")
+    raise InsufficientFunds(
+        f"Insufficient funds: the {change.currency} balance is "
+        f"{money_format(Money(balance, change.currency))} and this debit is "
+        f"{money_format(Money(-change.delta, change.currency))}."
     )
 
 
@@ -194,15 +282,13 @@ def _entry_for(transaction_id: str) -> LedgerEntry | None:
     )
 
 
-def _replay(
-    existing: LedgerEntry, *, account: BillingAccount, currency: str, delta: int, kind: str
-) -> LedgerResult:
+def _replay(existing: LedgerEntry, change: _Change) -> LedgerResult:
     wallet = existing.wallet
     if (wallet.billing_account_id, wallet.currency, existing.amount, existing.kind) != (
-        account.pk,
-        currency,
-        delta,
-        kind,
+        change.account.pk,
+        change.currency,
+        change.delta,
+        change.kind,
     ):
         raise TransactionConflict(
             f"Transaction id {existing.transaction_id!r} was already used for "

@@ -237,7 +237,13 @@ def test_settings_page_refuses_unknown_default(client, portal_admin):
         ("my_account", {"legal_company_name": "Forged Ltd"}),
         (
             "people_balance",
-            {"direction": "increase", "amount": "5", "currency": "USD", "reason": "x", "confirm": "1"},
+            {
+                "direction": "increase",
+                "amount": "5",
+                "currency": "USD",
+                "reason": "x",
+                "confirm": "1",
+            },
         ),
     ],
 )

@@ -181,6 +181,9 @@ def _developer(
     """
     if org != settings.PORTAL_ORG:
         raise ApiError(404, f"Organization {org!r} not found.")
+    if not email.isprintable() or len(email) > 254:
+        # No stored address looks like this; PostgreSQL would refuse a NUL byte outright.
+        raise ApiError(404, "Developer not found: that is not an email address.")
     caller: User = request.auth.user  # type: ignore[attr-defined]
     if not (own and caller.email.lower() == email.lower()) and not caller.has_perm(permission):
         raise ApiError(403, f"This token's user lacks the permission {permission!r}.")

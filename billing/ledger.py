@@ -304,3 +304,5 @@ def _check_transaction_id(transaction_id: str) -> None:
         raise BillingError("A transaction id is required.")
     if len(transaction_id) > 255:
         raise BillingError("A transaction id is at most 255 characters.")
+    if not transaction_id.isprintable():
+        raise BillingError("A transaction id must not contain control characters.")

@@ -25,7 +25,8 @@ CHROMIUM_ARGS = [
 
 PAGES = {
     None: ["/", "/accounts/login/", "/accounts/signup/"],
-    "developer@example.com": ["/account/"],
+    "developer@example.com": ["/account/", "/account/balance/"],
+    "prepaid@example.com": ["/account/balance/"],
     "admin@example.com": ["/people/", "/admin/config/monetization/settings/"],
 }
 
@@ -64,6 +65,15 @@ def main() -> None:
                     page.check("input[name=billing_type][value=PREPAID]")
                     page.click("text=Continue")
                     shoot(page, "admin_billing_type_confirm", size)
+                    page.goto(f"{BASE}/people/")
+                    page.click("text=Priya Prepaid")
+                    page.click(".tabs >> text=Balance")
+                    shoot(page, "admin_balance", size)
+                    page.check("input[name=direction][value=decrease]")
+                    page.fill("input[name=amount]", "2.50")
+                    page.fill("textarea[name=reason]", "Under-charged for May usage")
+                    page.click("text=Review adjustment")
+                    shoot(page, "admin_adjust_confirm", size)
         browser.close()
 
 

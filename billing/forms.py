@@ -94,3 +94,30 @@ class AdjustBalanceForm(forms.Form):
                 return cleaned
             cleaned["change"] = -money if cleaned.get("direction") == "decrease" else money
         return cleaned
+
+
+class AddCreditForm(forms.Form):
+    amount = forms.CharField(
+        max_length=32,
+        label="Amount to be added to your account balance",
+        error_messages={"required": "Enter the amount to add."},
+    )
+
+    def __init__(self, *args: object, currency: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.currency = currency
+
+    def clean_amount(self) -> object:
+        from billing.money import MoneyError, currency_decimals, money_parse
+
+        try:
+            money = money_parse(
+                self.cleaned_data["amount"],
+                self.currency,
+                max_decimals=currency_decimals(self.currency),
+            )
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        if money.nanos <= 0:
+            raise forms.ValidationError("Enter an amount greater than zero.")
+        return money

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -20,6 +22,11 @@ class OrganizationSettings(models.Model):
     )
     # How far below zero a prepaid debit may take a wallet, in nanos of the wallet's currency.
     prepaid_grace_nanos = models.BigIntegerField(default=0)
+    # Seconds between two manual top-ups in one currency (card-testing and double-click guard).
+    top_up_wait_seconds = models.PositiveIntegerField(default=300)
+    notification_email = models.EmailField(
+        blank=True, default="", help_text="Who is emailed when crediting a payment fails."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -182,3 +189,137 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} ({self.transaction_id})"
+
+
+class TopUpLimit(models.Model):
+    """The organisation's Add credit limits for one currency (nanos)."""
+
+    currency = models.CharField(max_length=3, unique=True)
+    minimum = models.BigIntegerField()
+    maximum = models.BigIntegerField()
+    default = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["currency"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(minimum__gt=0)
+                & models.Q(maximum__gte=models.F("minimum"))
+                & models.Q(default__gte=models.F("minimum"))
+                & models.Q(default__lte=models.F("maximum")),
+                name="top_up_limit_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.currency} top-up limits"
+
+
+class TrustTier(models.Model):
+    """Caps for developers of one trust tier in one currency: a single purchase and a month."""
+
+    level = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=50)
+    currency = models.CharField(max_length=3)
+    max_single_purchase = models.BigIntegerField()
+    max_monthly_total = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["level", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["level", "currency"], name="trust_tier_per_currency")
+        ]
+
+    def __str__(self) -> str:
+        return f"Tier {self.level} ({self.name}) {self.currency}"
+
+
+class TopUp(models.Model):
+    """One attempt to add credit with a card: a Checkout payment or an auto-recharge."""
+
+    class State(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Failed"
+        CANCELED = "CANCELED", "Canceled"
+        REFUNDED = "REFUNDED", "Refunded"
+        DISPUTED = "DISPUTED", "Disputed"
+
+    class Source(models.TextChoices):
+        CHECKOUT = "CHECKOUT", "Add credit (Checkout)"
+        AUTO_RECHARGE = "AUTO_RECHARGE", "Auto-recharge"
+
+    # Which state may follow which; every change is a compare-and-set on the old state.
+    # A payment Stripe confirms after we gave up on it still credits: the money was taken.
+    TRANSITIONS: dict[str, set[str]] = {
+        State.PENDING: {State.SUCCEEDED, State.FAILED, State.CANCELED},
+        State.FAILED: {State.SUCCEEDED},
+        State.CANCELED: {State.SUCCEEDED},
+        State.SUCCEEDED: {State.REFUNDED, State.DISPUTED},
+        State.DISPUTED: {State.SUCCEEDED, State.REFUNDED},
+        State.REFUNDED: set(),
+    }
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    billing_account = models.ForeignKey(
+        BillingAccount, on_delete=models.PROTECT, related_name="top_ups"
+    )
+    currency = models.CharField(max_length=3)
+    amount = models.BigIntegerField()  # nanos
+    source = models.CharField(max_length=13, choices=Source.choices, default=Source.CHECKOUT)
+    state = models.CharField(max_length=9, choices=State.choices, default=State.PENDING)
+    stripe_checkout_session_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True
+    )
+    checkout_url = models.URLField(max_length=1000, blank=True, default="")
+    stripe_payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    stripe_charge_id = models.CharField(max_length=255, blank=True, default="")
+    ledger_transaction_id = models.CharField(max_length=255, blank=True, default="")
+    refunded_amount = models.BigIntegerField(default=0)  # nanos, cumulative
+    failure_reason = models.CharField(max_length=500, blank=True, default="")
+    # Stripe reported another amount or currency than we asked for: an admin must look.
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["billing_account", "currency", "-created_at"], name="top_up_recent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Top-up {self.public_id} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state != self.State.PENDING
+
+
+class StripeEvent(models.Model):
+    """A verified webhook event, stored under Stripe's unique id before it is processed."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "RECEIVED", "Received"
+        PROCESSED = "PROCESSED", "Processed"
+        IGNORED = "IGNORED", "Ignored (type not handled)"
+        FAILED = "FAILED", "Failed"
+
+    id = models.CharField(max_length=255, primary_key=True)
+    type = models.CharField(max_length=100, db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.type} ({self.status})"

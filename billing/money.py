@@ -4,6 +4,7 @@ Apigee/Google `Money` JSON, Stripe minor units, form input and localised display
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -40,6 +41,7 @@ STRIPE_ZERO_DECIMAL = frozenset(
 )
 STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 _NOT_CURRENCIES = frozenset({"XXX", "XTS"})
+_INT64_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 _KNOWN = frozenset(list_currencies()) - _NOT_CURRENCIES
 
 
@@ -86,12 +88,20 @@ def currency_validate(code: object) -> str:
 def _whole_number(value: object, field: str) -> int:
     """Google's int64 JSON: a number or a string of digits, never a fraction or a boolean."""
     if isinstance(value, bool):
-        raise MoneyError(f"{field} must be a whole number, not {value!r}.")
+        raise MoneyError(f"{field} must be a whole number, not {_short(value)}.")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    # ASCII digits only, at most int64's 19: str.isdigit() would let "²" or 5,000 digits through.
+    if isinstance(value, str) and _INT64_TEXT.fullmatch(value.strip()):
         return int(value.strip())
-    raise MoneyError(f"{field} must be a whole number (as a string or a number), not {value!r}.")
+    raise MoneyError(
+        f"{field} must be a whole number (as a string or a number), not {_short(value)}."
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def money_from_apigee(data: Any, field: str = "amount") -> Money:

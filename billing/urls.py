@@ -11,6 +11,19 @@ urlpatterns = [
         name="monetization_settings",
     ),
     path("account/balance/", views.my_balance, name="my_balance"),
+    path("account/balance/add-credit/<str:currency>/", views.add_credit, name="add_credit"),
+    path("account/balance/top-ups/<uuid:public_id>/", views.top_up_status, name="top_up_status"),
+    path(
+        "account/balance/top-ups/<uuid:public_id>/cancel/",
+        views.top_up_cancel_view,
+        name="top_up_cancel",
+    ),
+    path(
+        "account/balance/top-ups/<uuid:public_id>/test-payment/",
+        views.test_payment,
+        name="test_payment",
+    ),
+    path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
     path("people/<int:user_id>/account/balance/", views.people_balance, name="people_balance"),
     path(
         "people/<int:user_id>/account/billing-type/",

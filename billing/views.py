@@ -6,14 +6,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
 from accounts.views import account_context
 from billing.exceptions import BillingError
 from billing.forms import (
+    AddCreditForm,
     AdjustBalanceForm,
     BillingTypeConfirmForm,
     BillingTypeForm,
@@ -21,8 +23,9 @@ from billing.forms import (
     OrganizationSettingsForm,
 )
 from billing.ledger import Actor
-from billing.models import BillingAccount, BillingType, BillingTypeChange
+from billing.models import BillingAccount, BillingType, BillingTypeChange, TopUp, Wallet
 from billing.money import Money
+from billing.offline import offline_checkout_event
 from billing.selectors import (
     billing_type_counts,
     billing_type_history,
@@ -36,6 +39,9 @@ from billing.services import (
     organization_default_billing_type_set,
     wallet_adjust,
 )
+from billing.stripe_gateway import stripe_enabled
+from billing.top_ups import TopUpRefused, add_credit_rows, top_up_cancel, top_up_offer, top_up_start
+from billing.webhooks import webhook_receive
 from portal.access import admin_required
 
 # What each change means for the developer (seed 004, "Change of billing type").
@@ -175,6 +181,7 @@ def _balance_context(request: HttpRequest, account: BillingAccount) -> dict:
         "billing_account": account,
         "prepaid": effective == BillingType.PREPAID,
         "wallets": wallets_for(account=account),
+        "rows": add_credit_rows(account=account),
         "page": page,
         "kind": kind,
         "filter_form": filter_form,
@@ -264,3 +271,111 @@ def _adjust_save(
             request, f"Balance adjusted: the {entry.wallet.currency} balance is now {balance}."
         )
     return redirect("people_balance", user_id=developer.pk)
+
+
+# ---- Add credit (Stripe Checkout, or the offline test-payment page) ----
+
+
+def _own_top_up(request: HttpRequest, public_id: uuid.UUID) -> TopUp:
+    """A developer's own top-up; anybody else's is 404, as if it did not exist."""
+    return get_object_or_404(
+        TopUp.objects.select_related("billing_account"),
+        public_id=public_id,
+        billing_account__user=request.user,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def add_credit(request: HttpRequest, currency: str) -> HttpResponse:
+    account = billing_account_get_or_create(user=request.user)
+    offer = top_up_offer(account=account, currency=currency.upper())
+    if offer is None:
+        raise Http404("Adding credit in this currency is not offered.")
+    form = AddCreditForm(
+        request.POST if request.method == "POST" else None,
+        currency=offer.currency,
+        initial={"amount": offer.default.decimal.normalize()},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            top_up = top_up_start(
+                account=account,
+                money=form.cleaned_data["amount"],
+                base_url=request.build_absolute_uri("/").rstrip("/"),
+            )
+        except TopUpRefused as exc:
+            form.add_error("amount", str(exc))
+        else:
+            return redirect(top_up.checkout_url)
+    return render(
+        request,
+        "billing/add_credit.html",
+        {
+            "form": form,
+            "offer": offer,
+            "tab": "balance",
+            "developer": request.user,
+            "offline": not stripe_enabled(),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+@require_GET
+def top_up_status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Where Stripe sends the developer back: pending until the webhook confirms (htmx polls)."""
+    top_up = _own_top_up(request, public_id)
+    wallet = Wallet.objects.filter(
+        billing_account=top_up.billing_account, currency=top_up.currency
+    ).first()
+    context = {"top_up": top_up, "wallet": wallet, "tab": "balance", "developer": request.user}
+    if request.htmx:
+        return render(request, "billing/_top_up_status.html", context)
+    return render(request, "billing/top_up_status.html", context)
+
+
+@login_required
+@require_GET
+def top_up_cancel_view(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Stripe's cancel_url: nothing was charged, nothing changes but the attempt's state."""
+    top_up = _own_top_up(request, public_id)
+    if top_up_cancel(top_up=top_up):
+        messages.info(request, "Adding credit was cancelled. Nothing was charged.")
+    return redirect("my_balance")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def test_payment(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Offline mode only: a clearly labelled stand-in for Stripe Checkout. Paying builds a
+    Stripe-shaped event, signs it with the local webhook secret and hands it to the same
+    webhook handler that Stripe would call."""
+    if stripe_enabled():
+        raise Http404("Payments go through Stripe.")
+    top_up = _own_top_up(request, public_id)
+    if request.method == "POST" and top_up.state == TopUp.State.PENDING:
+        outcome = request.POST.get("outcome")
+        if outcome not in ("pay", "decline"):
+            messages.error(request, "Choose Pay or Decline.")
+        else:
+            payload, signature = offline_checkout_event(top_up=top_up, paid=outcome == "pay")
+            status, _ = webhook_receive(payload=payload, signature=signature)
+            if status != 200:
+                messages.error(request, "The test payment could not be processed.")
+            return redirect("top_up_status", public_id=top_up.public_id)
+    return render(
+        request,
+        "billing/test_payment.html",
+        {"top_up": top_up, "amount": Money(top_up.amount, top_up.currency)},
+    )
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    status, message = webhook_receive(
+        payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+    )
+    return JsonResponse({"message": message}, status=status)

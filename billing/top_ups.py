@@ -1,0 +1,362 @@
+"""Adding credit with a card: limits, the top-up record, and what Stripe's confirmations do.
+
+Crediting happens only here, in `top_up_succeed`, with the PaymentIntent id as the ledger
+transaction id: however often and in whatever order Stripe reports a payment, it credits once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import stripe
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import mail_admins, send_mail
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from billing import stripe_gateway
+from billing.exceptions import BillingError
+from billing.ledger import Actor, ledger_apply, wallet_credit
+from billing.models import BillingAccount, LedgerEntry, TopUp, TopUpLimit, TrustTier, Wallet
+from billing.money import Money, money_format, money_from_stripe
+from billing.selectors import organization_settings_get
+
+logger = logging.getLogger(__name__)
+State = TopUp.State
+# Checkout Sessions expire after a day; an abandoned pending top-up stops counting then.
+PENDING_COUNTS_FOR = timedelta(hours=24)
+
+
+class TopUpRefused(BillingError):
+    """Add credit was refused before any payment; the message names the limit and why."""
+
+
+@dataclass(frozen=True)
+class TopUpOffer:
+    """What the Add credit form offers for one currency."""
+
+    currency: str
+    minimum: Money
+    maximum: Money
+    default: Money
+
+
+def top_up_offer(*, account: BillingAccount, currency: str) -> TopUpOffer | None:
+    limit = TopUpLimit.objects.filter(currency=currency).first()
+    if limit is None:
+        return None
+    maximum = limit.maximum
+    tier = TrustTier.objects.filter(level=account.trust_tier, currency=currency).first()
+    if tier:
+        maximum = min(maximum, tier.max_single_purchase)
+    return TopUpOffer(
+        currency,
+        Money(limit.minimum, currency),
+        Money(maximum, currency),
+        Money(min(limit.default, maximum), currency),
+    )
+
+
+def _counting(account: BillingAccount, currency: str, now: object) -> object:
+    """Top-ups that use up limits: succeeded ones, and pending ones still payable."""
+    return TopUp.objects.filter(billing_account=account, currency=currency).filter(
+        Q(state__in=[State.SUCCEEDED, State.DISPUTED, State.REFUNDED])
+        | Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR)  # type: ignore[operator]
+    )
+
+
+def top_up_check(
+    *, account: BillingAccount, money: Money, source: str = TopUp.Source.CHECKOUT
+) -> None:
+    """Refuse, with the limit and the reason, a top-up the organisation does not allow."""
+    currency = money.currency
+    limit = TopUpLimit.objects.filter(currency=currency).first()
+    if limit is None:
+        raise TopUpRefused(f"Adding credit in {currency} is not offered.")
+    if money.nanos < limit.minimum:
+        raise TopUpRefused(f"The minimum top-up is {money_format(Money(limit.minimum, currency))}.")
+    if money.nanos > limit.maximum:
+        raise TopUpRefused(
+            f"The maximum for one top-up is {money_format(Money(limit.maximum, currency))}."
+        )
+    now = timezone.now()
+    tier = TrustTier.objects.filter(level=account.trust_tier, currency=currency).first()
+    if tier:
+        if money.nanos > tier.max_single_purchase:
+            raise TopUpRefused(
+                f"Your trust tier ({tier.name}) allows at most "
+                f"{money_format(Money(tier.max_single_purchase, currency))} in one top-up."
+            )
+        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        used = (
+            _counting(account, currency, now)
+            .filter(created_at__gte=month_start)  # type: ignore[attr-defined]
+            .aggregate(total=Sum("amount"))["total"]
+            or 0
+        )
+        if used + money.nanos > tier.max_monthly_total:
+            left = max(0, tier.max_monthly_total - used)
+            raise TopUpRefused(
+                f"Your trust tier ({tier.name}) allows "
+                f"{money_format(Money(tier.max_monthly_total, currency))} of top-ups a month; "
+                f"{money_format(Money(used, currency))} is used this month, so at most "
+                f"{money_format(Money(left, currency))} more."
+            )
+    if source == TopUp.Source.CHECKOUT:
+        _check_wait(account, currency, now)
+
+
+def _check_wait(account: BillingAccount, currency: str, now: object) -> None:
+    wait = organization_settings_get().top_up_wait_seconds
+    if not wait:
+        return
+    since = now - timedelta(seconds=wait)  # type: ignore[operator]
+    last = (
+        _counting(account, currency, now)
+        .filter(source=TopUp.Source.CHECKOUT)  # type: ignore[attr-defined]
+        .filter(Q(created_at__gte=since) | Q(succeeded_at__gte=since))
+        .order_by("-created_at")
+        .first()
+    )
+    if last is None:
+        return
+    ready = max(last.created_at, last.succeeded_at or last.created_at) + timedelta(seconds=wait)
+    seconds = int((ready - now).total_seconds()) + 1
+    raise TopUpRefused(
+        f"Please wait {seconds // 60} min {seconds % 60} s before adding credit in {currency} "
+        f"again: the organisation allows one top-up every {_duration(wait)}."
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> TopUp:
+    """Check the limits, record a pending top-up and open a payment page for it.
+
+    The checks and the insert share a lock on the billing account, so two tabs cannot both
+    pass the wait or the monthly cap. Stripe is called after the commit.
+    """
+    with transaction.atomic():
+        BillingAccount.objects.select_for_update().filter(pk=account.pk).first()
+        top_up_check(account=account, money=money)
+        top_up = TopUp.objects.create(
+            billing_account=account, currency=money.currency, amount=money.nanos
+        )
+    status_url = base_url + reverse("top_up_status", args=[top_up.public_id])
+    cancel_url = base_url + reverse("top_up_cancel", args=[top_up.public_id])
+    if not stripe_gateway.stripe_enabled():
+        session_id = f"cs_offline_{top_up.public_id.hex}"
+        url = base_url + reverse("test_payment", args=[top_up.public_id])
+    else:
+        try:
+            customer_id = _stripe_customer(account)
+            session_id, url = stripe_gateway.checkout_session_create(
+                top_up=top_up,
+                customer_id=customer_id,
+                success_url=status_url,
+                cancel_url=cancel_url,
+            )
+        except stripe.StripeError as exc:
+            logger.warning("Checkout Session for top-up %s failed: %s", top_up.public_id, exc)
+            _transition(
+                top_up, State.FAILED, failure_reason="The payment page could not be opened."
+            )
+            raise TopUpRefused(
+                "The payment page could not be opened. Nothing was charged; try again in a minute."
+            ) from exc
+    TopUp.objects.filter(pk=top_up.pk).update(
+        stripe_checkout_session_id=session_id, checkout_url=url
+    )
+    top_up.stripe_checkout_session_id, top_up.checkout_url = session_id, url
+    return top_up
+
+
+def _stripe_customer(account: BillingAccount) -> str:
+    """One Stripe customer per billing account, created on first payment."""
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    customer_id = stripe_gateway.customer_create(account=account)
+    # Compare-and-set: if another request stored one meanwhile, keep the first.
+    BillingAccount.objects.filter(pk=account.pk, stripe_customer_id="").update(
+        stripe_customer_id=customer_id
+    )
+    account.refresh_from_db(fields=["stripe_customer_id"])
+    return account.stripe_customer_id
+
+
+def _transition(top_up: TopUp, new: str, **fields: object) -> bool:
+    """Compare-and-set the state along TopUp.TRANSITIONS; False if it was not allowed."""
+    old = TopUp.objects.values_list("state", flat=True).get(pk=top_up.pk)
+    if new not in TopUp.TRANSITIONS[old]:
+        return False
+    changed = TopUp.objects.filter(pk=top_up.pk, state=old).update(
+        state=new, updated_at=timezone.now(), **fields
+    )
+    if changed:
+        top_up.state = new
+    return bool(changed)
+
+
+def top_up_cancel(*, top_up: TopUp) -> bool:
+    return _transition(top_up, State.CANCELED, failure_reason="Cancelled on the payment page.")
+
+
+def top_up_for_stripe(
+    *, metadata: dict | None, payment_intent_id: str | None = None, session_id: str | None = None
+) -> TopUp | None:
+    """Find our top-up from what a Stripe object carries: our id in metadata, or Stripe ids."""
+    top_up_id = (metadata or {}).get("top_up_id")
+    query = TopUp.objects.none()
+    if top_up_id:
+        query = TopUp.objects.filter(public_id=top_up_id)
+    elif payment_intent_id:
+        query = TopUp.objects.filter(stripe_payment_intent_id=payment_intent_id)
+    elif session_id:
+        query = TopUp.objects.filter(stripe_checkout_session_id=session_id)
+    try:
+        return query.first()
+    except (ValueError, ValidationError):  # a malformed id in metadata is "not ours"
+        return None
+
+
+@transaction.atomic
+def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, currency: str) -> bool:
+    """Stripe says the payment succeeded: credit once, if amount and currency match.
+
+    Returns True if this call credited the wallet.
+    """
+    top_up = TopUp.objects.select_for_update().get(pk=top_up.pk)
+    paid = money_from_stripe(amount, currency)
+    if (paid.nanos, paid.currency) != (top_up.amount, top_up.currency):
+        _flag(
+            top_up,
+            f"Stripe reported {money_format(paid)} for a top-up of "
+            f"{money_format(Money(top_up.amount, top_up.currency))}; not credited.",
+        )
+        return False
+    if top_up.state in (State.SUCCEEDED, State.DISPUTED, State.REFUNDED):
+        return False
+    result = wallet_credit(
+        account=top_up.billing_account,
+        money=paid,
+        transaction_id=payment_intent_id,
+        actor=Actor.stripe(),
+        memo="Card payment" if top_up.source == TopUp.Source.CHECKOUT else "Auto-recharge",
+    )
+    fully_refunded = top_up.refunded_amount >= top_up.amount
+    TopUp.objects.filter(pk=top_up.pk).update(
+        state=State.REFUNDED if fully_refunded else State.SUCCEEDED,
+        succeeded_at=timezone.now(),
+        updated_at=timezone.now(),
+        stripe_payment_intent_id=payment_intent_id,
+        ledger_transaction_id=result.entry.transaction_id,
+    )
+    return not result.replayed
+
+
+def top_up_fail(*, top_up: TopUp, reason: str, payment_intent_id: str | None = None) -> bool:
+    fields: dict[str, object] = {"failure_reason": reason[:500]}
+    if payment_intent_id:
+        fields["stripe_payment_intent_id"] = payment_intent_id
+    return _transition(top_up, State.FAILED, **fields)
+
+
+def top_up_link_payment_intent(*, top_up: TopUp, payment_intent_id: str) -> None:
+    TopUp.objects.filter(pk=top_up.pk, stripe_payment_intent_id__isnull=True).update(
+        stripe_payment_intent_id=payment_intent_id
+    )
+
+
+@transaction.atomic
+def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, currency: str) -> None:
+    """`charge.refunded` carries the cumulative refunded amount: debit only what is new."""
+    top_up = TopUp.objects.select_for_update().get(pk=top_up.pk)
+    refunded = money_from_stripe(amount_refunded, currency)
+    new = refunded.nanos - top_up.refunded_amount
+    if new <= 0 or refunded.currency != top_up.currency:
+        return
+    ledger_apply(
+        account=top_up.billing_account,
+        currency=top_up.currency,
+        delta=-new,
+        kind=LedgerEntry.Kind.REFUND,
+        transaction_id=f"refund:{charge_id}:{amount_refunded}",
+        actor=Actor.stripe(),
+        memo=f"Refund of {money_format(Money(new, top_up.currency))} by Stripe",
+    )
+    fields: dict[str, object] = {"refunded_amount": refunded.nanos, "stripe_charge_id": charge_id}
+    TopUp.objects.filter(pk=top_up.pk).update(**fields)
+    if refunded.nanos >= top_up.amount:
+        _transition(top_up, State.REFUNDED)
+
+
+@transaction.atomic
+def top_up_dispute(
+    *, top_up: TopUp, dispute_id: str, amount: int, currency: str, status: str, closed: bool
+) -> None:
+    """A dispute takes the money back at once; one closed as won gives it back."""
+    money = money_from_stripe(amount, currency)
+    if not closed:
+        ledger_apply(
+            account=top_up.billing_account,
+            currency=money.currency,
+            delta=-money.nanos,
+            kind=LedgerEntry.Kind.DISPUTE,
+            transaction_id=f"dispute:{dispute_id}",
+            actor=Actor.stripe(),
+            memo=f"Card payment disputed ({money_format(money)})",
+        )
+        _transition(top_up, State.DISPUTED)
+    elif status == "won":
+        ledger_apply(
+            account=top_up.billing_account,
+            currency=money.currency,
+            delta=money.nanos,
+            kind=LedgerEntry.Kind.DISPUTE,
+            transaction_id=f"dispute-won:{dispute_id}",
+            actor=Actor.stripe(),
+            memo=f"Dispute won: {money_format(money)} restored",
+        )
+        _transition(top_up, State.SUCCEEDED)
+
+
+def _flag(top_up: TopUp, reason: str) -> None:
+    if top_up.flagged:
+        return
+    TopUp.objects.filter(pk=top_up.pk).update(flagged=True, flag_reason=reason[:500])
+    transaction.on_commit(lambda: notify_admins(f"Top-up {top_up.public_id} needs a look", reason))
+
+
+def notify_admins(subject: str, message: str) -> None:
+    """Email the organisation's notification address, else Django's ADMINS. After commits only."""
+    recipient = organization_settings_get().notification_email
+    try:
+        if recipient:
+            send_mail(
+                f"[Developer portal] {subject}", message, settings.DEFAULT_FROM_EMAIL, [recipient]
+            )
+        else:
+            mail_admins(subject, message)
+    except Exception:  # an unreachable mail server must not turn a handled event into a failure
+        logger.exception("Could not email the administrators: %s", subject)
+
+
+def add_credit_rows(*, account: BillingAccount) -> list[dict]:
+    """One row per currency on the balance page: every currency offered, and every wallet."""
+    wallets = {w.currency: w for w in Wallet.objects.filter(billing_account=account)}
+    offered = list(TopUpLimit.objects.values_list("currency", flat=True))
+    currencies = list(dict.fromkeys([*wallets, *offered]))
+    return [
+        {"currency": c, "wallet": wallets.get(c), "can_add_credit": c in offered}
+        for c in currencies
+    ]

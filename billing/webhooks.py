@@ -1,0 +1,198 @@
+"""Stripe webhooks: verify, store, process, answer (the dj-stripe way).
+
+Nothing is stored or credited before the signature is verified against the raw body. Each event
+is stored once under Stripe's id; processing runs in its own transaction and is idempotent, so a
+duplicate delivery, a concurrent one or one out of order changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import stripe
+from django.db import transaction
+from django.utils import timezone
+
+from billing import stripe_gateway
+from billing.models import StripeEvent, TopUp
+from billing.top_ups import (
+    notify_admins,
+    top_up_dispute,
+    top_up_fail,
+    top_up_for_stripe,
+    top_up_link_payment_intent,
+    top_up_refund,
+    top_up_succeed,
+)
+
+logger = logging.getLogger(__name__)
+TOLERANCE_SECONDS = 300
+
+
+class EventNotReady(Exception):
+    """The event refers to something we cannot find yet; a 5xx makes Stripe send it again."""
+
+
+def webhook_receive(*, payload: bytes, signature: str) -> tuple[int, str]:
+    """Handle one delivery; returns (HTTP status, short message)."""
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature, stripe_gateway.webhook_secret(), TOLERANCE_SECONDS
+        )
+        event = json.loads(payload)
+        event_id, event_type = event["id"], event["type"]
+        obj = event["data"]["object"]
+    except (stripe.SignatureVerificationError, UnicodeDecodeError):
+        return 400, "Invalid or missing Stripe-Signature."
+    except (ValueError, KeyError, TypeError):
+        return 400, "Not a Stripe event."
+    if not isinstance(event_id, str) or not isinstance(obj, dict):
+        return 400, "Not a Stripe event."
+    StripeEvent.objects.bulk_create(
+        [StripeEvent(id=event_id, type=str(event_type)[:100], payload=event)],
+        ignore_conflicts=True,
+    )
+    return event_process(event_id=event_id)
+
+
+def event_process(*, event_id: str) -> tuple[int, str]:
+    event = StripeEvent.objects.get(pk=event_id)
+    if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+        return 200, "Already processed."
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        _finish(event, StripeEvent.Status.IGNORED)
+        return 200, f"Ignored: {event.type} is not handled."
+    try:
+        with transaction.atomic():
+            handler(event.payload["data"]["object"])
+    except Exception as exc:
+        StripeEvent.objects.filter(pk=event_id).exclude(status=StripeEvent.Status.PROCESSED).update(
+            status=StripeEvent.Status.FAILED, error=repr(exc)[:2000]
+        )
+        if not isinstance(exc, EventNotReady):
+            logger.exception("Stripe event %s (%s) failed", event_id, event.type)
+            notify_admins(
+                f"Crediting failed for Stripe event {event_id}",
+                f"Processing {event.type} failed: {exc!r}. Stripe will retry; see the admin.",
+            )
+        return 500, "Processing failed; Stripe will retry."
+    _finish(event, StripeEvent.Status.PROCESSED)
+    return 200, "Processed."
+
+
+def _finish(event: StripeEvent, status: str) -> None:
+    StripeEvent.objects.filter(pk=event.pk).update(
+        status=status, processed_at=timezone.now(), error=""
+    )
+
+
+def _top_up(obj: dict[str, Any], *, money_leaving: bool = False, **ids: Any) -> TopUp | None:
+    """Our top-up for a Stripe object, or None for payments that are not ours (ignored).
+
+    Missing but expected (our id in metadata, or a refund or dispute we cannot place yet) raises
+    EventNotReady: Stripe sends the event again later, after the event it depends on.
+    """
+    top_up = top_up_for_stripe(metadata=obj.get("metadata"), **ids)
+    expected = bool((obj.get("metadata") or {}).get("top_up_id")) or money_leaving
+    if top_up is None and expected:
+        raise EventNotReady(f"No top-up yet for {obj.get('object')} {obj.get('id')}")
+    return top_up
+
+
+def _stripe_id(value: Any) -> str | None:
+    """Stripe sends either an id or an expanded object."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value
+
+
+def checkout_session_completed(session: dict[str, Any]) -> None:
+    if session.get("mode") != "payment":
+        return  # setup-mode sessions save cards (auto-recharge)
+    top_up = _top_up(session, session_id=session.get("id"))
+    if top_up is None:
+        return
+    payment_intent_id = _stripe_id(session.get("payment_intent"))
+    if session.get("payment_status") == "paid" and payment_intent_id:
+        top_up_succeed(
+            top_up=top_up,
+            payment_intent_id=payment_intent_id,
+            amount=session["amount_total"],
+            currency=session["currency"],
+        )
+    elif payment_intent_id:
+        # Paid later (bank debits): async_payment_succeeded or payment_intent.succeeded follows.
+        top_up_link_payment_intent(top_up=top_up, payment_intent_id=payment_intent_id)
+
+
+def checkout_session_async_failed(session: dict[str, Any]) -> None:
+    top_up = _top_up(session, session_id=session.get("id"))
+    if top_up is None:
+        return
+    top_up_fail(top_up=top_up, reason="The payment failed after checkout.")
+
+
+def payment_intent_succeeded(intent: dict[str, Any]) -> None:
+    top_up = _top_up(intent, payment_intent_id=intent.get("id"))
+    if top_up is None:
+        return
+    top_up_succeed(
+        top_up=top_up,
+        payment_intent_id=intent["id"],
+        amount=intent.get("amount_received") or intent["amount"],
+        currency=intent["currency"],
+    )
+
+
+def payment_intent_failed(intent: dict[str, Any]) -> None:
+    top_up = _top_up(intent, payment_intent_id=intent.get("id"))
+    if top_up is None:
+        return
+    error = intent.get("last_payment_error") or {}
+    top_up_fail(
+        top_up=top_up,
+        reason=error.get("message") or "The card payment failed.",
+        payment_intent_id=intent.get("id"),
+    )
+
+
+def charge_refunded(charge: dict[str, Any]) -> None:
+    payment_intent_id = _stripe_id(charge.get("payment_intent"))
+    top_up = _top_up(charge, money_leaving=True, payment_intent_id=payment_intent_id)
+    assert top_up is not None
+    top_up_refund(
+        top_up=top_up,
+        charge_id=charge["id"],
+        amount_refunded=charge["amount_refunded"],
+        currency=charge["currency"],
+    )
+
+
+def _dispute(dispute: dict[str, Any], *, closed: bool) -> None:
+    payment_intent_id = _stripe_id(dispute.get("payment_intent"))
+    top_up = _top_up(dispute, money_leaving=True, payment_intent_id=payment_intent_id)
+    assert top_up is not None
+    top_up_dispute(
+        top_up=top_up,
+        dispute_id=dispute["id"],
+        amount=dispute["amount"],
+        currency=dispute["currency"],
+        status=dispute.get("status", ""),
+        closed=closed,
+    )
+
+
+HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "checkout.session.completed": checkout_session_completed,
+    "checkout.session.async_payment_succeeded": checkout_session_completed,
+    "checkout.session.async_payment_failed": checkout_session_async_failed,
+    "payment_intent.succeeded": payment_intent_succeeded,
+    "payment_intent.payment_failed": payment_intent_failed,
+    "charge.refunded": charge_refunded,
+    "charge.dispute.created": lambda dispute: _dispute(dispute, closed=False),
+    "charge.dispute.closed": lambda dispute: _dispute(dispute, closed=True),
+}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -63,3 +64,23 @@ def offline_checkout_event(*, top_up: TopUp, paid: bool) -> tuple[bytes, str]:
     }
     payload = json.dumps(event).encode()
     return payload, sign(payload, stripe_gateway.webhook_secret())
+
+
+OFFLINE_DELIVERY_DELAY = 1.5  # seconds: like Stripe, the webhook lands after the redirect
+
+
+def offline_event_deliver_later(*, payload: bytes, signature: str) -> None:
+    """Send the signed event to the webhook handler shortly after the response, as Stripe
+    does, so the status page is seen pending first. A worker does it when Celery has a broker;
+    in-process mode uses a short-lived thread."""
+    from django.conf import settings
+
+    from billing.tasks import offline_event_deliver
+
+    text = payload.decode()
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        offline_event_deliver.apply_async((text, signature), countdown=OFFLINE_DELIVERY_DELAY)
+        return
+    timer = threading.Timer(OFFLINE_DELIVERY_DELAY, offline_event_deliver, (text, signature))
+    timer.daemon = True
+    timer.start()

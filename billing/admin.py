@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from billing.models import AuditLogEntry, BillingTypeChange, OrganizationSettings
+from billing.models import (
+    AuditLogEntry,
+    BillingTypeChange,
+    OrganizationSettings,
+    StripeEvent,
+    TopUp,
+)
+from billing.money import Money, money_format
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -45,3 +52,56 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
 class OrganizationSettingsAdmin(ReadOnlyAdmin):
     # Changed on the Monetization settings page, which counts and logs who is affected.
     list_display = ["__str__", "default_billing_type", "updated_at"]
+
+
+class AddCreditLogPermission:
+    """Viewable with "View Add Credit Log"; records change only through Stripe's events."""
+
+    permission = "billing.view_add_credit_log"
+
+    def has_module_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return request.user.has_perm(self.permission) or super().has_module_permission(request)  # type: ignore[misc]
+
+    def has_view_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return request.user.has_perm(self.permission)
+
+
+@admin.register(TopUp)
+class AddCreditLogAdmin(AddCreditLogPermission, ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "developer",
+        "amount_display",
+        "state",
+        "source",
+        "flagged",
+        "stripe_checkout_session_id",
+        "stripe_payment_intent_id",
+        "ledger_transaction_id",
+    ]
+    list_filter = ["state", "source", "currency", "flagged", "created_at"]
+    search_fields = [
+        "billing_account__user__email",
+        "stripe_checkout_session_id",
+        "stripe_payment_intent_id",
+        "ledger_transaction_id",
+        "public_id",
+    ]
+    list_select_related = ["billing_account__user"]
+    list_per_page = 50
+    date_hierarchy = "created_at"
+
+    @admin.display(description="developer", ordering="billing_account__user__email")
+    def developer(self, top_up: TopUp) -> str:
+        return top_up.billing_account.user.email
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, top_up: TopUp) -> str:
+        return money_format(Money(top_up.amount, top_up.currency))
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(AddCreditLogPermission, ReadOnlyAdmin):
+    list_display = ["received_at", "id", "type", "status", "attempts", "processed_at"]
+    list_filter = ["status", "type"]
+    search_fields = ["id", "type"]

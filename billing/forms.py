@@ -121,3 +121,73 @@ class AddCreditForm(forms.Form):
         if money.nanos <= 0:
             raise forms.ValidationError("Enter an amount greater than zero.")
         return money
+
+
+def _money_field_clean(text: str, currency: str, label: str) -> int:
+    from billing.money import MoneyError, money_parse
+
+    try:
+        money = money_parse(text, currency)
+    except MoneyError as exc:
+        raise forms.ValidationError(f"{label}: {exc}") from exc
+    if money.nanos <= 0:
+        raise forms.ValidationError(f"{label} must be greater than zero.")
+    return money.nanos
+
+
+class TopUpSettingsForm(forms.Form):
+    top_up_wait_seconds = forms.IntegerField(
+        min_value=0,
+        max_value=86_400,
+        label="Top-up wait (seconds)",
+        help_text="Time between two Add credit payments in one currency; 0 for none.",
+    )
+    prepaid_grace = forms.CharField(
+        max_length=32,
+        label="Prepaid grace below zero",
+        help_text="How far a prepaid balance may go below zero, in each currency's units.",
+    )
+    notification_email = forms.EmailField(
+        required=False,
+        label="Notify about failed crediting",
+        help_text="Empty: the site administrators (ADMINS).",
+    )
+
+    def clean_prepaid_grace(self) -> int:
+        from billing.money import MoneyError, money_parse
+
+        try:
+            # The currency only validates the format; grace applies in every currency.
+            return money_parse(self.cleaned_data["prepaid_grace"], "USD").nanos
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class TopUpLimitForm(forms.Form):
+    currency = forms.CharField(max_length=3, label="Currency")
+    minimum = forms.CharField(max_length=32, label="Minimum")
+    maximum = forms.CharField(max_length=32, label="Maximum")
+    default = forms.CharField(max_length=32, label="Default")
+
+    def clean(self) -> dict:
+        from billing.money import MoneyError, currency_validate
+
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        try:
+            currency = currency_validate(cleaned["currency"].strip().upper())
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        values = {
+            name: _money_field_clean(cleaned[name], currency, name.capitalize())
+            for name in ("minimum", "maximum", "default")
+        }
+        if not values["minimum"] <= values["default"] <= values["maximum"]:
+            raise forms.ValidationError(
+                f"{currency}: the default must lie between the minimum and the maximum."
+            )
+        return {**cleaned, "currency": currency, **values}
+
+
+TopUpLimitFormSet = forms.formset_factory(TopUpLimitForm, extra=1, can_delete=True, max_num=50)

@@ -17,6 +17,7 @@ from billing.models import (
     BillingTypeChange,
     LedgerEntry,
     OrganizationSettings,
+    TopUpLimit,
     Wallet,
 )
 from billing.money import Money, money_format
@@ -213,3 +214,48 @@ def wallet_adjust(
                 via="token" if actor.token else "user",
             )
     return result
+
+
+@transaction.atomic
+def organization_top_up_settings_update(
+    *,
+    changed_by: User | None,
+    top_up_wait_seconds: int,
+    prepaid_grace_nanos: int,
+    notification_email: str,
+    limits: list[dict[str, Any]],
+) -> None:
+    """Save the Add credit settings; `limits` replaces the per-currency limits. Audited."""
+    if top_up_wait_seconds < 0 or prepaid_grace_nanos < 0:
+        raise BillingError("The wait and the grace cannot be negative.")
+    currencies = [limit["currency"] for limit in limits]
+    if len(set(currencies)) != len(currencies):
+        raise BillingError("Each currency may have one set of limits only.")
+    org = OrganizationSettings.objects.select_for_update().get(pk=organization_settings_get().pk)
+    before = {
+        "top_up_wait_seconds": org.top_up_wait_seconds,
+        "prepaid_grace_nanos": org.prepaid_grace_nanos,
+        "notification_email": org.notification_email,
+        "limits": list(TopUpLimit.objects.values("currency", "minimum", "maximum", "default")),
+    }
+    org.top_up_wait_seconds = top_up_wait_seconds
+    org.prepaid_grace_nanos = prepaid_grace_nanos
+    org.notification_email = notification_email
+    org.save(update_fields=["top_up_wait_seconds", "prepaid_grace_nanos", "notification_email"])
+    TopUpLimit.objects.exclude(currency__in=currencies).delete()
+    for limit in limits:
+        TopUpLimit.objects.update_or_create(
+            currency=limit["currency"],
+            defaults={k: limit[k] for k in ("minimum", "maximum", "default")},
+        )
+    after = {
+        "top_up_wait_seconds": top_up_wait_seconds,
+        "prepaid_grace_nanos": prepaid_grace_nanos,
+        "notification_email": notification_email,
+        "limits": [
+            {k: limit[k] for k in ("currency", "minimum", "maximum", "default")} for limit in limits
+        ],
+    }
+    audit_log(
+        actor=changed_by, action="organization.top_up_settings.set", before=before, after=after
+    )

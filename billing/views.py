@@ -21,9 +21,18 @@ from billing.forms import (
     BillingTypeForm,
     HistoryFilterForm,
     OrganizationSettingsForm,
+    TopUpLimitFormSet,
+    TopUpSettingsForm,
 )
 from billing.ledger import Actor
-from billing.models import BillingAccount, BillingType, BillingTypeChange, TopUp, Wallet
+from billing.models import (
+    BillingAccount,
+    BillingType,
+    BillingTypeChange,
+    TopUp,
+    TopUpLimit,
+    Wallet,
+)
 from billing.money import Money
 from billing.offline import offline_checkout_event, offline_event_deliver_later
 from billing.selectors import (
@@ -37,6 +46,7 @@ from billing.services import (
     billing_account_get_or_create,
     billing_type_set,
     organization_default_billing_type_set,
+    organization_top_up_settings_update,
     wallet_adjust,
 )
 from billing.stripe_gateway import stripe_enabled
@@ -128,12 +138,27 @@ def _billing_type_save(
 @admin_required("billing.administer_monetization")
 @require_http_methods(["GET", "POST"])
 def monetization_settings(request: HttpRequest) -> HttpResponse:
+    """Organisation settings: default billing type (its own form, as it moves developers) and
+    the Add credit settings with per-currency limits."""
     org = organization_settings_get()
+    posted = request.POST if request.method == "POST" else None
+    which = request.POST.get("section") if posted else None
     form = OrganizationSettingsForm(
-        request.POST if request.method == "POST" else None,
+        posted if which == "billing_type" else None,
         initial={"default_billing_type": org.default_billing_type},
     )
-    if request.method == "POST" and form.is_valid():
+    top_up_form = TopUpSettingsForm(
+        posted if which == "top_ups" else None,
+        initial={
+            "top_up_wait_seconds": org.top_up_wait_seconds,
+            "prepaid_grace": Money(org.prepaid_grace_nanos, "USD").decimal.normalize(),
+            "notification_email": org.notification_email,
+        },
+    )
+    limits = TopUpLimitFormSet(
+        posted if which == "top_ups" else None, prefix="limits", initial=_limits_initial()
+    )
+    if which == "billing_type" and form.is_valid():
         affected = organization_default_billing_type_set(
             billing_type=form.cleaned_data["default_billing_type"], changed_by=request.user
         )
@@ -143,20 +168,50 @@ def monetization_settings(request: HttpRequest) -> HttpResponse:
             "billing type of their own now follow the new default.",
         )
         return redirect("monetization_settings")
+    if which == "top_ups" and top_up_form.is_valid() and limits.is_valid():
+        organization_top_up_settings_update(
+            changed_by=request.user,
+            top_up_wait_seconds=top_up_form.cleaned_data["top_up_wait_seconds"],
+            prepaid_grace_nanos=top_up_form.cleaned_data["prepaid_grace"],
+            notification_email=top_up_form.cleaned_data["notification_email"],
+            limits=[
+                f.cleaned_data
+                for f in limits.forms
+                if f.has_changed() or f.initial
+                if f.cleaned_data and not f.cleaned_data.get("DELETE")
+            ],
+        )
+        messages.success(request, "The Add credit settings have been saved.")
+        return redirect("monetization_settings")
     counts = billing_type_counts()
+    invalid = form.errors or top_up_form.errors or any(limits.errors) or limits.non_form_errors()
     return render(
         request,
         "billing/monetization_settings.html",
         {
             "form": form,
+            "top_up_form": top_up_form,
+            "limits": limits,
             "org": org,
             "counts": counts,
             "choices": [
                 (value, label, counts.effective(value)) for value, label in BillingType.choices
             ],
         },
-        status=400 if form.errors else 200,
+        status=400 if invalid or (posted and not which) else 200,
     )
+
+
+def _limits_initial() -> list[dict]:
+    return [
+        {
+            "currency": limit.currency,
+            "minimum": Money(limit.minimum, limit.currency).decimal.normalize(),
+            "maximum": Money(limit.maximum, limit.currency).decimal.normalize(),
+            "default": Money(limit.default, limit.currency).decimal.normalize(),
+        }
+        for limit in TopUpLimit.objects.all()
+    ]
 
 
 def _first_error(form: BillingTypeForm) -> str:

@@ -207,7 +207,9 @@ def test_settings_page_counts_who_each_choice_affects(
     )
 
     response = client.post(
-        reverse("monetization_settings"), {"default_billing_type": "PREPAID"}, follow=True
+        reverse("monetization_settings"),
+        {"section": "billing_type", "default_billing_type": "PREPAID"},
+        follow=True,
     )
     assert "1 developer(s) without a billing type of their own now follow the new default." in (
         response.content.decode()
@@ -221,7 +223,10 @@ def test_settings_page_counts_who_each_choice_affects(
 
 def test_settings_page_refuses_unknown_default(client, portal_admin):
     client.force_login(portal_admin)
-    response = client.post(reverse("monetization_settings"), {"default_billing_type": "NONE"})
+    response = client.post(
+        reverse("monetization_settings"),
+        {"section": "billing_type", "default_billing_type": "NONE"},
+    )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "“NONE” is not a billing type" in response.content.decode()
     from billing.selectors import organization_settings_get
@@ -233,7 +238,7 @@ def test_settings_page_refuses_unknown_default(client, portal_admin):
     "url_name, data",
     [
         ("billing_type_tab", {"billing_type": "PREPAID", "expected_current": "", "confirm": "1"}),
-        ("monetization_settings", {"default_billing_type": "PREPAID"}),
+        ("monetization_settings", {"section": "billing_type", "default_billing_type": "PREPAID"}),
         ("my_account", {"legal_company_name": "Forged Ltd"}),
         (
             "people_balance",

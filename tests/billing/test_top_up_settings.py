@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from billing.models import AuditLogEntry, TopUp, TopUpLimit
+from billing.selectors import organization_settings_get
+
+pytestmark = pytest.mark.django_db
+
+UNIT = 10**9
+
+
+def form_data(**overrides):
+    data = {
+        "section": "top_ups",
+        "top_up_wait_seconds": "120",
+        "prepaid_grace": "2.50",
+        "notification_email": "billing@example.com",
+        "limits-TOTAL_FORMS": "2",
+        "limits-INITIAL_FORMS": "1",
+        "limits-MIN_NUM_FORMS": "0",
+        "limits-MAX_NUM_FORMS": "50",
+        "limits-0-currency": "USD",
+        "limits-0-minimum": "5",
+        "limits-0-maximum": "500",
+        "limits-0-default": "10",
+        "limits-1-currency": "eur",
+        "limits-1-minimum": "10",
+        "limits-1-maximum": "300",
+        "limits-1-default": "25.5",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_out_of_the_box_limits_are_usd_5_500_10():
+    limit = TopUpLimit.objects.get()
+    assert (limit.currency, limit.minimum, limit.maximum, limit.default) == (
+        "USD",
+        5 * UNIT,
+        500 * UNIT,
+        10 * UNIT,
+    )
+    assert organization_settings_get().top_up_wait_seconds == 300
+
+
+def test_admin_saves_add_credit_settings_and_a_new_currency(client, portal_admin):
+    client.force_login(portal_admin)
+    page = client.get(reverse("monetization_settings")).content.decode()
+    assert 'value="USD"' in page and "Save Add credit settings" in page
+    response = client.post(reverse("monetization_settings"), form_data(), follow=True)
+    assert "The Add credit settings have been saved." in response.content.decode()
+    org = organization_settings_get()
+    assert (org.top_up_wait_seconds, org.prepaid_grace_nanos, org.notification_email) == (
+        120,
+        2_500_000_000,
+        "billing@example.com",
+    )
+    eur = TopUpLimit.objects.get(currency="EUR")
+    assert (eur.minimum, eur.maximum, eur.default) == (10 * UNIT, 300 * UNIT, 25_500_000_000)
+    audit = AuditLogEntry.objects.get(action="organization.top_up_settings.set")
+    assert audit.actor == portal_admin and audit.data["before"]["top_up_wait_seconds"] == 300
+
+
+def test_removing_a_currency_stops_add_credit_in_it(client, portal_admin):
+    client.force_login(portal_admin)
+    client.post(reverse("monetization_settings"), form_data())
+    client.post(
+        reverse("monetization_settings"),
+        form_data(**{"limits-INITIAL_FORMS": "2", "limits-1-DELETE": "on"}),
+    )
+    assert list(TopUpLimit.objects.values_list("currency", flat=True)) == ["USD"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"limits-1-default": "400"}, "the default must lie between the minimum and the maximum"),
+        ({"limits-1-currency": "EURO"}, "Ensure this value has at most 3 characters"),
+        ({"limits-1-currency": "ZZZ"}, "not a known ISO 4217 currency"),
+        ({"limits-1-minimum": "-1"}, "Minimum must be greater than zero"),
+        ({"limits-1-maximum": "lots"}, "is not an amount"),
+        ({"top_up_wait_seconds": "-5"}, "greater than or equal to 0"),
+        ({"prepaid_grace": "x"}, "is not an amount"),
+    ],
+)
+def test_bad_settings_are_refused_and_nothing_changes(client, portal_admin, overrides, message):
+    client.force_login(portal_admin)
+    response = client.post(reverse("monetization_settings"), form_data(**overrides))
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert message in response.content.decode()
+    assert list(TopUpLimit.objects.values_list("currency", flat=True)) == ["USD"]
+    assert organization_settings_get().top_up_wait_seconds == 300
+
+
+@pytest.mark.parametrize(
+    "role, expected",
+    [("admin_without_permission", HTTPStatus.FORBIDDEN), ("portal_admin", HTTPStatus.OK)],
+)
+def test_add_credit_log_needs_its_permission(client, request, developer, role, expected):
+    TopUp.objects.create(
+        billing_account=developer.billing_account, currency="USD", amount=20 * UNIT
+    )
+    client.force_login(request.getfixturevalue(role))
+    response = client.get(reverse("admin:billing_topup_changelist"))
+    assert response.status_code == expected
+    if expected == HTTPStatus.OK:
+        page = response.content.decode()
+        assert developer.email in page and "$20.00" in page and "Pending" in page
+
+
+def test_add_credit_log_is_closed_to_developers_and_anonymous(client, developer):
+    url = reverse("admin:billing_topup_changelist")
+    assert client.get(url).status_code == HTTPStatus.FOUND
+    client.force_login(developer)
+    response = client.get(url)
+    assert response.status_code == HTTPStatus.FOUND and "/admin/login/" in response["Location"]

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -68,8 +69,13 @@ def start_gunicorn(database_url: str, workers: int, extra_env: dict[str, str] | 
     while time.time() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
+            break
         except OSError:
             time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("gunicorn did not start")
+    else:
+        proc.kill()
+        raise RuntimeError("gunicorn did not start")
+    # Warm every worker up (imports, first connection) before anything is timed.
+    for _ in range(workers * 20):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()  # noqa: S310
+    return proc, port

@@ -214,28 +214,38 @@ def top_up_cancel(*, top_up: TopUp) -> bool:
 def top_up_for_stripe(
     *, metadata: dict | None, payment_intent_id: str | None = None, session_id: str | None = None
 ) -> TopUp | None:
-    """Find our top-up from what a Stripe object carries: our id in metadata, or Stripe ids."""
+    """Find and lock our top-up from what a Stripe object carries: our id in metadata, or
+    Stripe's ids. Call inside a transaction; the services below expect the row locked, so that
+    concurrent events about one payment take turns."""
     top_up_id = (metadata or {}).get("top_up_id")
-    query = TopUp.objects.none()
+    rows = TopUp.objects.select_for_update(of=("self",)).select_related("billing_account")
+    query = rows.none()
     if top_up_id:
-        query = TopUp.objects.filter(public_id=top_up_id)
+        query = rows.filter(public_id=top_up_id)
     elif payment_intent_id:
-        query = TopUp.objects.filter(stripe_payment_intent_id=payment_intent_id)
+        query = rows.filter(stripe_payment_intent_id=payment_intent_id)
     elif session_id:
-        query = TopUp.objects.filter(stripe_checkout_session_id=session_id)
+        query = rows.filter(stripe_checkout_session_id=session_id)
     try:
         return query.first()
     except (ValueError, ValidationError):  # a malformed id in metadata is "not ours"
         return None
 
 
-@transaction.atomic
+def top_up_lock(*, top_up_id: int) -> TopUp:
+    return (
+        TopUp.objects.select_for_update(of=("self",))
+        .select_related("billing_account")
+        .get(pk=top_up_id)
+    )
+
+
 def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, currency: str) -> bool:
     """Stripe says the payment succeeded: credit once, if amount and currency match.
 
+    `top_up` is locked by the caller's transaction (top_up_for_stripe, top_up_lock).
     Returns True if this call credited the wallet.
     """
-    top_up = TopUp.objects.select_for_update().get(pk=top_up.pk)
     paid = money_from_stripe(amount, currency)
     if (paid.nanos, paid.currency) != (top_up.amount, top_up.currency):
         _flag(
@@ -277,10 +287,9 @@ def top_up_link_payment_intent(*, top_up: TopUp, payment_intent_id: str) -> None
     )
 
 
-@transaction.atomic
 def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, currency: str) -> None:
-    """`charge.refunded` carries the cumulative refunded amount: debit only what is new."""
-    top_up = TopUp.objects.select_for_update().get(pk=top_up.pk)
+    """`charge.refunded` carries the cumulative refunded amount: debit only what is new.
+    `top_up` is locked by the caller's transaction."""
     refunded = money_from_stripe(amount_refunded, currency)
     new = refunded.nanos - top_up.refunded_amount
     if new <= 0 or refunded.currency != top_up.currency:
@@ -300,7 +309,6 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
         _transition(top_up, State.REFUNDED)
 
 
-@transaction.atomic
 def top_up_dispute(
     *, top_up: TopUp, dispute_id: str, amount: int, currency: str, status: str, closed: bool
 ) -> None:

@@ -7,13 +7,15 @@ duplicate delivery, a concurrent one or one out of order changes nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import stripe
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing import stripe_gateway
@@ -30,6 +32,7 @@ from billing.top_ups import (
 
 logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
+DONE = (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED)
 
 
 class EventNotReady(Exception):
@@ -51,42 +54,54 @@ def webhook_receive(*, payload: bytes, signature: str) -> tuple[int, str]:
         return 400, "Not a Stripe event."
     if not isinstance(event_id, str) or not isinstance(obj, dict):
         return 400, "Not a Stripe event."
-    StripeEvent.objects.bulk_create(
-        [StripeEvent(id=event_id, type=str(event_type)[:100], payload=event)],
-        ignore_conflicts=True,
-    )
-    return event_process(event_id=event_id)
-
-
-def event_process(*, event_id: str) -> tuple[int, str]:
-    event = StripeEvent.objects.get(pk=event_id)
-    if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+    status = StripeEvent.objects.filter(pk=event_id).values_list("status", flat=True).first()
+    if status in DONE:
         return 200, "Already processed."
-    handler = HANDLERS.get(event.type)
+    if status is None:
+        # The same event arriving at the same moment loses this insert; processing is idempotent.
+        with contextlib.suppress(IntegrityError), _savepoint_if_in_transaction():
+            StripeEvent(id=event_id, type=str(event_type)[:100], payload=event).save(
+                force_insert=True
+            )
+    return event_process(event_id=event_id, event_type=str(event_type), obj=obj)
+
+
+def _savepoint_if_in_transaction() -> contextlib.AbstractContextManager[Any]:
+    """A failed insert inside a caller's transaction would poison it; alone it costs nothing."""
+    return (
+        transaction.atomic()
+        if transaction.get_connection().in_atomic_block
+        else (contextlib.nullcontext())
+    )
+
+
+def event_process(*, event_id: str, event_type: str, obj: dict[str, Any]) -> tuple[int, str]:
+    """Run the handler and mark the event processed in one transaction."""
+    handler = HANDLERS.get(event_type)
     if handler is None:
-        _finish(event, StripeEvent.Status.IGNORED)
-        return 200, f"Ignored: {event.type} is not handled."
+        _finish(event_id, StripeEvent.Status.IGNORED)
+        return 200, f"Ignored: {event_type} is not handled."
     try:
         with transaction.atomic():
-            handler(event.payload["data"]["object"])
+            handler(obj)
+            _finish(event_id, StripeEvent.Status.PROCESSED)
     except Exception as exc:
-        StripeEvent.objects.filter(pk=event_id).exclude(status=StripeEvent.Status.PROCESSED).update(
-            status=StripeEvent.Status.FAILED, error=repr(exc)[:2000]
+        StripeEvent.objects.filter(pk=event_id).exclude(status__in=DONE).update(
+            status=StripeEvent.Status.FAILED, error=repr(exc)[:2000], attempts=F("attempts") + 1
         )
         if not isinstance(exc, EventNotReady):
-            logger.exception("Stripe event %s (%s) failed", event_id, event.type)
+            logger.exception("Stripe event %s (%s) failed", event_id, event_type)
             notify_admins(
                 f"Crediting failed for Stripe event {event_id}",
-                f"Processing {event.type} failed: {exc!r}. Stripe will retry; see the admin.",
+                f"Processing {event_type} failed: {exc!r}. Stripe will retry; see the admin.",
             )
         return 500, "Processing failed; Stripe will retry."
-    _finish(event, StripeEvent.Status.PROCESSED)
     return 200, "Processed."
 
 
-def _finish(event: StripeEvent, status: str) -> None:
-    StripeEvent.objects.filter(pk=event.pk).update(
-        status=status, processed_at=timezone.now(), error=""
+def _finish(event_id: str, status: str) -> None:
+    StripeEvent.objects.filter(pk=event_id).update(
+        status=status, processed_at=timezone.now(), error="", attempts=F("attempts") + 1
     )
 
 

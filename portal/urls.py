@@ -11,6 +11,7 @@ admin.site.site_title = "Developer portal admin"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
     path("", include("billing.urls")),
     path("account/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),

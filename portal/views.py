@@ -14,6 +14,12 @@ PEOPLE_PER_PAGE = 25
 
 
 @require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """For load balancers, and the trivial baseline of the benchmarks."""
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/home.html")
 

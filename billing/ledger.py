@@ -35,20 +35,24 @@ _MOVE_BALANCE = f"""
            OR COALESCE(NULLIF(a.billing_type, ''), o.default_billing_type)
               <> '{BillingType.PREPAID}'
            OR w.balance + %s >= -o.prepaid_grace_nanos)
-    RETURNING id, balance
+    RETURNING id, balance, recharge_below
 """  # noqa: S608 - table names come from the models, values are parameters
 
 # PostgreSQL: the move and the entry in a single statement, so a debit costs one round trip.
 # A duplicate transaction id fails the whole statement (unique index), moving nothing.
 _MOVE_AND_RECORD = f"""
-    WITH moved AS ({_MOVE_BALANCE})
-    INSERT INTO {LedgerEntry._meta.db_table}
-        (wallet_id, kind, amount, balance_after, transaction_id, actor_type, actor_user_id,
-         actor_token_id, memo, created_at)
-    SELECT moved.id, %s, %s::bigint, moved.balance, %s, %s, %s::bigint, %s::bigint, %s,
-           %s::timestamptz
-    FROM moved
-    RETURNING id, wallet_id, balance_after
+    WITH moved AS ({_MOVE_BALANCE}),
+    entry AS (
+        INSERT INTO {LedgerEntry._meta.db_table}
+            (wallet_id, kind, amount, balance_after, transaction_id, actor_type, actor_user_id,
+             actor_token_id, memo, created_at)
+        SELECT moved.id, %s, %s::bigint, moved.balance, %s, %s, %s::bigint, %s::bigint, %s,
+               %s::timestamptz
+        FROM moved
+        RETURNING id, wallet_id, balance_after
+    )
+    SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below
+    FROM entry, moved
 """  # noqa: S608
 
 
@@ -81,6 +85,8 @@ class Actor:
 class LedgerResult:
     entry: LedgerEntry
     replayed: bool  # True when the transaction id had already been applied: nothing changed
+    # The balance is now below the wallet's auto-recharge threshold.
+    below_recharge_threshold: bool = False
 
 
 def wallet_credit(
@@ -149,14 +155,14 @@ def ledger_apply(
         account, currency, delta, kind, transaction_id, actor, memo[:500], prepaid_floor
     )
     try:
-        entry = _record(change)
+        entry, recharge_below = _record(change)
         if entry is None:
             # A replay, no wallet yet, or the floor refused: find out which, and try once more.
             existing = _entry_for(transaction_id)
             if existing is not None:
                 return _replay(existing, change)
             _prepare_wallet(change)
-            entry = _record(change)
+            entry, recharge_below = _record(change)
         if entry is None:
             _refuse(change)
     except (IntegrityError, InsufficientFunds):
@@ -165,7 +171,8 @@ def ledger_apply(
         if existing is None:
             raise
         return _replay(existing, change)
-    return LedgerResult(entry=entry, replayed=False)
+    below = recharge_below is not None and entry.balance_after < recharge_below
+    return LedgerResult(entry=entry, replayed=False, below_recharge_threshold=below)
 
 
 @dataclass(frozen=True)
@@ -195,8 +202,9 @@ class _Change:
         ]  # fmt: skip
 
 
-def _record(change: _Change) -> LedgerEntry | None:
-    """Move the balance and write the entry atomically; None when the move was refused."""
+def _record(change: _Change) -> tuple[LedgerEntry | None, int | None]:
+    """Move the balance and write the entry atomically; (None, None) when the move was refused.
+    Also returns the wallet's auto-recharge threshold."""
     now = timezone.now()
     if connection.vendor == "postgresql":
         return _record_in_one_statement(change, now)
@@ -207,7 +215,7 @@ def _record(change: _Change) -> LedgerEntry | None:
             )
             row = cursor.fetchone()
         if row is None:
-            return None
+            return None, None
         return LedgerEntry.objects.create(
             wallet_id=row[0],
             kind=change.kind,
@@ -219,10 +227,10 @@ def _record(change: _Change) -> LedgerEntry | None:
             actor_token=change.actor.token,
             memo=change.memo,
             created_at=now,
-        )
+        ), row[2]
 
 
-def _record_in_one_statement(change: _Change, now: object) -> LedgerEntry | None:
+def _record_in_one_statement(change: _Change, now: object) -> tuple[LedgerEntry | None, int | None]:
     params = change.move_params(now) + change.entry_params(now)
     # Inside a caller's transaction a failed statement would poison it: use a savepoint there.
     if connection.in_atomic_block:
@@ -234,7 +242,7 @@ def _record_in_one_statement(change: _Change, now: object) -> LedgerEntry | None
             cursor.execute(_MOVE_AND_RECORD, params)
             row = cursor.fetchone()
     if row is None:
-        return None
+        return None, None
     return LedgerEntry(
         id=row[0],
         wallet_id=row[1],
@@ -247,7 +255,7 @@ def _record_in_one_statement(change: _Change, now: object) -> LedgerEntry | None
         actor_token=change.actor.token,
         memo=change.memo,
         created_at=now,
-    )
+    ), row[3]
 
 
 def _prepare_wallet(change: _Change) -> None:

@@ -133,6 +133,9 @@ class Wallet(models.Model):
     currency = models.CharField(max_length=3)
     balance = models.BigIntegerField(default=0)  # nanos
     last_credit_at = models.DateTimeField(null=True, blank=True)
+    # Copied from an enabled auto-recharge, so a debit learns in its own statement whether it
+    # crossed the threshold, without another query on the hot path.
+    recharge_below = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -323,3 +326,81 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.type} ({self.status})"
+
+
+class AutoRecharge(models.Model):
+    """Per wallet currency: when the balance falls below the threshold, charge the saved card."""
+
+    class Mode(models.TextChoices):
+        FIXED = "FIXED", "Add a fixed amount"
+        TARGET = "TARGET", "Top up to a target balance"
+
+    billing_account = models.ForeignKey(
+        BillingAccount, on_delete=models.PROTECT, related_name="auto_recharges"
+    )
+    currency = models.CharField(max_length=3)
+    enabled = models.BooleanField(default=False)
+    threshold = models.BigIntegerField()  # nanos
+    mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.FIXED)
+    amount = models.BigIntegerField()  # nanos: the fixed amount, or the target balance
+    monthly_cap = models.BigIntegerField(null=True, blank=True)  # nanos; None: no cap
+    # The saved card (Stripe holds it; we keep only its id, brand and last four digits).
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True, default="")
+    card_brand = models.CharField(max_length=20, blank=True, default="")
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
+    consecutive_failures = models.PositiveSmallIntegerField(default=0)
+    retry_after = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["billing_account", "currency"], name="auto_recharge_per_currency"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto-recharge {self.currency} of {self.billing_account.user}"
+
+
+class RechargeAttempt(models.Model):
+    """One off-session charge for an auto-recharge. At most one is in flight per auto-recharge:
+    the partial unique constraint is the claim, so two workers cannot both charge."""
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "IN_FLIGHT", "In progress"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Failed"
+        SKIPPED = "SKIPPED", "Not needed"
+
+    auto_recharge = models.ForeignKey(
+        AutoRecharge, on_delete=models.PROTECT, related_name="attempts"
+    )
+    top_up = models.OneToOneField(
+        TopUp, null=True, blank=True, on_delete=models.PROTECT, related_name="recharge_attempt"
+    )
+    state = models.CharField(max_length=9, choices=State.choices, default=State.IN_FLIGHT)
+    amount = models.BigIntegerField()  # nanos
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    failure_reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["auto_recharge"],
+                condition=models.Q(state="IN_FLIGHT"),
+                name="one_recharge_in_flight",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Recharge attempt {self.pk} ({self.state})"
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same key for every retry of this attempt: Stripe charges it at most once."""
+        return f"auto-recharge-attempt-{self.pk}"

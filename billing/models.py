@@ -50,6 +50,10 @@ class BillingAccount(models.Model):
     )
     legal_company_name = models.CharField(max_length=200, blank=True, default="")
     stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
+    # The saved card for auto-recharge: Stripe holds it; we keep its id, brand and last four.
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True, default="")
+    card_brand = models.CharField(max_length=20, blank=True, default="")
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
     trust_tier = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -344,10 +348,6 @@ class AutoRecharge(models.Model):
     mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.FIXED)
     amount = models.BigIntegerField()  # nanos: the fixed amount, or the target balance
     monthly_cap = models.BigIntegerField(null=True, blank=True)  # nanos; None: no cap
-    # The saved card (Stripe holds it; we keep only its id, brand and last four digits).
-    stripe_payment_method_id = models.CharField(max_length=255, blank=True, default="")
-    card_brand = models.CharField(max_length=20, blank=True, default="")
-    card_last4 = models.CharField(max_length=4, blank=True, default="")
     consecutive_failures = models.PositiveSmallIntegerField(default=0)
     retry_after = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=300, blank=True, default="")

@@ -172,7 +172,15 @@ def ledger_apply(
             raise
         return _replay(existing, change)
     below = recharge_below is not None and entry.balance_after < recharge_below
+    if below:
+        _request_recharge_after_commit(account.pk, currency)
     return LedgerResult(entry=entry, replayed=False, below_recharge_threshold=below)
+
+
+def _request_recharge_after_commit(account_id: int, currency: str) -> None:
+    from billing.tasks import auto_recharge_run  # tasks import the services, not the reverse
+
+    transaction.on_commit(lambda: auto_recharge_run.delay(account_id, currency))
 
 
 @dataclass(frozen=True)

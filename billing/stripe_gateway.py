@@ -5,6 +5,7 @@ for Stripe Checkout, signing its events with a local webhook secret."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -82,3 +83,116 @@ def checkout_session_create(
         options={"idempotency_key": f"top-up-{top_up.public_id}-checkout"},
     )
     return session.id, session.url
+
+
+# ---- Saved cards and off-session charges (auto-recharge) ----
+
+# Offline stand-ins for cards; the name says how the simulated card behaves.
+OFFLINE_CARDS = {
+    "pm_offline_visa_4242": ("visa", "4242", "succeed"),
+    "pm_offline_mastercard_4444": ("mastercard", "4444", "succeed"),
+    "pm_offline_visa_0002": ("visa", "0002", "card_declined"),
+    "pm_offline_visa_3155": ("visa", "3155", "authentication_required"),
+}
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    payment_intent_id: str
+    status: str  # Stripe's PaymentIntent status, e.g. "succeeded", "processing"
+    amount: int  # minor units actually received (or asked, while processing)
+    currency: str
+
+
+class CardDeclined(Exception):
+    """The card was declined or needs the cardholder: ends the attempt, no retry."""
+
+    def __init__(self, message: str, code: str, payment_intent_id: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.payment_intent_id = payment_intent_id
+
+
+def setup_session_create(
+    *, customer_id: str, success_url: str, cancel_url: str, billing_account_id: int
+) -> tuple[str, str]:
+    """A Checkout Session in setup mode: the developer saves a card on Stripe's page."""
+    session = stripe_client().v1.checkout.sessions.create(
+        params={
+            "mode": "setup",
+            "customer": customer_id,
+            "payment_method_types": ["card"],
+            "metadata": {"billing_account_id": str(billing_account_id)},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        },
+    )
+    return session.id, session.url
+
+
+def card_from_setup_intent(setup_intent_id: str) -> tuple[str, str, str]:
+    """(payment method id, brand, last four) of the card a SetupIntent saved."""
+    if not stripe_enabled():
+        payment_method_id = setup_intent_id.removeprefix("seti_for_")
+        brand, last4, _ = OFFLINE_CARDS[payment_method_id]
+        return payment_method_id, brand, last4
+    client = stripe_client()
+    intent = client.v1.setup_intents.retrieve(setup_intent_id)
+    payment_method_id = intent.payment_method
+    if not isinstance(payment_method_id, str):
+        payment_method_id = payment_method_id.id
+    card = client.v1.payment_methods.retrieve(payment_method_id).card
+    return payment_method_id, card.brand, card.last4
+
+
+def off_session_charge(
+    *,
+    customer_id: str,
+    payment_method_id: str,
+    money: Money,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> ChargeResult:
+    """Charge a saved card without the developer present. The idempotency key makes a retry,
+    or a second worker with the same attempt, return the same PaymentIntent: one charge."""
+    amount = money_to_stripe(money)
+    if not stripe_enabled():
+        return _offline_charge(payment_method_id, amount, money.currency, idempotency_key)
+    try:
+        intent = stripe_client().v1.payment_intents.create(
+            params={
+                "amount": amount,
+                "currency": money.currency.lower(),
+                "customer": customer_id,
+                "payment_method": payment_method_id,
+                "off_session": True,
+                "confirm": True,
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.CardError as exc:
+        error = exc.error
+        intent_id = ""
+        if error is not None and getattr(error, "payment_intent", None) is not None:
+            intent_id = error.payment_intent.id
+        raise CardDeclined(
+            exc.user_message or "The card was declined.", exc.code or "", intent_id
+        ) from exc
+    return ChargeResult(
+        intent.id, intent.status, intent.amount_received or intent.amount, intent.currency
+    )
+
+
+def _offline_charge(payment_method_id: str, amount: int, currency: str, key: str) -> ChargeResult:
+    behaviour = OFFLINE_CARDS.get(payment_method_id, ("", "", "card_declined"))[2]
+    intent_id = "pi_offline_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+    if behaviour == "card_declined":
+        raise CardDeclined("Your card was declined (test card).", "card_declined", intent_id)
+    if behaviour == "authentication_required":
+        raise CardDeclined(
+            "Your bank asks you to confirm this payment (test card).",
+            "authentication_required",
+            intent_id,
+        )
+    return ChargeResult(intent_id, "succeeded", amount, currency.lower())

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import stripe
 from celery import shared_task
 from django.db import connection
+
+# Network trouble and Stripe's own 5xx: try again later under the same idempotency key.
+TRANSIENT_STRIPE_ERRORS = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
 
 @shared_task(acks_late=True)
@@ -16,3 +20,46 @@ def offline_event_deliver(payload: str, signature: str) -> int:
     finally:
         connection.close()  # also run in a short-lived thread offline: leave nothing open
     return status
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=60,
+    soft_time_limit=45,
+)
+def auto_recharge_run(self, account_id: int, currency: str) -> str:  # type: ignore[no-untyped-def]
+    """Claim a recharge if one is due (or resume the one in flight) and charge it."""
+    from billing.auto_recharge import auto_recharge_charge, auto_recharge_claim
+
+    attempt = auto_recharge_claim(account_id=account_id, currency=currency)
+    if attempt is None:
+        return "not due"
+    try:
+        return auto_recharge_charge(attempt_id=attempt.pk)
+    except TRANSIENT_STRIPE_ERRORS as exc:
+        # Exponential back-off: 2, 4, 8 … seconds, at most 5 minutes.
+        raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
+
+
+@shared_task(acks_late=True, time_limit=60)
+def auto_recharge_sweep() -> int:
+    """Every minute (celery beat): catch wallets below threshold that no debit reported, and
+    attempts whose worker died."""
+    from billing.auto_recharge import auto_recharge_due
+
+    due = auto_recharge_due()
+    for account_id, currency in due:
+        auto_recharge_run.delay(account_id, currency)
+    return len(due)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=8, time_limit=60)
+def card_save_from_setup(self, account_id: int, setup_intent_id: str) -> None:  # type: ignore[no-untyped-def]
+    from billing.auto_recharge import card_save_from_setup_intent
+
+    try:
+        card_save_from_setup_intent(account_id=account_id, setup_intent_id=setup_intent_id)
+    except TRANSIENT_STRIPE_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc

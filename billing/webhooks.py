@@ -19,7 +19,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import stripe_gateway
-from billing.models import StripeEvent, TopUp
+from billing.auto_recharge import (
+    recharge_attempt_fail,
+    recharge_attempt_for_top_up,
+    recharge_attempt_succeed,
+)
+from billing.models import BillingAccount, StripeEvent, TopUp
 from billing.top_ups import (
     notify_admins,
     top_up_dispute,
@@ -126,8 +131,11 @@ def _stripe_id(value: Any) -> str | None:
 
 
 def checkout_session_completed(session: dict[str, Any]) -> None:
+    if session.get("mode") == "setup":
+        _card_saved(session)
+        return
     if session.get("mode") != "payment":
-        return  # setup-mode sessions save cards (auto-recharge)
+        return
     top_up = _top_up(session, session_id=session.get("id"))
     if top_up is None:
         return
@@ -144,6 +152,19 @@ def checkout_session_completed(session: dict[str, Any]) -> None:
         top_up_link_payment_intent(top_up=top_up, payment_intent_id=payment_intent_id)
 
 
+def _card_saved(session: dict[str, Any]) -> None:
+    """A setup-mode Checkout finished: a worker asks Stripe which card it saved."""
+    from billing.tasks import card_save_from_setup
+
+    account_id = (session.get("metadata") or {}).get("billing_account_id")
+    setup_intent_id = _stripe_id(session.get("setup_intent"))
+    if not account_id or not setup_intent_id:
+        return  # not one of ours
+    if not BillingAccount.objects.filter(pk=account_id).exists():
+        return
+    transaction.on_commit(lambda: card_save_from_setup.delay(int(account_id), setup_intent_id))
+
+
 def checkout_session_async_failed(session: dict[str, Any]) -> None:
     top_up = _top_up(session, session_id=session.get("id"))
     if top_up is None:
@@ -155,11 +176,18 @@ def payment_intent_succeeded(intent: dict[str, Any]) -> None:
     top_up = _top_up(intent, payment_intent_id=intent.get("id"))
     if top_up is None:
         return
+    amount = intent.get("amount_received") or intent["amount"]
+    attempt = recharge_attempt_for_top_up(top_up)
+    if attempt is not None:  # an auto-recharge: credit and close the attempt together
+        recharge_attempt_succeed(
+            attempt_id=attempt.pk,
+            payment_intent_id=intent["id"],
+            amount=amount,
+            currency=intent["currency"],
+        )
+        return
     top_up_succeed(
-        top_up=top_up,
-        payment_intent_id=intent["id"],
-        amount=intent.get("amount_received") or intent["amount"],
-        currency=intent["currency"],
+        top_up=top_up, payment_intent_id=intent["id"], amount=amount, currency=intent["currency"]
     )
 
 
@@ -168,11 +196,12 @@ def payment_intent_failed(intent: dict[str, Any]) -> None:
     if top_up is None:
         return
     error = intent.get("last_payment_error") or {}
-    top_up_fail(
-        top_up=top_up,
-        reason=error.get("message") or "The card payment failed.",
-        payment_intent_id=intent.get("id"),
-    )
+    reason = error.get("message") or "The card payment failed."
+    attempt = recharge_attempt_for_top_up(top_up)
+    if attempt is not None:
+        recharge_attempt_fail(attempt_id=attempt.pk, reason=reason, payment_intent_id=intent["id"])
+        return
+    top_up_fail(top_up=top_up, reason=reason, payment_intent_id=intent.get("id"))
 
 
 def charge_refunded(charge: dict[str, Any]) -> None:

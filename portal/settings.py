@@ -37,6 +37,8 @@ ALLOWED_HOSTS = _env_or_fail(env.list, "DJANGO_ALLOWED_HOSTS", default=["127.0.0
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 PORTAL_ORG = env.str("PORTAL_ORG", default="demo-org")
+# Where links in emails sent by workers point (no request to build them from).
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -161,6 +163,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 90
 CELERY_TIMEZONE = TIME_ZONE
+# A task that was running when its worker died is delivered again (acks_late tasks only).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+CELERY_BEAT_SCHEDULE = {
+    "auto-recharge-sweep": {"task": "billing.tasks.auto_recharge_sweep", "schedule": 60.0},
+}
 
 # Stripe: without a secret key the portal uses the offline payment simulator.
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

@@ -1,0 +1,462 @@
+"""Auto-recharge: when a prepaid wallet falls below its threshold, charge the saved card
+off-session, exactly once per need.
+
+Exactly once: an attempt row is the claim (a partial unique index allows one in flight per
+auto-recharge), its id is the Stripe idempotency key (a retried or repeated charge returns the
+same PaymentIntent), and the credit uses the PaymentIntent id as ledger transaction id (the
+webhook and the task may both see the success; the wallet is credited once).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import User
+from billing import stripe_gateway
+from billing.exceptions import BillingError
+from billing.models import (
+    AutoRecharge,
+    BillingAccount,
+    BillingType,
+    RechargeAttempt,
+    TopUp,
+    TopUpLimit,
+    Wallet,
+)
+from billing.money import Money, money_format
+from billing.selectors import organization_settings_get
+from billing.services import audit_log
+from billing.top_ups import (
+    TopUpRefused,
+    _stripe_customer,
+    notify_admins,
+    top_up_check,
+    top_up_fail,
+    top_up_lock,
+    top_up_offer,
+    top_up_succeed,
+)
+
+logger = logging.getLogger(__name__)
+Attempt = RechargeAttempt.State
+FAILURE_BACKOFF = timedelta(hours=1)
+FAILURES_BEFORE_SWITCH_OFF = 3
+RUNAWAY_WINDOW = timedelta(minutes=10)
+RUNAWAY_LIMIT = 3  # more successful recharges than this within the window stop auto-recharge
+# An attempt still in flight after this long lost its worker; the sweep resumes it.
+STALE_IN_FLIGHT = timedelta(minutes=5)
+
+
+# ---- Settings ----
+
+
+def auto_recharge_configure(
+    *,
+    account: BillingAccount,
+    currency: str,
+    enabled: bool,
+    threshold: Money,
+    mode: str,
+    amount: Money,
+    monthly_cap: Money | None,
+    changed_by: User | None,
+) -> AutoRecharge:
+    """Save one currency's auto-recharge, checked against the Add credit limits."""
+    _check_settings(account, currency, enabled, threshold, mode, amount, monthly_cap)
+    with transaction.atomic():
+        recharge, _ = AutoRecharge.objects.select_for_update().update_or_create(
+            billing_account=account,
+            currency=currency,
+            defaults={
+                "enabled": enabled,
+                "threshold": threshold.nanos,
+                "mode": mode,
+                "amount": amount.nanos,
+                "monthly_cap": monthly_cap.nanos if monthly_cap else None,
+                **(
+                    {"consecutive_failures": 0, "retry_after": None, "disabled_reason": ""}
+                    if enabled
+                    else {}
+                ),
+            },
+        )
+        _sync_wallet_threshold(recharge)
+        audit_log(
+            actor=changed_by,
+            action="auto_recharge.configure",
+            target_user=account.user,
+            currency=currency,
+            enabled=enabled,
+            threshold_nanos=threshold.nanos,
+            mode=mode,
+            amount_nanos=amount.nanos,
+            monthly_cap_nanos=monthly_cap.nanos if monthly_cap else None,
+        )
+        if enabled:
+            # The balance may already be below the new threshold.
+            transaction.on_commit(
+                lambda: auto_recharge_request(account_id=account.pk, currency=currency)
+            )
+    return recharge
+
+
+def _check_settings(
+    account: BillingAccount,
+    currency: str,
+    enabled: bool,
+    threshold: Money,
+    mode: str,
+    amount: Money,
+    monthly_cap: Money | None,
+) -> None:
+    offer = top_up_offer(account=account, currency=currency)
+    if offer is None:
+        raise BillingError(
+            f"Adding credit in {currency} is not offered, so neither is auto-recharge."
+        )
+    if enabled and not account.stripe_payment_method_id:
+        raise BillingError("Save a card first: auto-recharge charges it.")
+    if threshold.nanos < 0:
+        raise BillingError("The threshold cannot be negative.")
+    if mode == AutoRecharge.Mode.FIXED:
+        if not offer.minimum.nanos <= amount.nanos <= offer.maximum.nanos:
+            raise BillingError(
+                f"The recharge amount must be between {offer.minimum} and {offer.maximum}."
+            )
+    elif mode == AutoRecharge.Mode.TARGET:
+        if amount.nanos <= threshold.nanos:
+            raise BillingError("The target balance must be above the threshold.")
+        if amount.nanos - threshold.nanos > offer.maximum.nanos:
+            raise BillingError(
+                f"Topping up from the threshold to the target would exceed {offer.maximum} "
+                "in one charge."
+            )
+    else:
+        raise BillingError("Choose a fixed amount or a target balance.")
+    if monthly_cap is not None and monthly_cap.nanos < offer.minimum.nanos:
+        raise BillingError(f"A monthly cap below {offer.minimum} would stop every recharge.")
+
+
+def _sync_wallet_threshold(recharge: AutoRecharge) -> None:
+    """Copy the threshold onto the wallet, where the debit statement reads it."""
+    Wallet.objects.bulk_create(
+        [Wallet(billing_account_id=recharge.billing_account_id, currency=recharge.currency)],
+        ignore_conflicts=True,
+    )
+    Wallet.objects.filter(
+        billing_account_id=recharge.billing_account_id, currency=recharge.currency
+    ).update(recharge_below=recharge.threshold if recharge.enabled else None)
+
+
+def _switch_off(recharge: AutoRecharge, reason: str) -> None:
+    AutoRecharge.objects.filter(pk=recharge.pk).update(enabled=False, disabled_reason=reason)
+    recharge.enabled, recharge.disabled_reason = False, reason
+    _sync_wallet_threshold(recharge)
+
+
+# ---- Cards ----
+
+
+def card_save(*, account: BillingAccount, payment_method_id: str, brand: str, last4: str) -> None:
+    BillingAccount.objects.filter(pk=account.pk).update(
+        stripe_payment_method_id=payment_method_id, card_brand=brand[:20], card_last4=last4[:4]
+    )
+    audit_log(
+        actor=account.user, action="card.save", target_user=account.user, brand=brand, last4=last4
+    )
+
+
+def card_save_from_setup_intent(*, account_id: int, setup_intent_id: str) -> None:
+    """After a setup-mode Checkout: ask Stripe which card was saved (outside transactions)."""
+    payment_method_id, brand, last4 = stripe_gateway.card_from_setup_intent(setup_intent_id)
+    account = BillingAccount.objects.select_related("user").get(pk=account_id)
+    card_save(account=account, payment_method_id=payment_method_id, brand=brand, last4=last4)
+
+
+# ---- The trigger and the claim ----
+
+
+def auto_recharge_request(*, account_id: int, currency: str) -> None:
+    """Ask a worker to recharge (in-process when Celery has no broker). Call after commit."""
+    from billing.tasks import auto_recharge_run
+
+    auto_recharge_run.delay(account_id, currency)
+
+
+def recharge_amount(recharge: AutoRecharge, balance: int, offer_min: int, offer_max: int) -> int:
+    if recharge.mode == AutoRecharge.Mode.FIXED:
+        return recharge.amount
+    return min(max(recharge.amount - balance, offer_min), offer_max)
+
+
+def auto_recharge_claim(*, account_id: int, currency: str) -> RechargeAttempt | None:
+    """Decide whether a recharge is due and claim it; an attempt already in flight is resumed.
+
+    Returns None when nothing is to be charged (balance fine, switched off, backing off, caps).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        recharge = (
+            AutoRecharge.objects.select_for_update()
+            .select_related("billing_account__user")
+            .filter(billing_account_id=account_id, currency=currency)
+            .first()
+        )
+        if recharge is None:
+            return None
+        in_flight = recharge.attempts.filter(state=Attempt.IN_FLIGHT).first()
+        if in_flight is not None:
+            return in_flight
+        account = recharge.billing_account
+        org = organization_settings_get()
+        if (
+            not recharge.enabled
+            or not account.stripe_payment_method_id
+            or (recharge.retry_after and recharge.retry_after > now)
+            or (account.billing_type or org.default_billing_type) != BillingType.PREPAID
+        ):
+            return None
+        balance = (
+            Wallet.objects.filter(billing_account=account, currency=currency)
+            .values_list("balance", flat=True)
+            .first()
+        ) or 0
+        if balance >= recharge.threshold:
+            return None
+        if _runaway(recharge, now):
+            return None
+        limit = TopUpLimit.objects.filter(currency=currency).first()
+        if limit is None:
+            return None
+        offer = top_up_offer(account=account, currency=currency)
+        amount = recharge_amount(
+            recharge, balance, limit.minimum, offer.maximum.nanos if offer else limit.maximum
+        )
+        if (
+            recharge.monthly_cap is not None
+            and _month_total(recharge, now) + amount > recharge.monthly_cap
+        ):
+            return None
+        try:
+            top_up_check(
+                account=account, money=Money(amount, currency), source=TopUp.Source.AUTO_RECHARGE
+            )
+        except TopUpRefused as exc:
+            logger.info("Auto-recharge %s skipped: %s", recharge.pk, exc)
+            return None
+        top_up = TopUp.objects.create(
+            billing_account=account,
+            currency=currency,
+            amount=amount,
+            source=TopUp.Source.AUTO_RECHARGE,
+        )
+        try:
+            with transaction.atomic():
+                return RechargeAttempt.objects.create(
+                    auto_recharge=recharge, top_up=top_up, amount=amount
+                )
+        except IntegrityError:  # another worker claimed it first (the row lock makes this rare)
+            transaction.set_rollback(True)
+            return None
+
+
+def _runaway(recharge: AutoRecharge, now: Any) -> bool:
+    recent = recharge.attempts.filter(
+        state=Attempt.SUCCEEDED, finished_at__gte=now - RUNAWAY_WINDOW
+    ).count()
+    if recent <= RUNAWAY_LIMIT:
+        return False
+    reason = (
+        f"Switched off by the runaway guard: more than {RUNAWAY_LIMIT} recharges in "
+        f"{int(RUNAWAY_WINDOW.total_seconds() // 60)} minutes."
+    )
+    _switch_off(recharge, reason)
+    user = recharge.billing_account.user
+    transaction.on_commit(
+        lambda: notify_admins(
+            f"Auto-recharge stopped for {user.email}",
+            f"{reason} Currency {recharge.currency}. Check the developer's usage before "
+            "switching it on again.",
+        )
+    )
+    return True
+
+
+def _month_total(recharge: AutoRecharge, now: Any) -> int:
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (
+        recharge.attempts.filter(
+            state__in=[Attempt.SUCCEEDED, Attempt.IN_FLIGHT], created_at__gte=month_start
+        ).aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+
+
+# ---- The charge and its outcome ----
+
+
+def auto_recharge_charge(*, attempt_id: int) -> str:
+    """Charge the card for a claimed attempt. Transient Stripe errors propagate for a retry
+    with the same idempotency key; a decline ends the attempt."""
+    attempt = RechargeAttempt.objects.select_related(
+        "auto_recharge__billing_account__user", "top_up"
+    ).get(pk=attempt_id)
+    if attempt.state != Attempt.IN_FLIGHT:
+        return attempt.state
+    recharge = attempt.auto_recharge
+    account = recharge.billing_account
+    money = Money(attempt.amount, recharge.currency)
+    try:
+        customer_id = _stripe_customer(account) if stripe_gateway.stripe_enabled() else ""
+        result = stripe_gateway.off_session_charge(
+            customer_id=customer_id,
+            payment_method_id=account.stripe_payment_method_id,
+            money=money,
+            metadata={
+                "top_up_id": str(attempt.top_up.public_id),
+                "recharge_attempt_id": str(attempt.pk),
+            },
+            idempotency_key=attempt.idempotency_key,
+        )
+    except stripe_gateway.CardDeclined as exc:
+        recharge_attempt_fail(
+            attempt_id=attempt.pk, reason=str(exc), payment_intent_id=exc.payment_intent_id
+        )
+        return Attempt.FAILED
+    except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError) as exc:
+        recharge_attempt_fail(
+            attempt_id=attempt.pk, reason=f"Stripe refused the charge: {exc.user_message or exc}"
+        )
+        return Attempt.FAILED
+    RechargeAttempt.objects.filter(pk=attempt.pk).update(
+        stripe_payment_intent_id=result.payment_intent_id
+    )
+    if result.status == "succeeded":
+        recharge_attempt_succeed(
+            attempt_id=attempt.pk,
+            payment_intent_id=result.payment_intent_id,
+            amount=result.amount,
+            currency=result.currency,
+        )
+        return Attempt.SUCCEEDED
+    return Attempt.IN_FLIGHT  # processing: the webhook settles it
+
+
+def recharge_attempt_succeed(
+    *, attempt_id: int, payment_intent_id: str, amount: int, currency: str
+) -> None:
+    """Credit through the same exactly-once path as a manual top-up, then close the attempt."""
+    top_up_id = RechargeAttempt.objects.values_list("top_up_id", flat=True).get(pk=attempt_id)
+    with transaction.atomic():
+        # Lock order everywhere: top-up, then attempt (the webhook path locks the top-up first).
+        top_up = top_up_lock(top_up_id=top_up_id)
+        attempt = RechargeAttempt.objects.select_for_update().get(pk=attempt_id)
+        top_up_succeed(
+            top_up=top_up,
+            payment_intent_id=payment_intent_id,
+            amount=amount,
+            currency=currency,
+        )
+        if attempt.state == Attempt.IN_FLIGHT:
+            RechargeAttempt.objects.filter(pk=attempt.pk).update(
+                state=Attempt.SUCCEEDED,
+                finished_at=timezone.now(),
+                stripe_payment_intent_id=payment_intent_id,
+            )
+            AutoRecharge.objects.filter(pk=attempt.auto_recharge_id).update(
+                consecutive_failures=0, retry_after=None
+            )
+
+
+def recharge_attempt_fail(*, attempt_id: int, reason: str, payment_intent_id: str = "") -> None:
+    """A decline: back off an hour, tell the developer, switch off after three in a row."""
+    top_up_id = RechargeAttempt.objects.values_list("top_up_id", flat=True).get(pk=attempt_id)
+    with transaction.atomic():
+        top_up = top_up_lock(top_up_id=top_up_id)
+        attempt = (
+            RechargeAttempt.objects.select_for_update(of=("self",))
+            .select_related("auto_recharge__billing_account__user")
+            .get(pk=attempt_id)
+        )
+        if attempt.state != Attempt.IN_FLIGHT:
+            return
+        RechargeAttempt.objects.filter(pk=attempt.pk).update(
+            state=Attempt.FAILED,
+            finished_at=timezone.now(),
+            failure_reason=reason[:500],
+            stripe_payment_intent_id=payment_intent_id,
+        )
+        top_up_fail(
+            top_up=top_up,
+            reason=reason,
+            payment_intent_id=payment_intent_id or None,
+        )
+        recharge = AutoRecharge.objects.select_for_update().get(pk=attempt.auto_recharge_id)
+        recharge.consecutive_failures += 1
+        recharge.retry_after = timezone.now() + FAILURE_BACKOFF
+        recharge.save(update_fields=["consecutive_failures", "retry_after", "updated_at"])
+        switched_off = recharge.consecutive_failures >= FAILURES_BEFORE_SWITCH_OFF
+        if switched_off:
+            _switch_off(
+                recharge,
+                f"Switched off after {recharge.consecutive_failures} failed charges in a row. "
+                "Update your card and switch it on again.",
+            )
+        user = attempt.auto_recharge.billing_account.user
+        transaction.on_commit(lambda: _email_developer(user, recharge, reason, switched_off))
+
+
+def recharge_attempt_for_top_up(top_up: TopUp) -> RechargeAttempt | None:
+    if top_up.source != TopUp.Source.AUTO_RECHARGE:
+        return None
+    return RechargeAttempt.objects.filter(top_up=top_up).first()
+
+
+def _email_developer(user: User, recharge: AutoRecharge, reason: str, switched_off: bool) -> None:
+    link = settings.PORTAL_BASE_URL + reverse("my_balance")
+    what = "Auto-recharge is now switched off." if switched_off else "We will try again in an hour."
+    try:
+        send_mail(
+            f"[Developer portal] Auto-recharge of your {recharge.currency} balance failed",
+            f"Hello {user.get_full_name() or user.email},\n\nWe could not charge your saved card "
+            f"to recharge your {recharge.currency} balance: {reason}\n{what}\n\n"
+            f"Update your card or settings here: {link}\n",
+            settings.DEFAULT_FROM_EMAIL,
+            [user.email],
+        )
+    except Exception:  # mail trouble must not undo the recorded failure
+        logger.exception("Could not email %s about a failed auto-recharge", user.email)
+
+
+# ---- The sweep ----
+
+
+def auto_recharge_due() -> list[tuple[int, str]]:
+    """(account id, currency) of enabled auto-recharges below threshold with nothing in flight,
+    or with an attempt in flight for so long that its worker must have died."""
+    now = timezone.now()
+    below = Wallet.objects.filter(recharge_below__isnull=False, balance__lt=F("recharge_below"))
+    due = set(below.values_list("billing_account_id", "currency"))
+    stale = RechargeAttempt.objects.filter(
+        state=Attempt.IN_FLIGHT, created_at__lt=now - STALE_IN_FLIGHT
+    ).values_list("auto_recharge__billing_account_id", "auto_recharge__currency")
+    return sorted(due | set(stale))
+
+
+def recharge_summary(recharge: AutoRecharge) -> str:
+    if recharge.mode == AutoRecharge.Mode.FIXED:
+        what = f"add {money_format(Money(recharge.amount, recharge.currency))}"
+    else:
+        what = f"top up to {money_format(Money(recharge.amount, recharge.currency))}"
+    below = money_format(Money(recharge.threshold, recharge.currency))
+    return f"When the balance falls below {below}, {what}."

@@ -460,3 +460,58 @@ def recharge_summary(recharge: AutoRecharge) -> str:
         what = f"top up to {money_format(Money(recharge.amount, recharge.currency))}"
     below = money_format(Money(recharge.threshold, recharge.currency))
     return f"When the balance falls below {below}, {what}."
+
+
+def card_setup_start(*, account: BillingAccount, base_url: str) -> str:
+    """Open Stripe Checkout in setup mode for this account; returns the page's URL."""
+    try:
+        customer_id = _stripe_customer(account)
+        _, url = stripe_gateway.setup_session_create(
+            customer_id=customer_id,
+            success_url=base_url + reverse("card_saved"),
+            cancel_url=base_url + reverse("my_balance"),
+            billing_account_id=account.pk,
+        )
+    except stripe.StripeError as exc:
+        logger.warning("Setup session for account %s failed: %s", account.pk, exc)
+        raise BillingError("Stripe's page could not be opened. Try again in a minute.") from exc
+    return url
+
+
+def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
+    """What the balance page shows per offered currency: settings form, state, last attempts."""
+    from billing.forms import AutoRechargeForm
+
+    recharges = {r.currency: r for r in AutoRecharge.objects.filter(billing_account=account)}
+    panels = []
+    for limit in TopUpLimit.objects.all():
+        recharge = recharges.get(limit.currency)
+        currency = limit.currency
+        initial: dict[str, Any] = {
+            "enabled": False,
+            "mode": AutoRecharge.Mode.FIXED,
+            "threshold": Money(limit.minimum, currency).decimal.normalize(),
+            "amount": Money(limit.default, currency).decimal.normalize(),
+        }
+        if recharge:
+            initial = {
+                "enabled": recharge.enabled,
+                "mode": recharge.mode,
+                "threshold": Money(recharge.threshold, currency).decimal.normalize(),
+                "amount": Money(recharge.amount, currency).decimal.normalize(),
+                "monthly_cap": (
+                    Money(recharge.monthly_cap, currency).decimal.normalize()
+                    if recharge.monthly_cap
+                    else ""
+                ),
+            }
+        panels.append(
+            {
+                "currency": currency,
+                "recharge": recharge,
+                "summary": recharge_summary(recharge) if recharge else "",
+                "form": AutoRechargeForm(initial=initial, currency=currency),
+                "attempts": list(recharge.attempts.all()[:5]) if recharge else [],
+            }
+        )
+    return panels

@@ -191,3 +191,45 @@ class TopUpLimitForm(forms.Form):
 
 
 TopUpLimitFormSet = forms.formset_factory(TopUpLimitForm, extra=1, can_delete=True, max_num=50)
+
+
+class AutoRechargeForm(forms.Form):
+    enabled = forms.BooleanField(required=False, label="Recharge automatically")
+    threshold = forms.CharField(max_length=32, label="When the balance falls below")
+    mode = forms.ChoiceField(
+        choices=[("FIXED", "Add a fixed amount"), ("TARGET", "Top up to a target balance")],
+        widget=forms.RadioSelect,
+        label="Then",
+    )
+    amount = forms.CharField(max_length=32, label="Amount, or target balance")
+    monthly_cap = forms.CharField(
+        max_length=32, required=False, label="At most per month (optional)"
+    )
+
+    def __init__(self, *args: object, currency: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.currency = currency
+        self.prefix = f"recharge-{currency}"
+
+    def _money(self, name: str, *, allow_zero: bool = False) -> object:
+        from billing.money import MoneyError, currency_decimals, money_parse
+
+        text = self.cleaned_data.get(name) or ""
+        if not text.strip():
+            return None
+        try:
+            money = money_parse(text, self.currency, max_decimals=currency_decimals(self.currency))
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        if money.nanos < 0 or (money.nanos == 0 and not allow_zero):
+            raise forms.ValidationError("Enter an amount greater than zero.")
+        return money
+
+    def clean_threshold(self) -> object:
+        return self._money("threshold", allow_zero=True)
+
+    def clean_amount(self) -> object:
+        return self._money("amount")
+
+    def clean_monthly_cap(self) -> object:
+        return self._money("monthly_cap")

@@ -84,3 +84,26 @@ def offline_event_deliver_later(*, payload: bytes, signature: str) -> None:
     timer = threading.Timer(OFFLINE_DELIVERY_DELAY, offline_event_deliver, (text, signature))
     timer.daemon = True
     timer.start()
+
+
+def offline_setup_event(*, account: Any, payment_method_id: str) -> tuple[bytes, str]:
+    """A setup-mode `checkout.session.completed` for one of the offline test cards."""
+    event = {
+        "id": f"evt_offline_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "type": "checkout.session.completed",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": f"cs_offline_setup_{uuid.uuid4().hex[:16]}",
+                "object": "checkout.session",
+                "mode": "setup",
+                "status": "complete",
+                "setup_intent": f"seti_for_{payment_method_id}",
+                "metadata": {"billing_account_id": str(account.pk)},
+            }
+        },
+    }
+    payload = json.dumps(event).encode()
+    return payload, sign(payload, stripe_gateway.webhook_secret())

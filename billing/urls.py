@@ -23,6 +23,14 @@ urlpatterns = [
         views.test_payment,
         name="test_payment",
     ),
+    path("account/balance/card/", views.card_setup, name="card_setup"),
+    path("account/balance/card/saved/", views.card_saved, name="card_saved"),
+    path("account/balance/card/test/", views.test_card, name="test_card"),
+    path(
+        "account/balance/auto-recharge/<str:currency>/",
+        views.auto_recharge_settings,
+        name="auto_recharge_settings",
+    ),
     path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
     path("people/<int:user_id>/account/balance/", views.people_balance, name="people_balance"),
     path(

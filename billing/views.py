@@ -13,10 +13,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.models import User
 from accounts.views import account_context
+from billing.auto_recharge import auto_recharge_configure, card_setup_start, recharge_panels
 from billing.exceptions import BillingError
 from billing.forms import (
     AddCreditForm,
     AdjustBalanceForm,
+    AutoRechargeForm,
     BillingTypeConfirmForm,
     BillingTypeForm,
     HistoryFilterForm,
@@ -34,7 +36,7 @@ from billing.models import (
     Wallet,
 )
 from billing.money import Money
-from billing.offline import offline_checkout_event, offline_event_deliver_later
+from billing.offline import offline_checkout_event, offline_event_deliver_later, offline_setup_event
 from billing.selectors import (
     billing_type_counts,
     billing_type_history,
@@ -49,7 +51,7 @@ from billing.services import (
     organization_top_up_settings_update,
     wallet_adjust,
 )
-from billing.stripe_gateway import stripe_enabled
+from billing.stripe_gateway import OFFLINE_CARDS, stripe_enabled
 from billing.top_ups import TopUpRefused, add_credit_rows, top_up_cancel, top_up_offer, top_up_start
 from billing.webhooks import webhook_receive
 from portal.access import admin_required
@@ -232,8 +234,12 @@ def _balance_context(request: HttpRequest, account: BillingAccount) -> dict:
     page = Paginator(ledger_history(account=account, kind=kind), HISTORY_PER_PAGE).get_page(
         request.GET.get("page")
     )
+    panels = recharge_panels(account=account)
     return {
         "billing_account": account,
+        "recharge_panels": panels,
+        "recharge_forms": {p["currency"]: p["form"] for p in panels},
+        "offline": not stripe_enabled(),
         "prepaid": effective == BillingType.PREPAID,
         "wallets": wallets_for(account=account),
         "rows": add_credit_rows(account=account),
@@ -432,3 +438,84 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         payload=request.body, signature=request.headers.get("Stripe-Signature", "")
     )
     return JsonResponse({"message": message}, status=status)
+
+
+# ---- Saved card and auto-recharge ----
+
+
+@login_required
+@require_POST
+def card_setup(request: HttpRequest) -> HttpResponse:
+    """Save a card on Stripe's page (Checkout in setup mode), or the offline test card page."""
+    account = billing_account_get_or_create(user=request.user)
+    if not stripe_enabled():
+        return redirect("test_card")
+    base = request.build_absolute_uri("/").rstrip("/")
+    try:
+        url = card_setup_start(account=account, base_url=base)
+    except BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("my_balance")
+    return redirect(url)
+
+
+@login_required
+@require_GET
+def card_saved(request: HttpRequest) -> HttpResponse:
+    messages.success(request, "Thank you: your card is being saved. It shows here in a moment.")
+    return redirect("my_balance")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def test_card(request: HttpRequest) -> HttpResponse:
+    """Offline mode only: choose a test card; saving it goes through the signed webhook."""
+    if stripe_enabled():
+        raise Http404("Cards are saved on Stripe's page.")
+    if request.method == "POST":
+        card = request.POST.get("card", "")
+        if card not in OFFLINE_CARDS:
+            messages.error(request, "Choose one of the test cards.")
+        else:
+            account = billing_account_get_or_create(user=request.user)
+            payload, signature = offline_setup_event(account=account, payment_method_id=card)
+            offline_event_deliver_later(payload=payload, signature=signature)
+            return redirect("card_saved")
+    cards = [
+        (pm, brand.title(), last4, behaviour)
+        for pm, (brand, last4, behaviour) in OFFLINE_CARDS.items()
+    ]
+    return render(request, "billing/test_card.html", {"cards": cards})
+
+
+@login_required
+@require_POST
+def auto_recharge_settings(request: HttpRequest, currency: str) -> HttpResponse:
+    account = billing_account_get_or_create(user=request.user)
+    currency = currency.upper()
+    form = AutoRechargeForm(request.POST, currency=currency)
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["threshold"] is None or data["amount"] is None:
+            form.add_error(None, "Enter the threshold and the amount.")
+        else:
+            try:
+                auto_recharge_configure(
+                    account=account,
+                    currency=currency,
+                    enabled=data["enabled"],
+                    threshold=data["threshold"],
+                    mode=data["mode"],
+                    amount=data["amount"],
+                    monthly_cap=data["monthly_cap"],
+                    changed_by=request.user,
+                )
+            except BillingError as exc:
+                form.add_error(None, str(exc))
+            else:
+                state = "on" if data["enabled"] else "off"
+                messages.success(request, f"Auto-recharge for {currency} is {state}.")
+                return redirect("my_balance")
+    context = {**_balance_context(request, account), "developer": request.user, "tab": "balance"}
+    context["recharge_forms"] = {**context["recharge_forms"], currency: form}
+    return render(request, "billing/balance.html", context, status=400)

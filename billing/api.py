@@ -205,7 +205,9 @@ def _actor(request: HttpRequest) -> Actor:
 
 
 def _balance(account: BillingAccount, result: LedgerResult | None = None) -> dict[str, Any]:
-    return {"wallets": wallets_balance(account=account, as_of=result.entry if result else None)}
+    # A replay answers as of its first application; a fresh change shows the wallets now.
+    as_of = result.entry if result is not None and result.replayed else None
+    return {"wallets": wallets_balance(account=account, as_of=as_of)}
 
 
 def _replayed(response: HttpResponse, result: LedgerResult) -> None:

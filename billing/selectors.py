@@ -118,22 +118,33 @@ def ledger_mismatches() -> list[LedgerMismatch]:
 def wallets_balance(*, account: BillingAccount, as_of: Any = None) -> list[dict[str, Any]]:
     """Seed 004's `wallets` list, one per currency in the order they were opened.
 
-    `as_of`: a ledger entry whose wallet is shown as it stood right after that entry, so a
-    replayed request gets the answer the first one got.
+    `as_of`: a ledger entry; the wallets are shown as they stood right after it (balance of the
+    last entry up to it, last top-up up to it), so a replayed request gets the first answer.
     """
-    from billing.models import Wallet
+    from django.db.models import OuterRef, Subquery
+
+    from billing.models import LedgerEntry, Wallet
     from billing.money import Money, money_to_apigee
 
-    wallets = []
-    for wallet in Wallet.objects.filter(billing_account=account).order_by("id"):
-        balance = wallet.balance
-        if as_of is not None and as_of.wallet_id == wallet.pk:
-            balance = as_of.balance_after
+    wallets = Wallet.objects.filter(billing_account=account).order_by("id")
+    if as_of is not None:
+        upto = LedgerEntry.objects.filter(wallet=OuterRef("pk"), id__lte=as_of.pk).order_by("-id")
+        wallets = wallets.annotate(
+            balance_then=Subquery(upto.values("balance_after")[:1]),
+            credit_then=Subquery(
+                upto.filter(kind=LedgerEntry.Kind.TOP_UP).values("created_at")[:1]
+            ),
+        ).filter(balance_then__isnull=False)
+    result = []
+    for wallet in wallets:
+        balance, credited = wallet.balance, wallet.last_credit_at
+        if as_of is not None:
+            balance, credited = wallet.balance_then, wallet.credit_then
         item: dict[str, Any] = {"balance": money_to_apigee(Money(balance, wallet.currency))}
-        if wallet.last_credit_at:
-            item["lastCreditTime"] = str(int(wallet.last_credit_at.timestamp() * 1000))
-        wallets.append(item)
-    return wallets
+        if credited:
+            item["lastCreditTime"] = str(int(credited.timestamp() * 1000))
+        result.append(item)
+    return result
 
 
 def wallets_for(*, account: BillingAccount) -> list[Any]:

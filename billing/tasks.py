@@ -10,7 +10,7 @@ from django.db import connection
 TRANSIENT_STRIPE_ERRORS = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=45)
 def offline_event_deliver(payload: str, signature: str) -> int:
     """Offline mode: hand a signed test-payment event to the webhook handler."""
     from billing.webhooks import webhook_receive
@@ -43,7 +43,7 @@ def auto_recharge_run(self, account_id: int, currency: str) -> str:  # type: ign
         raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
 
 
-@shared_task(acks_late=True, time_limit=60)
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=45)
 def auto_recharge_sweep() -> int:
     """Every minute (celery beat): catch wallets below threshold that no debit reported, and
     attempts whose worker died."""
@@ -55,7 +55,7 @@ def auto_recharge_sweep() -> int:
     return len(due)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=8, time_limit=60)
+@shared_task(bind=True, acks_late=True, max_retries=8, time_limit=60, soft_time_limit=45)
 def card_save_from_setup(self, account_id: int, setup_intent_id: str) -> None:  # type: ignore[no-untyped-def]
     from billing.auto_recharge import card_save_from_setup_intent
 

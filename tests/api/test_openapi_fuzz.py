@@ -1,0 +1,227 @@
+"""The OpenAPI document at /v1/openapi.json, and a schemathesis fuzz of every operation in it.
+
+Requests go through Django's test client, inside the test's database transaction (calling the
+WSGI application directly would let Django close that connection at the end of each request).
+Each example runs in a savepoint that is rolled back, so examples cannot leak into each other
+and hypothesis can replay any of them exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import schemathesis
+from django.db import transaction
+from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from accounts.services import api_token_create
+from billing.ledger import Actor, wallet_credit
+from billing.models import BillingType, BillingTypeChange
+from billing.money import NANOS_PER_UNIT, Money
+from billing.selectors import ledger_mismatches
+from billing.services import billing_type_set
+from tests.api.conftest import billing_state
+from tests.factories import AdminFactory, DeveloperFactory
+
+pytestmark = pytest.mark.django_db
+
+OPERATIONS = {
+    ("GET", "/v1/organizations/{org}/developers/{email}/monetizationConfig"),
+    ("PUT", "/v1/organizations/{org}/developers/{email}/monetizationConfig"),
+    ("GET", "/v1/organizations/{org}/developers/{email}/balance"),
+    ("POST", "/v1/organizations/{org}/developers/{email}/balance:credit"),
+    ("POST", "/v1/organizations/{org}/developers/{email}/balance:debit"),
+    ("POST", "/v1/organizations/{org}/developers/{email}/balance:adjust"),
+}
+GOOGLE_STATUSES = {
+    400: {"INVALID_ARGUMENT", "FAILED_PRECONDITION"},
+    401: {"UNAUTHENTICATED"},
+    403: {"PERMISSION_DENIED"},
+    404: {"NOT_FOUND"},
+    409: {"ALREADY_EXISTS"},
+}
+CONFIG = schemathesis.Config()
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+def openapi_document() -> dict[str, Any]:
+    response = Client().get("/v1/openapi.json")
+    assert response.status_code == HTTPStatus.OK
+    return response.json()
+
+
+def test_openapi_document_is_valid_and_lists_all_six_operations(db):
+    document = openapi_document()
+
+    assert document["openapi"].startswith("3.")
+    schema = schemathesis.openapi.from_dict(document, config=CONFIG)
+    schema.validate()  # against the OpenAPI meta-schema; raises on any violation
+    listed = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
+    assert listed == OPERATIONS
+    assert document["components"]["securitySchemes"]["TokenAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+    }
+
+
+# The document types currencyCode, billingType and transactionId as free strings and amounts
+# as any integer, so random values almost never get past validation. Each field is swapped for
+# a real value four times in five, independently, so that a generated oddity in one field
+# meets real values in the others and reaches the ledger.
+def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    keep_generated = st.integers(min_value=0, max_value=4).map(lambda n: n == 0)
+    return st.tuples(keep_generated, strategy).map(lambda pair: None if pair[0] else pair[1])
+
+
+REALISTIC = st.fixed_dictionaries(
+    {
+        "currencyCode": _maybe(st.sampled_from(["USD", "JPY", "INR"])),
+        "units": _maybe(st.integers(min_value=1, max_value=10**6).map(str)),
+        "nanos": _maybe(st.integers(min_value=0, max_value=999_999_999)),
+        "billingType": _maybe(st.sampled_from(BillingType.values)),
+        "transactionId": _maybe(st.uuids().map(str)),
+    }
+)
+
+
+def _make_realistic(case: Any, values: dict[str, Any]) -> None:
+    if not isinstance(case.body, dict):
+        return
+    for field in ("transactionAmount", "adjustment"):
+        if isinstance(case.body.get(field), dict):
+            for key in ("currencyCode", "units", "nanos"):
+                if values[key] is not None:
+                    case.body[field][key] = values[key]
+    for key in ("billingType", "transactionId"):
+        if key in case.body and values[key] is not None:
+            case.body[key] = values[key]
+
+
+def _send(client: Client, case: Any) -> tuple[Any, schemathesis.Response]:
+    """Send a generated case through Django; also return it as a schemathesis Response."""
+    kwargs = case.as_transport_kwargs(base_url="http://testserver")
+    if "json" in kwargs:
+        data: bytes | str = json.dumps(kwargs["json"])
+    else:
+        data = kwargs.get("data") or b""
+    headers = {"Authorization": kwargs["headers"]["Authorization"]}
+    url = urlsplit(kwargs["url"])
+    response = client.generic(
+        kwargs["method"],
+        url.path,
+        data=data,
+        content_type=kwargs["headers"].get("Content-Type", "application/json"),
+        headers=headers,
+    )
+    prepared = requests.Request(
+        kwargs["method"], kwargs["url"], headers=headers, data=data
+    ).prepare()
+    wrapped = schemathesis.Response(
+        status_code=response.status_code,
+        headers={name.lower(): [value] for name, value in response.items()},
+        content=response.content,
+        request=prepared,
+        elapsed=0.0,
+        verify=True,
+    )
+    return response, wrapped
+
+
+def _assert_google_error(response: Any) -> None:
+    body = response.json()
+    error = body["error"]
+    assert set(body) == {"error"} and set(error) == {"code", "message", "status"}
+    assert error["code"] == response.status_code
+    assert error["status"] in GOOGLE_STATUSES[response.status_code]
+    assert isinstance(error["message"], str) and error["message"].strip()
+
+
+@pytest.mark.parametrize("method, path", sorted(OPERATIONS), ids=lambda value: value.split("/")[-1])
+def test_fuzzed_requests_never_fail_on_the_server(method, path):
+    """Generated requests, valid and invalid, with a portal admin's token: never a 5xx, every
+    answer as documented, and every 4xx in the Google error shape with nothing changed."""
+    admin = AdminFactory(portal_admin=True)
+    _, raw = api_token_create(user=admin, name="fuzz")
+    prepaid = DeveloperFactory(email="prepaid@example.com")
+    billing_type_set(
+        account=prepaid.billing_account,
+        billing_type=BillingType.PREPAID,
+        changed_by=None,
+        source=BillingTypeChange.Source.API,
+    )
+    for currency in ("USD", "JPY", "INR"):
+        wallet_credit(
+            account=prepaid.billing_account,
+            money=Money(10**7 * NANOS_PER_UNIT, currency),
+            transaction_id=f"fuzz-funds-{currency}",
+            actor=Actor.system(),
+        )
+    DeveloperFactory(email="postpaid@example.com")
+    operation = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)[path][method]
+    auth = {"Authorization": f"Bearer {raw}"}
+    real = [
+        {"org": "demo-org", "email": email}
+        for email in ("prepaid@example.com", "postpaid@example.com")
+    ]
+    strategies = [
+        operation.as_strategy(GenerationMode.POSITIVE, headers=auth),
+        operation.as_strategy(
+            GenerationMode.POSITIVE, headers=auth, path_parameters={"org": "demo-org"}
+        ),
+        *(
+            operation.as_strategy(GenerationMode.POSITIVE, headers=auth, path_parameters=p)
+            for p in real
+        ),
+    ]
+    if method != "GET":
+        strategies += [
+            operation.as_strategy(GenerationMode.NEGATIVE, headers=auth, path_parameters=p)
+            for p in real
+        ]
+    client = Client(raise_request_exception=False)
+    seen: set[int] = set()
+
+    @settings(
+        max_examples=50,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(case=st.one_of(strategies), realistic=REALISTIC)
+    def fuzz(case: Any, realistic: dict[str, Any]) -> None:
+        _make_realistic(case, realistic)
+        with transaction.atomic():
+            before = billing_state()
+            response, wrapped = _send(client, case)
+            seen.add(response.status_code)
+            assert response.status_code < 500, case.as_curl_command()
+            case.validate_response(wrapped, checks=CHECKS)
+            if 400 <= response.status_code < 500:
+                _assert_google_error(response)
+                assert billing_state() == before
+            assert ledger_mismatches() == []  # every wallet still equals the sum of its entries
+            transaction.set_rollback(True)
+
+    fuzz()
+    # The fuzz reached past authentication and validation, not only the error paths.
+    assert HTTPStatus.OK in seen, seen

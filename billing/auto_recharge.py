@@ -490,17 +490,17 @@ def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
         initial: dict[str, Any] = {
             "enabled": False,
             "mode": AutoRecharge.Mode.FIXED,
-            "threshold": Money(limit.minimum, currency).decimal.normalize(),
-            "amount": Money(limit.default, currency).decimal.normalize(),
+            "threshold": Money(limit.minimum, currency).input_text,
+            "amount": Money(limit.default, currency).input_text,
         }
         if recharge:
             initial = {
                 "enabled": recharge.enabled,
                 "mode": recharge.mode,
-                "threshold": Money(recharge.threshold, currency).decimal.normalize(),
-                "amount": Money(recharge.amount, currency).decimal.normalize(),
+                "threshold": Money(recharge.threshold, currency).input_text,
+                "amount": Money(recharge.amount, currency).input_text,
                 "monthly_cap": (
-                    Money(recharge.monthly_cap, currency).decimal.normalize()
+                    Money(recharge.monthly_cap, currency).input_text
                     if recharge.monthly_cap
                     else ""
                 ),

@@ -71,6 +71,11 @@ class Money:
     def decimal(self) -> Decimal:
         return Decimal(self.nanos).scaleb(-9)
 
+    @property
+    def input_text(self) -> str:
+        """For a form field: "300", "12.5" (never "3E+2")."""
+        return format(self.decimal.normalize(), "f")
+
     def __str__(self) -> str:
         return money_format(self)
 

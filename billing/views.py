@@ -153,7 +153,7 @@ def monetization_settings(request: HttpRequest) -> HttpResponse:
         posted if which == "top_ups" else None,
         initial={
             "top_up_wait_seconds": org.top_up_wait_seconds,
-            "prepaid_grace": Money(org.prepaid_grace_nanos, "USD").decimal.normalize(),
+            "prepaid_grace": Money(org.prepaid_grace_nanos, "USD").input_text,
             "notification_email": org.notification_email,
         },
     )
@@ -208,9 +208,9 @@ def _limits_initial() -> list[dict]:
     return [
         {
             "currency": limit.currency,
-            "minimum": Money(limit.minimum, limit.currency).decimal.normalize(),
-            "maximum": Money(limit.maximum, limit.currency).decimal.normalize(),
-            "default": Money(limit.default, limit.currency).decimal.normalize(),
+            "minimum": Money(limit.minimum, limit.currency).input_text,
+            "maximum": Money(limit.maximum, limit.currency).input_text,
+            "default": Money(limit.default, limit.currency).input_text,
         }
         for limit in TopUpLimit.objects.all()
     ]
@@ -356,7 +356,7 @@ def add_credit(request: HttpRequest, currency: str) -> HttpResponse:
     form = AddCreditForm(
         request.POST if request.method == "POST" else None,
         currency=offer.currency,
-        initial={"amount": offer.default.decimal.normalize()},
+        initial={"amount": offer.default.input_text},
     )
     if request.method == "POST" and form.is_valid():
         try:

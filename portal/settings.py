@@ -166,7 +166,10 @@ CELERY_TIMEZONE = TIME_ZONE
 # A task that was running when its worker died is delivered again (acks_late tasks only).
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+# Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _env_or_fail(env.int, "CELERY_VISIBILITY_TIMEOUT", default=300)
+}
 CELERY_BEAT_SCHEDULE = {
     "auto-recharge-sweep": {"task": "billing.tasks.auto_recharge_sweep", "schedule": 60.0},
 }

@@ -500,9 +500,7 @@ def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
                 "threshold": Money(recharge.threshold, currency).input_text,
                 "amount": Money(recharge.amount, currency).input_text,
                 "monthly_cap": (
-                    Money(recharge.monthly_cap, currency).input_text
-                    if recharge.monthly_cap
-                    else ""
+                    Money(recharge.monthly_cap, currency).input_text if recharge.monthly_cap else ""
                 ),
             }
         panels.append(

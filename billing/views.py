@@ -238,7 +238,6 @@ def _balance_context(request: HttpRequest, account: BillingAccount) -> dict:
     return {
         "billing_account": account,
         "recharge_panels": panels,
-        "recharge_forms": {p["currency"]: p["form"] for p in panels},
         "offline": not stripe_enabled(),
         "prepaid": effective == BillingType.PREPAID,
         "wallets": wallets_for(account=account),
@@ -517,5 +516,7 @@ def auto_recharge_settings(request: HttpRequest, currency: str) -> HttpResponse:
                 messages.success(request, f"Auto-recharge for {currency} is {state}.")
                 return redirect("my_balance")
     context = {**_balance_context(request, account), "developer": request.user, "tab": "balance"}
-    context["recharge_forms"] = {**context["recharge_forms"], currency: form}
+    for panel in context["recharge_panels"]:
+        if panel["currency"] == currency:
+            panel["form"] = form  # show what was typed, with the errors
     return render(request, "billing/balance.html", context, status=400)

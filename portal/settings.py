@@ -154,8 +154,9 @@ if not DEBUG and env.bool("DJANGO_SECURE_COOKIES", default=False):
     CSRF_COOKIE_SECURE = True
 
 # Celery: with no broker the tasks run in-process, so `make run` needs no Redis.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_ALWAYS_EAGER = not env.str("CELERY_BROKER_URL", default="")
+# In-process mode never talks to a broker; "memory://" keeps kombu from looking for one.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

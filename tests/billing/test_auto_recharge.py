@@ -1,0 +1,294 @@
+"""Auto-recharge in-process (Celery eager), offline mode: the settings, the trigger, the claim,
+declines, the runaway guard and the monthly cap. The real worker and Redis are in tests/celery."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from http import HTTPStatus
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.auto_recharge import auto_recharge_configure, auto_recharge_due, card_save
+from billing.exceptions import BillingError
+from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.models import (
+    AutoRecharge,
+    BillingTypeChange,
+    LedgerEntry,
+    RechargeAttempt,
+    TopUp,
+    Wallet,
+)
+from billing.money import money_parse
+from billing.services import billing_type_set
+
+pytestmark = pytest.mark.django_db
+
+VISA = "pm_offline_visa_4242"
+DECLINED = "pm_offline_visa_0002"
+
+
+def usd(text: str):
+    return money_parse(text, "USD")
+
+
+@pytest.fixture
+def account(developer):
+    account = developer.billing_account
+    billing_type_set(
+        account=account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    account.refresh_from_db()
+    card_save(account=account, payment_method_id=VISA, brand="visa", last4="4242")
+    account.refresh_from_db()
+    wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
+    return account
+
+
+@pytest.fixture(autouse=True)
+def after_commit(django_capture_on_commit_callbacks):
+    """The tests run inside a transaction that never commits: run on-commit work (the
+    recharge the debit asks for) when each service call returns, as a commit would."""
+    global _committing
+    _committing = lambda: django_capture_on_commit_callbacks(execute=True)  # noqa: E731
+    yield
+    _committing = None
+
+
+_committing = None
+
+
+def enable(account, threshold="20", amount="50", mode="FIXED", cap=None):
+    with _committing():
+        return _configure(account, threshold, amount, mode, cap)
+
+
+def _configure(account, threshold, amount, mode, cap):
+    return auto_recharge_configure(
+        account=account,
+        currency="USD",
+        enabled=True,
+        threshold=usd(threshold),
+        mode=mode,
+        amount=usd(amount),
+        monthly_cap=usd(cap) if cap else None,
+        changed_by=account.user,
+    )
+
+
+def balance(account) -> int:
+    return Wallet.objects.get(billing_account=account, currency="USD").balance
+
+
+def debit(account, amount: str, tid: str):
+    with _committing():
+        return wallet_debit(
+            account=account, money=usd(amount), transaction_id=tid, actor=Actor.system()
+        )
+
+
+def test_debit_below_threshold_recharges_once(account):
+    enable(account)
+    debit(account, "85", "d1")  # 100 - 85 = 15 < 20
+    assert balance(account) == 65 * 10**9
+    attempt = RechargeAttempt.objects.get()
+    assert attempt.state == RechargeAttempt.State.SUCCEEDED and attempt.amount == 50 * 10**9
+    credit = LedgerEntry.objects.get(kind=LedgerEntry.Kind.TOP_UP, memo="Auto-recharge")
+    assert credit.transaction_id == attempt.stripe_payment_intent_id
+    assert TopUp.objects.get(source=TopUp.Source.AUTO_RECHARGE).state == TopUp.State.SUCCEEDED
+    debit(account, "10", "d2")  # 55: above the threshold, nothing more
+    assert RechargeAttempt.objects.count() == 1
+
+
+def test_debit_above_threshold_does_not_recharge(account):
+    enable(account)
+    debit(account, "80", "d1")  # exactly 20 left: not below
+    assert not RechargeAttempt.objects.exists()
+
+
+def test_top_up_to_target(account):
+    enable(account, threshold="20", amount="100", mode="TARGET")
+    debit(account, "95", "d1")  # 5 left → top up by 95 to 100
+    assert RechargeAttempt.objects.get().amount == 95 * 10**9
+    assert balance(account) == 100 * 10**9
+    debit(account, "99", "d2")  # 1 left → 99 brings it back to the target
+    assert balance(account) == 100 * 10**9
+
+
+def test_enabling_below_threshold_recharges_at_once(account):
+    debit(account, "90", "d1")
+    enable(account)  # 10 < 20
+    assert balance(account) == 60 * 10**9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"amount": "4"}, "between $5.00 and $100.00"),  # tier 1 caps a purchase at 100
+        ({"amount": "101"}, "between $5.00 and $100.00"),
+        ({"mode": "TARGET", "threshold": "50", "amount": "40"}, "target balance must be above"),
+        ({"mode": "TARGET", "threshold": "10", "amount": "200"}, "would exceed $100.00"),
+        ({"cap": "1"}, "monthly cap below $5.00"),
+        ({"threshold": "-1"}, "cannot be negative"),
+    ],
+)
+def test_settings_outside_the_limits_are_refused(account, kwargs, message):
+    with pytest.raises(BillingError, match=message.replace("$", r"\$").replace(".", r"\.")):
+        enable(account, **kwargs)
+    assert not AutoRecharge.objects.exists()
+
+
+def test_enabling_needs_a_saved_card(developer):
+    account = developer.billing_account
+    with pytest.raises(BillingError, match="Save a card first"):
+        enable(account)
+
+
+def test_decline_backs_off_emails_and_switches_off_after_three(account):
+    card_save(account=account, payment_method_id=DECLINED, brand="visa", last4="0002")
+    account.refresh_from_db()
+    enable(account)
+    debit(account, "85", "d1")
+    recharge = AutoRecharge.objects.get()
+    assert recharge.consecutive_failures == 1 and recharge.enabled
+    assert recharge.retry_after > timezone.now() + timedelta(minutes=59)
+    assert RechargeAttempt.objects.get().state == RechargeAttempt.State.FAILED
+    assert TopUp.objects.get().state == TopUp.State.FAILED
+    assert len(mail.outbox) == 1 and account.user.email in mail.outbox[0].to
+    assert "declined" in mail.outbox[0].body and "/account/balance/" in mail.outbox[0].body
+    # Backing off: another debit below the threshold does not charge within the hour.
+    debit(account, "1", "d2")
+    assert RechargeAttempt.objects.count() == 1
+
+    for n in range(2):
+        AutoRecharge.objects.update(retry_after=None)  # the hour has passed
+        debit(account, "1", f"d{n + 3}")
+    recharge.refresh_from_db()
+    assert recharge.consecutive_failures == 3 and not recharge.enabled
+    assert "Switched off after 3 failed charges" in recharge.disabled_reason
+    assert Wallet.objects.get(currency="USD").recharge_below is None
+    assert "Auto-recharge is now switched off." in mail.outbox[-1].body
+    assert balance(account) == 12 * 10**9  # nothing was ever credited
+
+
+def test_runaway_guard_stops_after_more_than_three_in_ten_minutes(account, settings):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    enable(account, threshold="90", amount="5")
+    for n in range(6):
+        debit(account, "20", f"d{n}")
+    recharge = AutoRecharge.objects.get()
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 4
+    assert not recharge.enabled and "runaway guard" in recharge.disabled_reason
+    assert any("Auto-recharge stopped" in m.subject for m in mail.outbox)
+
+
+def test_monthly_cap_stops_recharging(account):
+    enable(account, threshold="90", amount="10", cap="20")
+    for n in range(4):
+        debit(account, "15", f"d{n}")
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 2
+
+
+def test_postpaid_developers_are_never_charged(account):
+    enable(account)
+    billing_type_set(
+        account=account,
+        billing_type="POSTPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    account.refresh_from_db()
+    debit(account, "95", "d1")
+    assert not RechargeAttempt.objects.exists()
+
+
+def test_sweep_finds_wallets_below_threshold_and_stale_attempts(account):
+    enable(account)
+    assert auto_recharge_due() == []
+    Wallet.objects.update(balance=5 * 10**9)  # as if a debit's trigger was lost
+    LedgerEntry.objects.create(
+        wallet=Wallet.objects.get(),
+        kind="ADJUSTMENT",
+        amount=-95 * 10**9,
+        balance_after=5 * 10**9,
+        transaction_id="keep-ledger-honest",
+        actor_type="SYSTEM",
+    )
+    assert auto_recharge_due() == [(account.pk, "USD")]
+    from billing.tasks import auto_recharge_sweep
+
+    assert auto_recharge_sweep.delay().get() == 1
+    assert balance(account) == 55 * 10**9
+
+
+def test_one_attempt_in_flight_at_most(account):
+    recharge = enable(account)
+    RechargeAttempt.objects.create(auto_recharge=recharge, amount=1)
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RechargeAttempt.objects.create(auto_recharge=recharge, amount=1)
+
+
+def test_balance_page_saves_settings_and_shows_attempts(client, account):
+    client.force_login(account.user)
+    url = reverse("auto_recharge_settings", args=["USD"])
+    data = {
+        "recharge-USD-enabled": "on",
+        "recharge-USD-threshold": "20",
+        "recharge-USD-mode": "FIXED",
+        "recharge-USD-amount": "50",
+        "recharge-USD-monthly_cap": "",
+    }
+    response = client.post(url, data, follow=True)
+    page = response.content.decode()
+    assert "Auto-recharge for USD is on." in page
+    assert "When the balance falls below $20.00, add $50.00." in page
+    assert "Visa •••• 4242" in page
+    bad = client.post(url, {**data, "recharge-USD-amount": "5000"})
+    assert bad.status_code == HTTPStatus.BAD_REQUEST
+    assert "between $5.00 and $100.00" in bad.content.decode()
+    debit(account, "85", "d1")
+    page = client.get(reverse("my_balance")).content.decode()
+    assert "Succeeded" in page and "Auto-recharge" in page
+
+
+def test_offline_test_card_page_saves_a_card_through_the_webhook(client, developer, settings):
+    client.force_login(developer)
+    page = client.get(reverse("test_card")).content.decode()
+    assert "TEST CARD" in page
+    from billing.offline import offline_setup_event
+    from billing.webhooks import webhook_receive
+
+    payload, signature = offline_setup_event(
+        account=developer.billing_account, payment_method_id=VISA
+    )
+    with _committing():  # the card is looked up after the webhook's commit
+        assert webhook_receive(payload=payload, signature=signature)[0] == 200
+    developer.billing_account.refresh_from_db()
+    assert (developer.billing_account.card_brand, developer.billing_account.card_last4) == (
+        "visa",
+        "4242",
+    )
+    settings.STRIPE_SECRET_KEY = "sk_test_x"
+    assert client.get(reverse("test_card")).status_code == HTTPStatus.NOT_FOUND
+
+
+def test_other_developers_cannot_configure_my_auto_recharge(client, account, other_developer):
+    client.force_login(other_developer)
+    client.post(
+        reverse("auto_recharge_settings", args=["USD"]),
+        {
+            "recharge-USD-enabled": "on",
+            "recharge-USD-threshold": "20",
+            "recharge-USD-mode": "FIXED",
+            "recharge-USD-amount": "50",
+        },
+    )
+    assert not AutoRecharge.objects.filter(billing_account=account).exists()

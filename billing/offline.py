@@ -107,3 +107,26 @@ def offline_setup_event(*, account: Any, payment_method_id: str) -> tuple[bytes,
     }
     payload = json.dumps(event).encode()
     return payload, sign(payload, stripe_gateway.webhook_secret())
+
+
+def offline_payment_intent_event(*, result: Any, metadata: dict[str, str]) -> tuple[bytes, str]:
+    event = {
+        "id": f"evt_offline_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": result.payment_intent_id,
+                "object": "payment_intent",
+                "status": "succeeded",
+                "amount": result.amount,
+                "amount_received": result.amount,
+                "currency": result.currency,
+                "metadata": metadata,
+            }
+        },
+    }
+    payload = json.dumps(event).encode()
+    return payload, sign(payload, stripe_gateway.webhook_secret())

@@ -157,7 +157,9 @@ def off_session_charge(
     or a second worker with the same attempt, return the same PaymentIntent: one charge."""
     amount = money_to_stripe(money)
     if not stripe_enabled():
-        return _offline_charge(payment_method_id, amount, money.currency, idempotency_key)
+        result = _offline_charge(payment_method_id, amount, money.currency, idempotency_key)
+        _offline_succeeded_event_later(result, metadata)
+        return result
     try:
         intent = stripe_client().v1.payment_intents.create(
             params={
@@ -196,3 +198,12 @@ def _offline_charge(payment_method_id: str, amount: int, currency: str, key: str
             intent_id,
         )
     return ChargeResult(intent_id, "succeeded", amount, currency.lower())
+
+
+def _offline_succeeded_event_later(result: ChargeResult, metadata: dict[str, str]) -> None:
+    """Offline, Stripe's `payment_intent.succeeded` webhook follows too, as it would online:
+    the credit it carries must not double the one the task makes."""
+    from billing.offline import offline_event_deliver_later, offline_payment_intent_event
+
+    payload, signature = offline_payment_intent_event(result=result, metadata=metadata)
+    offline_event_deliver_later(payload=payload, signature=signature)

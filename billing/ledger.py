@@ -6,6 +6,7 @@ the entries, concurrent writers never lose an update, and a transaction id appli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -201,6 +202,20 @@ class _Change:
         lo, hi = -MAX_AMOUNT_NANOS, MAX_AMOUNT_NANOS
         return [d, credited, now, self.account.pk, self.currency, d, lo, hi, checks_floor, d]
 
+    def entry(self, *, wallet_id: int, balance_after: int, now: Any) -> LedgerEntry:
+        return LedgerEntry(
+            wallet_id=wallet_id,
+            kind=self.kind,
+            amount=self.delta,
+            balance_after=balance_after,
+            transaction_id=self.transaction_id,
+            actor_type=self.actor.type,
+            actor_user=self.actor.user,
+            actor_token=self.actor.token,
+            memo=self.memo,
+            created_at=now,
+        )
+
     def entry_params(self, now: object) -> list[object]:
         user_id = self.actor.user.pk if self.actor.user else None
         token_id = self.actor.token.pk if self.actor.token else None
@@ -224,18 +239,9 @@ def _record(change: _Change) -> tuple[LedgerEntry | None, int | None]:
             row = cursor.fetchone()
         if row is None:
             return None, None
-        return LedgerEntry.objects.create(
-            wallet_id=row[0],
-            kind=change.kind,
-            amount=change.delta,
-            balance_after=row[1],
-            transaction_id=change.transaction_id,
-            actor_type=change.actor.type,
-            actor_user=change.actor.user,
-            actor_token=change.actor.token,
-            memo=change.memo,
-            created_at=now,
-        ), row[2]
+        entry = change.entry(wallet_id=row[0], balance_after=row[1], now=now)
+        entry.save(force_insert=True)
+        return entry, row[2]
 
 
 def _record_in_one_statement(change: _Change, now: object) -> tuple[LedgerEntry | None, int | None]:
@@ -251,19 +257,9 @@ def _record_in_one_statement(change: _Change, now: object) -> tuple[LedgerEntry 
             row = cursor.fetchone()
     if row is None:
         return None, None
-    return LedgerEntry(
-        id=row[0],
-        wallet_id=row[1],
-        kind=change.kind,
-        amount=change.delta,
-        balance_after=row[2],
-        transaction_id=change.transaction_id,
-        actor_type=change.actor.type,
-        actor_user=change.actor.user,
-        actor_token=change.actor.token,
-        memo=change.memo,
-        created_at=now,
-    ), row[3]
+    entry = change.entry(wallet_id=row[1], balance_after=row[2], now=now)
+    entry.id = row[0]
+    return entry, row[3]
 
 
 def _prepare_wallet(change: _Change) -> None:

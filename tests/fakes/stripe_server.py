@@ -260,6 +260,14 @@ class _Behaviour:
 
 
 @dataclass
+class _Delay:
+    method: str
+    path: str
+    seconds: float
+    times_left: int
+
+
+@dataclass
 class _Saved:
     method: str
     path: str
@@ -287,6 +295,7 @@ class FakeStripe:
         self._behaviours: dict[str, _Behaviour] = {}
         self._default_behaviour = _Behaviour("succeed")
         self._payment_intent_data: dict[str, Json] = {}
+        self._delays: list[_Delay] = []
         self.reset()
 
     # lifecycle
@@ -331,6 +340,7 @@ class FakeStripe:
             self._behaviours = {}
             self._default_behaviour = _Behaviour("succeed")
             self._payment_intent_data = {}
+            self._delays = []
             self._seed_test_payment_methods()
 
     def received_requests(self) -> list[Json]:
@@ -350,6 +360,34 @@ class FakeStripe:
             if obj is None:
                 raise _no_such("object", object_id, "id", 404)
             return copy.deepcopy(obj)
+
+    def objects(self, object_name: str | None = None) -> list[Json]:
+        """Copies of every stored object, or of one kind (``"payment_intent"``), oldest first."""
+        with self._lock:
+            return [
+                copy.deepcopy(obj)
+                for obj in self._objects.values()
+                if object_name is None or obj["object"] == object_name
+            ]
+
+    def set_response_delay(
+        self,
+        seconds: float,
+        path: str = "/v1/payment_intents",
+        method: str = "POST",
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` API requests to ``method path`` only after ``seconds``.
+
+        The request is carried out at once (objects created, request recorded, idempotency key
+        saved); only the answer waits, without holding up other requests. Like a slow network
+        after Stripe did the work: a client that dies meanwhile finds the result under the
+        same idempotency key when it tries again.
+        """
+        if seconds < 0 or times < 1:
+            raise ValueError("a delay needs seconds >= 0 and times >= 1")
+        with self._lock:
+            self._delays.append(_Delay(method.upper(), path, float(seconds), times))
 
     def set_card_behaviour(
         self, behaviour: str, payment_method: str | None = None, times: int = 1
@@ -528,7 +566,17 @@ class FakeStripe:
             except StripeApiError as exc:
                 reply = error_reply(exc)
             self._record(method, path, params, key, reply)
-            return reply
+            delay = self._take_delay(method, path)
+        if delay:
+            time.sleep(delay)  # outside the lock: other requests and the controls carry on
+        return reply
+
+    def _take_delay(self, method: str, path: str) -> float:
+        for delay in self._delays:
+            if (delay.method, delay.path) == (method, path) and delay.times_left > 0:
+                delay.times_left -= 1
+                return delay.seconds
+        return 0.0
 
     def _execute(self, method: str, path: str, params: Json) -> Reply:
         handler, args = self._route(method, path)
@@ -998,6 +1046,10 @@ class FakeStripe:
                 return self.received_requests()
             case "GET", ["events"]:
                 return self.events()
+            case "GET", ["objects"]:
+                return self.objects()
+            case "POST", ["response_delay"]:
+                return self.set_response_delay(**payload)
             case "GET", ["objects", object_id]:
                 return self.get_object(object_id)
             case "POST", ["reset"]:
@@ -1121,12 +1173,15 @@ class _Handler(BaseHTTPRequestHandler):
             reply = error_reply(
                 StripeApiError(500, f"fake Stripe crashed: {exc!r}", type_="api_error")
             )
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away while its answer was delayed (e.g. a killed worker)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: received_requests() is the log, and stderr noise hides test output."""
@@ -1261,6 +1316,20 @@ class FakeStripeProcess:
 
     def get_object(self, object_id: str) -> Json:
         return self._call("GET", f"/objects/{object_id}")
+
+    def objects(self, object_name: str | None = None) -> list[Json]:
+        found = self._call("GET", "/objects")
+        return [obj for obj in found if object_name is None or obj["object"] == object_name]
+
+    def set_response_delay(
+        self,
+        seconds: float,
+        path: str = "/v1/payment_intents",
+        method: str = "POST",
+        times: int = 1,
+    ) -> None:
+        payload = {"seconds": seconds, "path": path, "method": method, "times": times}
+        self._call("POST", "/response_delay", payload)
 
     def reset(self) -> None:
         self._call("POST", "/reset", {})

@@ -26,7 +26,8 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 def offline_checkout_event(*, top_up: TopUp, paid: bool) -> tuple[bytes, str]:
     amount = money_to_stripe(Money(top_up.amount, top_up.currency))
     metadata = {"top_up_id": str(top_up.public_id)}
-    payment_intent_id = f"pi_offline_{uuid.uuid4().hex[:24]}"
+    # One top-up, one PaymentIntent, as on Stripe: a double click on Pay is the same payment.
+    payment_intent_id = f"pi_offline_{top_up.public_id.hex[:24]}"
     if paid:
         event_type = "checkout.session.completed"
         obj: dict[str, Any] = {
@@ -69,19 +70,26 @@ def offline_checkout_event(*, top_up: TopUp, paid: bool) -> tuple[bytes, str]:
 OFFLINE_DELIVERY_DELAY = 1.5  # seconds: like Stripe, the webhook lands after the redirect
 
 
-def offline_event_deliver_later(*, payload: bytes, signature: str) -> None:
+def offline_event_deliver_later(
+    *, payload: bytes, signature: str, delay: float = OFFLINE_DELIVERY_DELAY
+) -> None:
     """Send the signed event to the webhook handler shortly after the response, as Stripe
     does, so the status page is seen pending first. A worker does it when Celery has a broker;
-    in-process mode uses a short-lived thread."""
+    in-process mode uses a short-lived thread. With no delay it is sent after the commit."""
     from django.conf import settings
+    from django.db import transaction
 
     from billing.tasks import offline_event_deliver
+    from billing.webhooks import webhook_receive
 
+    if not delay:
+        transaction.on_commit(lambda: webhook_receive(payload=payload, signature=signature))
+        return
     text = payload.decode()
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        offline_event_deliver.apply_async((text, signature), countdown=OFFLINE_DELIVERY_DELAY)
+        offline_event_deliver.apply_async((text, signature), countdown=delay)
         return
-    timer = threading.Timer(OFFLINE_DELIVERY_DELAY, offline_event_deliver, (text, signature))
+    timer = threading.Timer(delay, offline_event_deliver, (text, signature))
     timer.daemon = True
     timer.start()
 

@@ -206,4 +206,5 @@ def _offline_succeeded_event_later(result: ChargeResult, metadata: dict[str, str
     from billing.offline import offline_event_deliver_later, offline_payment_intent_event
 
     payload, signature = offline_payment_intent_event(result=result, metadata=metadata)
-    offline_event_deliver_later(payload=payload, signature=signature)
+    # Nobody watches a page for this one: deliver it right after the commit, no thread.
+    offline_event_deliver_later(payload=payload, signature=signature, delay=0)

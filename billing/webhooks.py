@@ -38,6 +38,7 @@ from billing.top_ups import (
 logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
 DONE = (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED)
+CREDITED = (TopUp.State.SUCCEEDED, TopUp.State.DISPUTED, TopUp.State.REFUNDED)
 
 
 class EventNotReady(Exception):
@@ -94,7 +95,9 @@ def event_process(*, event_id: str, event_type: str, obj: dict[str, Any]) -> tup
         StripeEvent.objects.filter(pk=event_id).exclude(status__in=DONE).update(
             status=StripeEvent.Status.FAILED, error=repr(exc)[:2000], attempts=F("attempts") + 1
         )
-        if not isinstance(exc, EventNotReady):
+        attempts = StripeEvent.objects.filter(pk=event_id).values_list("attempts", flat=True)
+        # Stripe retries for days: tell the admins once per event, not at every retry.
+        if not isinstance(exc, EventNotReady) and attempts.first() == 1:
             logger.exception("Stripe event %s (%s) failed", event_id, event_type)
             notify_admins(
                 f"Crediting failed for Stripe event {event_id}",
@@ -208,6 +211,9 @@ def charge_refunded(charge: dict[str, Any]) -> None:
     payment_intent_id = _stripe_id(charge.get("payment_intent"))
     top_up = _top_up(charge, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
+    if top_up.state not in CREDITED:
+        # Refunding what was never credited would leave a debt: wait for the payment's event.
+        raise EventNotReady(f"Refund for top-up {top_up.public_id} before its payment")
     top_up_refund(
         top_up=top_up,
         charge_id=charge["id"],
@@ -217,6 +223,8 @@ def charge_refunded(charge: dict[str, Any]) -> None:
 
 
 def _dispute(dispute: dict[str, Any], *, closed: bool) -> None:
+    if str(dispute.get("status", "")).startswith("warning_"):
+        return  # an inquiry: Stripe withdraws no funds, so neither do we
     payment_intent_id = _stripe_id(dispute.get("payment_intent"))
     top_up = _top_up(dispute, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None

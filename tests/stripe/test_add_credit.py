@@ -1,0 +1,502 @@
+"""Add credit: the form, its limits, the Stripe customer and Checkout Session, cancel and status.
+
+The real stripe library talks to the fake Stripe on 127.0.0.1; nothing under test is patched.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.ledger import Actor, wallet_credit
+from billing.models import BillingAccount, LedgerEntry, OrganizationSettings, TopUp, Wallet
+from billing.money import money_parse
+from billing.selectors import organization_settings_get
+from billing.services import wallet_adjust
+from tests.factories import AdminFactory
+from tests.fakes.stripe_server import FakeStripe
+from tests.stripe.conftest import add_credit, latest_top_up
+
+pytestmark = pytest.mark.django_db
+
+UNIT = 10**9
+
+
+def page_text(response: Any) -> str:
+    return html.unescape(response.content.decode())
+
+
+def amount_errors(response: Any) -> list[str]:
+    return response.context["form"].errors.get("amount", [])
+
+
+def stripe_calls(fake: FakeStripe, path: str) -> list[dict[str, Any]]:
+    return [r for r in fake.received_requests() if r["path"] == path]
+
+
+def no_wait() -> None:
+    OrganizationSettings.objects.filter(pk=organization_settings_get().pk).update(
+        top_up_wait_seconds=0
+    )
+
+
+def earlier_top_up(account: BillingAccount, dollars: int, **fields: Any) -> TopUp:
+    """A top-up made before this test, straight in the database (no Stripe involved)."""
+    return TopUp.objects.create(
+        billing_account=account,
+        currency="USD",
+        amount=dollars * UNIT,
+        state=fields.pop("state", TopUp.State.SUCCEEDED),
+        **fields,
+    )
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+def test_add_credit_opens_a_checkout_session_for_exactly_that_top_up(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    response = add_credit(prepaid_client, "20")
+
+    top_up = latest_top_up()
+    assert (top_up.state, top_up.currency, top_up.amount) == ("PENDING", "USD", 20 * UNIT)
+    assert top_up.billing_account.user == prepaid_developer
+    [customer_call] = stripe_calls(fake_stripe, "/v1/customers")
+    [session_call] = stripe_calls(fake_stripe, "/v1/checkout/sessions")
+    customer = fake_stripe.get_object(
+        BillingAccount.objects.get(user=prepaid_developer).stripe_customer_id
+    )
+    assert customer["email"] == prepaid_developer.email
+    assert customer_call["idempotency_key"]
+    params = session_call["params"]
+    assert params["mode"] == "payment"
+    assert params["customer"] == customer["id"]
+    assert params["metadata"] == {"top_up_id": str(top_up.public_id)}
+    assert params["payment_intent_data"]["metadata"] == {"top_up_id": str(top_up.public_id)}
+    [item] = params["line_items"]
+    assert (item["price_data"]["unit_amount"], item["price_data"]["currency"]) == ("2000", "usd")
+    assert item["quantity"] == "1"
+    assert session_call["idempotency_key"]
+    assert params["success_url"].endswith(reverse("top_up_status", args=[top_up.public_id]))
+    assert params["cancel_url"].endswith(reverse("top_up_cancel", args=[top_up.public_id]))
+    session = fake_stripe.get_object(top_up.stripe_checkout_session_id)
+    assert session["amount_total"] == 2000
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"] == session["url"] == top_up.checkout_url
+    assert not LedgerEntry.objects.exists()  # nothing is credited before Stripe confirms
+
+
+def test_the_stripe_customer_is_created_once_and_reused(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    no_wait()
+    add_credit(prepaid_client, "20")
+    customer_id = BillingAccount.objects.get(user=prepaid_developer).stripe_customer_id
+    assert customer_id.startswith("cus_")
+
+    add_credit(prepaid_client, "30")
+
+    assert len(stripe_calls(fake_stripe, "/v1/customers")) == 1
+    sessions = stripe_calls(fake_stripe, "/v1/checkout/sessions")
+    assert [s["params"]["customer"] for s in sessions] == [customer_id, customer_id]
+    assert [s["params"]["line_items"][0]["price_data"]["unit_amount"] for s in sessions] == [
+        "2000",
+        "3000",
+    ]
+    # Each attempt has its own idempotency key: the second is not a replay of the first.
+    assert len({s["idempotency_key"] for s in sessions}) == 2
+    assert not any(r["replayed"] for r in fake_stripe.received_requests())
+    assert BillingAccount.objects.get(user=prepaid_developer).stripe_customer_id == customer_id
+
+
+def test_the_form_offers_the_organisation_limits(prepaid_client):
+    response = prepaid_client.get(reverse("add_credit", args=["USD"]))
+
+    text = page_text(response)
+    assert response.status_code == HTTPStatus.OK
+    assert "Amount to be added to your account balance" in text
+    # Tier 1 caps a single top-up at $100, below the organisation's $500 maximum.
+    assert "Between $5.00 and $100.00 per top-up" in text
+
+
+def test_the_form_suggests_the_default_amount_in_plain_digits(prepaid_client):
+    response = prepaid_client.get(reverse("add_credit", args=["USD"]))
+
+    [field] = re.findall(r'<input[^>]*name="amount"[^>]*>', response.content.decode())
+    assert 'value="10"' in field
+
+
+def test_lower_case_currency_in_the_address_works(fake_stripe, prepaid_client):
+    response = prepaid_client.post(reverse("add_credit", args=["usd"]), {"amount": "7.5"})
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert (latest_top_up().currency, latest_top_up().amount) == ("USD", 7_500_000_000)
+
+
+# --- limits: each refusal names the limit and creates or charges nothing ----------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("4.99", "The minimum top-up is $5.00."),
+        ("500.01", "The maximum for one top-up is $500.00."),
+        ("101", "Your trust tier (New) allows at most $100.00 in one top-up."),
+        ("abc", "“abc” is not an amount: use digits, e.g. 20 or 20.50."),
+        ("20.001", "USD amounts take at most 2 decimal places."),
+        ("0", "Enter an amount greater than zero."),
+        ("-20", "Enter an amount greater than zero."),
+        ("", "Enter the amount to add."),
+        ("1e400", "The amount is too large."),
+    ],
+)
+def test_a_refused_amount_says_why_and_nothing_is_created(
+    fake_stripe, prepaid_client, amount, message
+):
+    response = add_credit(prepaid_client, amount)
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert amount_errors(response) == [message]
+    assert message in page_text(response)
+    assert not TopUp.objects.exists()
+    assert fake_stripe.received_requests() == []
+
+
+def test_a_higher_trust_tier_allows_more_in_one_top_up(fake_stripe, prepaid_client):
+    BillingAccount.objects.update(trust_tier=2)
+
+    response = add_credit(prepaid_client, "250")
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert latest_top_up().amount == 250 * UNIT
+
+
+def test_the_month_total_of_the_trust_tier_is_a_limit(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    no_wait()
+    account = prepaid_developer.billing_account
+    for _ in range(4):
+        earlier_top_up(account, 100)
+    earlier_top_up(account, 50, state=TopUp.State.PENDING)  # still payable: it counts
+    earlier_top_up(account, 100, state=TopUp.State.FAILED)  # failed: it does not
+
+    refused = add_credit(prepaid_client, "50.01")
+
+    assert amount_errors(refused) == [
+        "Your trust tier (New) allows $500.00 of top-ups a month; $450.00 is used this month, "
+        "so at most $50.00 more."
+    ]
+    assert TopUp.objects.count() == 6
+    assert fake_stripe.received_requests() == []
+    assert add_credit(prepaid_client, "50").status_code == HTTPStatus.FOUND
+
+
+def test_last_months_top_ups_and_abandoned_ones_do_not_count(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    account = prepaid_developer.billing_account
+    last_month = timezone.now().replace(day=1) - timedelta(days=2)
+    for _ in range(5):
+        TopUp.objects.filter(pk=earlier_top_up(account, 100).pk).update(
+            created_at=last_month, succeeded_at=last_month
+        )
+    abandoned = earlier_top_up(account, 100, state=TopUp.State.PENDING)
+    TopUp.objects.filter(pk=abandoned.pk).update(created_at=timezone.now() - timedelta(hours=25))
+
+    response = add_credit(prepaid_client, "100")
+
+    assert response.status_code == HTTPStatus.FOUND
+
+
+def test_the_top_up_wait_refuses_a_second_top_up_within_300_seconds(fake_stripe, prepaid_client):
+    assert add_credit(prepaid_client, "20").status_code == HTTPStatus.FOUND
+    requests_before = len(fake_stripe.received_requests())
+
+    refused = add_credit(prepaid_client, "20")
+
+    [error] = amount_errors(refused)
+    assert error.startswith("Please wait 5 min 0 s before adding credit in USD again")
+    assert error.endswith("the organisation allows one top-up every 5 minutes.")
+    assert TopUp.objects.count() == 1
+    assert len(fake_stripe.received_requests()) == requests_before
+
+    no_wait()
+    assert add_credit(prepaid_client, "20").status_code == HTTPStatus.FOUND
+    assert TopUp.objects.count() == 2
+
+
+def test_the_wait_counts_from_the_last_credit_not_only_from_the_start(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    # Started 10 minutes ago, paid 1 minute ago: 4 minutes are left.
+    started = timezone.now() - timedelta(minutes=10)
+    paid = earlier_top_up(prepaid_developer.billing_account, 20)
+    TopUp.objects.filter(pk=paid.pk).update(
+        created_at=started, succeeded_at=timezone.now() - timedelta(minutes=1)
+    )
+
+    refused = add_credit(prepaid_client, "20")
+
+    [error] = amount_errors(refused)
+    assert error.startswith("Please wait 4 min 0 s before adding credit in USD again")
+
+
+def test_a_cancelled_top_up_does_not_start_the_wait(fake_stripe, prepaid_client):
+    add_credit(prepaid_client, "20")
+    prepaid_client.get(reverse("top_up_cancel", args=[latest_top_up().public_id]))
+
+    assert add_credit(prepaid_client, "20").status_code == HTTPStatus.FOUND
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_currency_that_is_not_offered_is_404(fake_stripe, prepaid_client, method):
+    response = getattr(prepaid_client, method)(
+        reverse("add_credit", args=["EUR"]), {"amount": "20"} if method == "post" else {}
+    )
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert not TopUp.objects.exists()
+    assert fake_stripe.received_requests() == []
+
+
+def test_add_credit_needs_a_login(client):
+    response = client.get(reverse("add_credit", args=["USD"]))
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(reverse("account_login"))
+
+
+# --- cancel and the status page ---------------------------------------------------------------
+
+
+def test_cancel_marks_the_top_up_cancelled_and_says_nothing_was_charged(
+    fake_stripe, prepaid_client
+):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+
+    response = prepaid_client.get(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
+
+    top_up.refresh_from_db()
+    assert top_up.state == "CANCELED"
+    assert response.redirect_chain == [(reverse("my_balance"), HTTPStatus.FOUND)]
+    assert "Adding credit was cancelled. Nothing was charged." in page_text(response)
+    assert not Wallet.objects.exists()
+    status = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id]))
+    assert "Cancelled. Nothing was charged." in page_text(status)
+
+
+def test_cancel_after_the_payment_succeeded_changes_nothing(fake_stripe, prepaid_client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    TopUp.objects.filter(pk=top_up.pk).update(state=TopUp.State.SUCCEEDED)
+
+    response = prepaid_client.get(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
+
+    top_up.refresh_from_db()
+    assert top_up.state == "SUCCEEDED"
+    assert "Nothing was charged" not in page_text(response)
+
+
+def test_someone_elses_cancel_url_is_404(fake_stripe, prepaid_client, client, other_developer):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    client.force_login(other_developer)
+
+    response = client.get(reverse("top_up_cancel", args=[top_up.public_id]))
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    top_up.refresh_from_db()
+    assert top_up.state == "PENDING"
+
+
+def test_the_owner_sees_the_pending_status_page(fake_stripe, prepaid_client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+
+    response = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id]))
+
+    text = page_text(response)
+    assert response.status_code == HTTPStatus.OK
+    assert "Pending: waiting for the payment of $20.00 to be confirmed." in " ".join(
+        text.replace("<strong>", "").replace("</strong>", "").split()
+    )
+    # It polls itself until the top-up is final.
+    assert f'hx-get="{reverse("top_up_status", args=[top_up.public_id])}"' in text
+
+
+def test_the_status_page_as_an_htmx_fragment(fake_stripe, prepaid_client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+
+    response = prepaid_client.get(
+        reverse("top_up_status", args=[top_up.public_id]), headers={"HX-Request": "true"}
+    )
+
+    text = page_text(response)
+    assert text.lstrip().startswith('<div id="top-up-status" data-state="PENDING"')
+    assert "<html" not in text
+
+
+@pytest.mark.parametrize("who", ["other_developer", "admin_without_permission", "portal_admin"])
+def test_someone_elses_status_page_is_404(fake_stripe, prepaid_client, client, request, who):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    client.force_login(request.getfixturevalue(who))
+
+    response = client.get(reverse("top_up_status", args=[top_up.public_id]))
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+
+
+def test_an_admin_allowed_to_see_the_add_credit_log_still_gets_404_on_the_developer_page(
+    fake_stripe, prepaid_client, client
+):
+    add_credit(prepaid_client, "20")
+    admin = AdminFactory()
+    admin.user_permissions.add(Permission.objects.get(codename="view_add_credit_log"))
+    client.force_login(admin)
+
+    response = client.get(reverse("top_up_status", args=[latest_top_up().public_id]))
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+
+
+def test_anonymous_status_page_goes_to_login(fake_stripe, prepaid_client, client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    prepaid_client.logout()
+
+    response = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id]))
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(reverse("account_login"))
+
+
+# --- the balance page's Add credit link -------------------------------------------------------
+
+
+def add_credit_links(response: Any) -> list[str]:
+    text = response.content.decode()
+    return [
+        currency
+        for currency in ("USD", "EUR")
+        if f'href="{reverse("add_credit", args=[currency])}"' in text
+    ]
+
+
+def test_the_balance_page_offers_add_credit_in_usd_before_any_wallet_exists(prepaid_client):
+    response = prepaid_client.get(reverse("my_balance"))
+
+    assert not Wallet.objects.exists()
+    assert add_credit_links(response) == ["USD"]
+    assert ">Add credit</a>" in response.content.decode()
+
+
+def test_the_balance_page_offers_add_credit_for_a_negative_wallet(
+    prepaid_client, prepaid_developer
+):
+    account = prepaid_developer.billing_account
+    usd = money_parse("1", "USD")
+    wallet_credit(account=account, money=usd, transaction_id="t1", actor=Actor.system())
+    wallet_adjust(
+        account=account, change=-money_parse("3", "USD"), actor=Actor.system(), reason="x"
+    )
+
+    response = prepaid_client.get(reverse("my_balance"))
+
+    assert Wallet.objects.get().balance == -2 * UNIT
+    assert add_credit_links(response) == ["USD"]
+    assert "-$2.00" in page_text(response)
+
+
+def test_a_wallet_in_a_currency_not_offered_says_so(prepaid_client, prepaid_developer):
+    account = prepaid_developer.billing_account
+    eur = money_parse("5", "EUR")
+    wallet_credit(account=account, money=eur, transaction_id="t1", actor=Actor.system())
+
+    response = prepaid_client.get(reverse("my_balance"))
+
+    assert add_credit_links(response) == ["USD"]
+    assert "Add credit is not offered in EUR" in page_text(response)
+
+
+# --- Stripe failing ---------------------------------------------------------------------------
+
+
+FRIENDLY = "The payment page could not be opened. Nothing was charged; try again in a minute."
+
+
+def test_stripe_unreachable_gives_a_friendly_error_and_a_failed_top_up(
+    fake_stripe, prepaid_client, prepaid_developer, settings
+):
+    fake_stripe.stop()
+
+    response = add_credit(prepaid_client, "20")
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert amount_errors(response) == [FRIENDLY]
+    top_up = latest_top_up()
+    assert (top_up.state, top_up.failure_reason) == (
+        "FAILED",
+        "The payment page could not be opened.",
+    )
+    assert not Wallet.objects.exists()
+    assert BillingAccount.objects.get(user=prepaid_developer).stripe_customer_id == ""
+
+    # A failed attempt neither uses up the wait nor blocks the retry once Stripe is back.
+    with FakeStripe() as back:
+        settings.STRIPE_API_BASE = back.url
+        retry = add_credit(prepaid_client, "20")
+        assert retry.status_code == HTTPStatus.FOUND
+        assert retry["Location"].startswith(back.url)
+    assert TopUp.objects.filter(state="PENDING").count() == 1
+
+
+def test_stripe_refusing_the_session_gives_a_friendly_error(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    # A customer id Stripe no longer knows: the session create answers 400.
+    BillingAccount.objects.filter(user=prepaid_developer).update(stripe_customer_id="cus_gone")
+
+    response = add_credit(prepaid_client, "20")
+
+    assert amount_errors(response) == [FRIENDLY]
+    assert latest_top_up().state == "FAILED"
+    [session_call] = stripe_calls(fake_stripe, "/v1/checkout/sessions")
+    assert session_call["status"] == HTTPStatus.BAD_REQUEST
+    assert not Wallet.objects.exists()
+
+
+def test_a_wrong_api_key_gives_a_friendly_error(fake_stripe, prepaid_client, settings):
+    settings.STRIPE_SECRET_KEY = "sk_live_not_for_tests"
+
+    response = add_credit(prepaid_client, "20")
+
+    assert amount_errors(response) == [FRIENDLY]
+    assert latest_top_up().state == "FAILED"
+    assert [r["status"] for r in fake_stripe.received_requests()] == [HTTPStatus.UNAUTHORIZED]
+
+
+# --- offline mode -----------------------------------------------------------------------------
+
+
+def test_offline_add_credit_goes_to_the_test_payment_page(prepaid_client):
+    response = add_credit(prepaid_client, "20")
+
+    top_up = latest_top_up()
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].endswith(reverse("test_payment", args=[top_up.public_id]))
+    assert top_up.stripe_checkout_session_id == f"cs_offline_{top_up.public_id.hex}"
+    form = prepaid_client.get(reverse("add_credit", args=["USD"]))
+    assert "test payment page" in page_text(form)

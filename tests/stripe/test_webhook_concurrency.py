@@ -1,0 +1,146 @@
+"""Concurrent webhook deliveries against real PostgreSQL: one payment is credited exactly once.
+
+Ten threads POST signed events to the live server at the same instant (a Barrier releases them);
+each request runs in its own server thread with its own database connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+
+from billing.models import LedgerEntry, StripeEvent, TopUp, Wallet
+from billing.selectors import ledger_mismatches
+from tests.fakes.stripe_server import FakeStripe, signed_event
+from tests.stripe.conftest import WEBHOOK_SECRET, add_credit, latest_top_up
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+UNIT = 10**9
+THREADS = 10
+# No proxy handler entries: these requests stay on 127.0.0.1 whatever the environment says.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def webhook_url(live_server: Any) -> str:
+    # The live server listens on 127.0.0.1; "localhost" might resolve elsewhere first.
+    return live_server.url.replace("://localhost:", "://127.0.0.1:") + "/stripe/webhook/"
+
+
+def post(url: str, payload: bytes, signature: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - a 127.0.0.1 URL built above
+        url,
+        data=payload,
+        headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+        method="POST",
+    )
+    try:
+        with OPENER.open(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code
+
+
+def deliver_at_once(url: str, deliveries: list[tuple[bytes, str]]) -> list[int]:
+    """POST every (payload, signature) from its own thread, all released together."""
+    barrier = threading.Barrier(len(deliveries))
+    answers: list[int | BaseException] = [0] * len(deliveries)
+
+    def run(index: int, payload: bytes, signature: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            answers[index] = post(url, payload, signature)
+        except BaseException as exc:  # reported below, not lost in the thread
+            answers[index] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i, payload, signature))
+        for i, (payload, signature) in enumerate(deliveries)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return answers  # type: ignore[return-value]
+
+
+@pytest.fixture
+def paid_top_up(postgres, fake_stripe: FakeStripe, prepaid_client) -> tuple[TopUp, dict]:
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    return top_up, fake_stripe.complete_checkout_session(top_up.stripe_checkout_session_id)
+
+
+def assert_credited_once(top_up: TopUp, payment_intent_id: str) -> None:
+    assert Wallet.objects.get(currency="USD").balance == 20 * UNIT
+    assert list(LedgerEntry.objects.values_list("kind", "amount", "transaction_id")) == [
+        ("TOP_UP", 20 * UNIT, payment_intent_id)
+    ]
+    top_up.refresh_from_db()
+    assert (top_up.state, top_up.ledger_transaction_id) == ("SUCCEEDED", payment_intent_id)
+    assert ledger_mismatches() == []
+
+
+def test_ten_concurrent_deliveries_of_one_event_credit_once(paid_top_up, live_server):
+    top_up, completed = paid_top_up
+    signed = signed_event(completed, WEBHOOK_SECRET)
+
+    answers = deliver_at_once(webhook_url(live_server), [signed] * THREADS)
+
+    assert all(HTTPStatus.OK <= answer < HTTPStatus.MULTIPLE_CHOICES for answer in answers), answers
+    assert_credited_once(top_up, completed["data"]["object"]["payment_intent"])
+    assert list(StripeEvent.objects.values_list("id", "status")) == [(completed["id"], "PROCESSED")]
+
+
+def test_ten_concurrent_different_events_for_one_payment_credit_once(
+    paid_top_up, fake_stripe, live_server
+):
+    top_up, completed = paid_top_up
+    session = completed["data"]["object"]
+    pi = session["payment_intent"]
+    events = [completed]
+    events += [fake_stripe.event_for("checkout.session.completed", session) for _ in range(4)]
+    events += [fake_stripe.payment_intent_succeeded_event(pi) for _ in range(5)]
+    assert len({event["id"] for event in events}) == THREADS
+
+    answers = deliver_at_once(
+        webhook_url(live_server), [signed_event(event, WEBHOOK_SECRET) for event in events]
+    )
+
+    assert all(HTTPStatus.OK <= answer < HTTPStatus.MULTIPLE_CHOICES for answer in answers), answers
+    assert_credited_once(top_up, pi)
+    assert StripeEvent.objects.filter(status="PROCESSED").count() == THREADS
+
+
+def test_concurrent_refund_events_debit_the_refunded_total_once(
+    paid_top_up, fake_stripe, live_server
+):
+    top_up, completed = paid_top_up
+    pi = completed["data"]["object"]["payment_intent"]
+    url = webhook_url(live_server)
+    assert post(url, *signed_event(completed, WEBHOOK_SECRET)) == HTTPStatus.OK
+    first = signed_event(fake_stripe.charge_refunded_event(pi, amount=500), WEBHOOK_SECRET)
+    second = signed_event(fake_stripe.charge_refunded_event(pi, amount=700), WEBHOOK_SECRET)
+
+    answers = deliver_at_once(url, [first, second] * (THREADS // 2))
+
+    assert answers == [HTTPStatus.OK] * THREADS
+    refunds = LedgerEntry.objects.filter(kind="REFUND").values_list("amount", flat=True)
+    assert sum(refunds) == -12 * UNIT
+    assert Wallet.objects.get(currency="USD").balance == 8 * UNIT
+    top_up.refresh_from_db()
+    assert top_up.refunded_amount == 12 * UNIT
+    assert ledger_mismatches() == []

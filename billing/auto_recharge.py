@@ -199,10 +199,15 @@ def recharge_amount(recharge: AutoRecharge, balance: int, offer_min: int, offer_
     return min(max(recharge.amount - balance, offer_min), offer_max)
 
 
-def auto_recharge_claim(*, account_id: int, currency: str) -> RechargeAttempt | None:
-    """Decide whether a recharge is due and claim it; an attempt already in flight is resumed.
+def auto_recharge_claim(
+    *, account_id: int, currency: str, task_id: str = ""
+) -> RechargeAttempt | None:
+    """Decide whether a recharge is due and claim it for `task_id`.
 
-    Returns None when nothing is to be charged (balance fine, switched off, backing off, caps).
+    An attempt in flight is resumed only by the task that claimed it (a redelivery after its
+    worker died) or once it is stale (the sweep); any other trigger returns None, so one
+    attempt is never charged by two workers at once. Returns None when nothing is to be
+    charged (balance fine, switched off, backing off, caps).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -216,7 +221,10 @@ def auto_recharge_claim(*, account_id: int, currency: str) -> RechargeAttempt | 
             return None
         in_flight = recharge.attempts.filter(state=Attempt.IN_FLIGHT).first()
         if in_flight is not None:
-            return in_flight
+            mine = bool(task_id) and in_flight.task_id == task_id
+            if mine or in_flight.created_at < now - STALE_IN_FLIGHT:
+                return in_flight
+            return None
         account = recharge.billing_account
         org = organization_settings_get()
         if (
@@ -263,7 +271,7 @@ def auto_recharge_claim(*, account_id: int, currency: str) -> RechargeAttempt | 
         try:
             with transaction.atomic():
                 return RechargeAttempt.objects.create(
-                    auto_recharge=recharge, top_up=top_up, amount=amount
+                    auto_recharge=recharge, top_up=top_up, amount=amount, task_id=task_id
                 )
         except IntegrityError:  # another worker claimed it first (the row lock makes this rare)
             transaction.set_rollback(True)
@@ -446,7 +454,12 @@ def auto_recharge_due() -> list[tuple[int, str]]:
     or with an attempt in flight for so long that its worker must have died."""
     now = timezone.now()
     below = Wallet.objects.filter(recharge_below__isnull=False, balance__lt=F("recharge_below"))
-    due = set(below.values_list("billing_account_id", "currency"))
+    busy = set(
+        RechargeAttempt.objects.filter(state=Attempt.IN_FLIGHT).values_list(
+            "auto_recharge__billing_account_id", "auto_recharge__currency"
+        )
+    )
+    due = set(below.values_list("billing_account_id", "currency")) - busy
     stale = RechargeAttempt.objects.filter(
         state=Attempt.IN_FLIGHT, created_at__lt=now - STALE_IN_FLIGHT
     ).values_list("auto_recharge__billing_account_id", "auto_recharge__currency")

@@ -384,6 +384,9 @@ class RechargeAttempt(models.Model):
     amount = models.BigIntegerField()  # nanos
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
     failure_reason = models.CharField(max_length=500, blank=True, default="")
+    # The Celery task that claimed it: only that task (redelivered after its worker died) or,
+    # once the attempt is stale, the sweep may resume it; other triggers leave it alone.
+    task_id = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -7,7 +7,13 @@ from celery import shared_task
 from django.db import connection
 
 # Network trouble and Stripe's own 5xx: try again later under the same idempotency key.
-TRANSIENT_STRIPE_ERRORS = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+# A 409 for the same idempotency key in flight elsewhere is transient too.
+TRANSIENT_STRIPE_ERRORS = (
+    stripe.APIConnectionError,
+    stripe.RateLimitError,
+    stripe.APIError,
+    stripe.IdempotencyError,
+)
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=45)
@@ -33,7 +39,9 @@ def auto_recharge_run(self, account_id: int, currency: str) -> str:  # type: ign
     """Claim a recharge if one is due (or resume the one in flight) and charge it."""
     from billing.auto_recharge import auto_recharge_charge, auto_recharge_claim
 
-    attempt = auto_recharge_claim(account_id=account_id, currency=currency)
+    attempt = auto_recharge_claim(
+        account_id=account_id, currency=currency, task_id=self.request.id or ""
+    )
     if attempt is None:
         return "not due"
     try:

@@ -292,3 +292,19 @@ def test_other_developers_cannot_configure_my_auto_recharge(client, account, oth
         },
     )
     assert not AutoRecharge.objects.filter(billing_account=account).exists()
+
+
+def test_an_attempt_in_flight_is_resumed_only_by_its_task_or_once_stale(account):
+    from billing.auto_recharge import auto_recharge_claim
+
+    enable(account)
+    Wallet.objects.update(balance=5 * 10**9, recharge_below=20 * 10**9)
+    first = auto_recharge_claim(account_id=account.pk, currency="USD", task_id="task-a")
+    assert first is not None and first.task_id == "task-a"
+    assert auto_recharge_claim(account_id=account.pk, currency="USD", task_id="task-b") is None
+    assert auto_recharge_claim(account_id=account.pk, currency="USD", task_id="task-a") == first
+    assert auto_recharge_due() == []  # the sweep leaves a young attempt alone
+    RechargeAttempt.objects.update(created_at=timezone.now() - timedelta(minutes=6))
+    assert auto_recharge_claim(account_id=account.pk, currency="USD", task_id="sweep") == first
+    assert auto_recharge_due() == [(account.pk, "USD")]
+    assert RechargeAttempt.objects.count() == 1

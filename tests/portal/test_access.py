@@ -120,7 +120,9 @@ def test_post_settings_matrix_changes_only_for_permitted_admin(as_role, role):
     from billing.selectors import organization_settings_get
 
     url = reverse("monetization_settings")
-    response = as_role(role).post(url, {"section": "billing_type", "default_billing_type": "PREPAID"})
+    response = as_role(role).post(
+        url, {"section": "billing_type", "default_billing_type": "PREPAID"}
+    )
     default = organization_settings_get().default_billing_type
     if role == "portal_admin":
         assert response.status_code == HTTPStatus.FOUND

@@ -22,7 +22,15 @@ from django.utils import timezone
 from billing import stripe_gateway
 from billing.exceptions import BillingError
 from billing.ledger import Actor, ledger_apply, wallet_credit
-from billing.models import BillingAccount, LedgerEntry, TopUp, TopUpLimit, TrustTier, Wallet
+from billing.models import (
+    BillingAccount,
+    BillingType,
+    LedgerEntry,
+    TopUp,
+    TopUpLimit,
+    TrustTier,
+    Wallet,
+)
 from billing.money import Money, money_format, money_from_stripe
 from billing.selectors import organization_settings_get
 
@@ -75,6 +83,12 @@ def top_up_check(
 ) -> None:
     """Refuse, with the limit and the reason, a top-up the organisation does not allow."""
     currency = money.currency
+    default = organization_settings_get().default_billing_type
+    if (account.billing_type or default) != BillingType.PREPAID:
+        raise TopUpRefused(
+            "Your billing type is Postpaid: usage is invoiced monthly, so there is no prepaid "
+            "balance to add credit to."
+        )
     limit = TopUpLimit.objects.filter(currency=currency).first()
     if limit is None:
         raise TopUpRefused(f"Adding credit in {currency} is not offered.")

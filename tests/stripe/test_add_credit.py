@@ -500,3 +500,14 @@ def test_offline_add_credit_goes_to_the_test_payment_page(prepaid_client):
     assert top_up.stripe_checkout_session_id == f"cs_offline_{top_up.public_id.hex}"
     form = prepaid_client.get(reverse("add_credit", args=["USD"]))
     assert "test payment page" in page_text(form)
+
+
+def test_a_postpaid_developer_cannot_add_credit(client, developer):
+    """Postpaid usage is invoiced: there is no prepaid balance to top up."""
+    from billing.models import TopUp
+
+    client.force_login(developer)  # no billing type: the organisation default, Postpaid
+    response = client.post(reverse("add_credit", args=["USD"]), {"amount": "20"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "Your billing type is Postpaid" in response.content.decode()
+    assert not TopUp.objects.exists()

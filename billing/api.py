@@ -60,7 +60,7 @@ api = NinjaAPI(
 
 
 # Typed loosely on purpose: billing.money validates these and explains what is wrong.
-_INT64 = {"anyOf": [{"type": "string", "pattern": "^[+-]?[0-9]+$"}, {"type": "integer"}]}
+_INT64: Any = {"anyOf": [{"type": "string", "pattern": "^[+-]?[0-9]+$"}, {"type": "integer"}]}
 
 
 class ApigeeMoney(Schema):

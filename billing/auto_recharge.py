@@ -331,7 +331,7 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
             payment_method_id=account.stripe_payment_method_id,
             money=money,
             metadata={
-                "top_up_id": str(attempt.top_up.public_id),
+                "top_up_id": str(attempt.top_up.public_id) if attempt.top_up else "",
                 "recharge_attempt_id": str(attempt.pk),
             },
             idempotency_key=attempt.idempotency_key,

@@ -43,7 +43,9 @@ class HistoryFilterForm(forms.Form):
         from billing.models import LedgerEntry
 
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["kind"].choices = [("", "All kinds"), *LedgerEntry.Kind.choices]
+        kind = self.fields["kind"]
+        assert isinstance(kind, forms.ChoiceField)
+        kind.choices = [("", "All kinds"), *LedgerEntry.Kind.choices]
 
 
 class AdjustBalanceForm(forms.Form):

@@ -6,7 +6,7 @@ the entries, concurrent writers never lose an update, and a transaction id appli
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -195,7 +195,7 @@ class _Change:
     memo: str
     prepaid_floor: bool
 
-    def move_params(self, now: object) -> list[object]:
+    def move_params(self, now: Any) -> list[Any]:
         credited = int(self.delta > 0 and self.kind == Kind.TOP_UP)
         checks_floor = int(self.prepaid_floor and self.delta < 0)
         d = self.delta
@@ -216,7 +216,7 @@ class _Change:
             created_at=now,
         )
 
-    def entry_params(self, now: object) -> list[object]:
+    def entry_params(self, now: Any) -> list[Any]:
         user_id = self.actor.user.pk if self.actor.user else None
         token_id = self.actor.token.pk if self.actor.token else None
         return [
@@ -276,7 +276,7 @@ def _prepare_wallet(change: _Change) -> None:
     )
 
 
-def _refuse(change: _Change) -> None:
+def _refuse(change: _Change) -> NoReturn:
     wallet = Wallet.objects.filter(billing_account=change.account, currency=change.currency).first()
     balance = wallet.balance if wallet else 0
     if abs(balance + change.delta) > MAX_AMOUNT_NANOS:

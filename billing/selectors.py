@@ -139,7 +139,8 @@ def wallets_balance(*, account: BillingAccount, as_of: Any = None) -> list[dict[
     for wallet in wallets:
         balance, credited = wallet.balance, wallet.last_credit_at
         if as_of is not None:
-            balance, credited = wallet.balance_then, wallet.credit_then
+            # Annotated above with the wallet as it stood after `as_of`.
+            balance, credited = getattr(wallet, "balance_then"), getattr(wallet, "credit_then")  # noqa: B009
         item: dict[str, Any] = {"balance": money_to_apigee(Money(balance, wallet.currency))}
         if credited:
             item["lastCreditTime"] = str(int(credited.timestamp() * 1000))

@@ -82,7 +82,7 @@ def checkout_session_create(
         },
         options={"idempotency_key": f"top-up-{top_up.public_id}-checkout"},
     )
-    return session.id, session.url
+    return session.id, _page_url(session.url)
 
 
 # ---- Saved cards and off-session charges (auto-recharge) ----
@@ -117,31 +117,39 @@ def setup_session_create(
     *, customer_id: str, success_url: str, cancel_url: str, billing_account_id: int
 ) -> tuple[str, str]:
     """A Checkout Session in setup mode: the developer saves a card on Stripe's page."""
-    session = stripe_client().v1.checkout.sessions.create(
-        params={
-            "mode": "setup",
-            "customer": customer_id,
-            "payment_method_types": ["card"],
-            "metadata": {"billing_account_id": str(billing_account_id)},
-            "success_url": success_url,
-            "cancel_url": cancel_url,
-        },
-    )
-    return session.id, session.url
+    params: Any = {
+        "mode": "setup",
+        "customer": customer_id,
+        "payment_method_types": ["card"],
+        "metadata": {"billing_account_id": str(billing_account_id)},
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
+    session = stripe_client().v1.checkout.sessions.create(params=params)
+    return session.id, _page_url(session.url)
+
+
+def _page_url(url: str | None) -> str:
+    if not url:  # Stripe always sends one for hosted Checkout; without it nobody could pay
+        raise stripe.APIError("Stripe returned a Checkout Session without a page URL.")
+    return url
 
 
 def card_from_setup_intent(setup_intent_id: str) -> tuple[str, str, str]:
     """(payment method id, brand, last four) of the card a SetupIntent saved."""
     if not stripe_enabled():
-        payment_method_id = setup_intent_id.removeprefix("seti_for_")
-        brand, last4, _ = OFFLINE_CARDS[payment_method_id]
-        return payment_method_id, brand, last4
+        offline_card = setup_intent_id.removeprefix("seti_for_")
+        brand, last4, _ = OFFLINE_CARDS[offline_card]
+        return offline_card, brand, last4
     client = stripe_client()
     intent = client.v1.setup_intents.retrieve(setup_intent_id)
-    payment_method_id = intent.payment_method
-    if not isinstance(payment_method_id, str):
-        payment_method_id = payment_method_id.id
+    method = intent.payment_method
+    payment_method_id = method if isinstance(method, str) else getattr(method, "id", None)
+    if not payment_method_id:
+        raise stripe.APIError(f"SetupIntent {setup_intent_id} saved no payment method.")
     card = client.v1.payment_methods.retrieve(payment_method_id).card
+    if card is None:
+        raise stripe.APIError(f"Payment method {payment_method_id} is not a card.")
     return payment_method_id, card.brand, card.last4
 
 
@@ -176,8 +184,9 @@ def off_session_charge(
     except stripe.CardError as exc:
         error = exc.error
         intent_id = ""
-        if error is not None and getattr(error, "payment_intent", None) is not None:
-            intent_id = error.payment_intent.id
+        failed_intent = getattr(error, "payment_intent", None)
+        if failed_intent is not None:
+            intent_id = failed_intent.id
         raise CardDeclined(
             exc.user_message or "The card was declined.", exc.code or "", intent_id
         ) from exc

@@ -54,7 +54,7 @@ from billing.services import (
 from billing.stripe_gateway import OFFLINE_CARDS, stripe_enabled
 from billing.top_ups import TopUpRefused, add_credit_rows, top_up_cancel, top_up_offer, top_up_start
 from billing.webhooks import webhook_receive
-from portal.access import admin_required
+from portal.access import PortalRequest, admin_required
 
 # What each change means for the developer (seed 004, "Change of billing type").
 CHANGE_MEANING = {
@@ -77,7 +77,7 @@ def _developer(user_id: int) -> User:
 
 @admin_required("billing.update_any_billing_type")
 @require_http_methods(["GET", "POST"])
-def billing_type_tab(request: HttpRequest, user_id: int) -> HttpResponse:
+def billing_type_tab(request: PortalRequest, user_id: int) -> HttpResponse:
     """The Billing type tab: choose (POST), confirm (POST with `confirm`), saved."""
     developer = _developer(user_id)
     context = {**account_context(developer=developer), "tab": "billing_type", "admin_view": True}
@@ -115,7 +115,7 @@ def billing_type_tab(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 def _billing_type_save(
-    request: HttpRequest, developer: User, account: BillingAccount
+    request: PortalRequest, developer: User, account: BillingAccount
 ) -> HttpResponse:
     form = BillingTypeConfirmForm(request.POST)
     if not form.is_valid():
@@ -139,7 +139,7 @@ def _billing_type_save(
 
 @admin_required("billing.administer_monetization")
 @require_http_methods(["GET", "POST"])
-def monetization_settings(request: HttpRequest) -> HttpResponse:
+def monetization_settings(request: PortalRequest) -> HttpResponse:
     """Organisation settings: default billing type (its own form, as it moves developers) and
     the Add credit settings with per-currency limits."""
     org = organization_settings_get()
@@ -225,7 +225,7 @@ def _first_error(form: BillingTypeForm) -> str:
 HISTORY_PER_PAGE = 20
 
 
-def _balance_context(request: HttpRequest, account: BillingAccount) -> dict:
+def _balance_context(request: PortalRequest, account: BillingAccount) -> dict:
     """Wallets and one page of history; the same few queries however long the history is."""
     org = organization_settings_get()
     effective = account.billing_type or org.default_billing_type
@@ -248,7 +248,7 @@ def _balance_context(request: HttpRequest, account: BillingAccount) -> dict:
     }
 
 
-def _render_balance(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
+def _render_balance(request: PortalRequest, context: dict, status: int = 200) -> HttpResponse:
     # htmx asks for the history table only when paging or filtering.
     if request.htmx and request.htmx.target == "history":
         return render(request, "billing/_history.html", context)
@@ -257,7 +257,7 @@ def _render_balance(request: HttpRequest, context: dict, status: int = 200) -> H
 
 @login_required
 @require_GET
-def my_balance(request: HttpRequest) -> HttpResponse:
+def my_balance(request: PortalRequest) -> HttpResponse:
     account = billing_account_get_or_create(user=request.user)
     context = {**_balance_context(request, account), "developer": request.user, "tab": "balance"}
     return _render_balance(request, context)
@@ -265,7 +265,7 @@ def my_balance(request: HttpRequest) -> HttpResponse:
 
 @admin_required("billing.view_any_prepaid_balance")
 @require_http_methods(["GET", "POST"])
-def people_balance(request: HttpRequest, user_id: int) -> HttpResponse:
+def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
     """A developer's balance for admins; adjusting needs a second permission and a confirmation."""
     developer = _developer(user_id)
     account = billing_account_get_or_create(user=developer)
@@ -287,7 +287,7 @@ def people_balance(request: HttpRequest, user_id: int) -> HttpResponse:
     return _render_balance(request, context, status=400 if form.errors else 200)
 
 
-def _adjust_confirm(request: HttpRequest, context: dict, form: AdjustBalanceForm) -> HttpResponse:
+def _adjust_confirm(request: PortalRequest, context: dict, form: AdjustBalanceForm) -> HttpResponse:
     change = form.cleaned_data["change"]
     current = next((w.balance for w in context["wallets"] if w.currency == change.currency), 0)
     confirm_form = AdjustBalanceForm(
@@ -309,7 +309,7 @@ def _adjust_confirm(request: HttpRequest, context: dict, form: AdjustBalanceForm
 
 
 def _adjust_save(
-    request: HttpRequest, developer: User, account: BillingAccount, form: AdjustBalanceForm
+    request: PortalRequest, developer: User, account: BillingAccount, form: AdjustBalanceForm
 ) -> HttpResponse:
     try:
         result = wallet_adjust(
@@ -336,7 +336,7 @@ def _adjust_save(
 # ---- Add credit (Stripe Checkout, or the offline test-payment page) ----
 
 
-def _own_top_up(request: HttpRequest, public_id: uuid.UUID) -> TopUp:
+def _own_top_up(request: PortalRequest, public_id: uuid.UUID) -> TopUp:
     """A developer's own top-up; anybody else's is 404, as if it did not exist."""
     return get_object_or_404(
         TopUp.objects.select_related("billing_account"),
@@ -347,7 +347,7 @@ def _own_top_up(request: HttpRequest, public_id: uuid.UUID) -> TopUp:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def add_credit(request: HttpRequest, currency: str) -> HttpResponse:
+def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
     account = billing_account_get_or_create(user=request.user)
     offer = top_up_offer(account=account, currency=currency.upper())
     if offer is None:
@@ -384,7 +384,7 @@ def add_credit(request: HttpRequest, currency: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def top_up_status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+def top_up_status(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Where Stripe sends the developer back: pending until the webhook confirms (htmx polls)."""
     top_up = _own_top_up(request, public_id)
     wallet = Wallet.objects.filter(
@@ -398,7 +398,7 @@ def top_up_status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def top_up_cancel_view(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+def top_up_cancel_view(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Stripe's cancel_url: nothing was charged, nothing changes but the attempt's state."""
     top_up = _own_top_up(request, public_id)
     if top_up_cancel(top_up=top_up):
@@ -408,7 +408,7 @@ def top_up_cancel_view(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def test_payment(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Offline mode only: a clearly labelled stand-in for Stripe Checkout. Paying builds a
     Stripe-shaped event, signs it with the local webhook secret and hands it to the same
     webhook handler that Stripe would call."""
@@ -444,7 +444,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def card_setup(request: HttpRequest) -> HttpResponse:
+def card_setup(request: PortalRequest) -> HttpResponse:
     """Save a card on Stripe's page (Checkout in setup mode), or the offline test card page."""
     account = billing_account_get_or_create(user=request.user)
     if not stripe_enabled():
@@ -460,14 +460,14 @@ def card_setup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def card_saved(request: HttpRequest) -> HttpResponse:
+def card_saved(request: PortalRequest) -> HttpResponse:
     messages.success(request, "Thank you: your card is being saved. It shows here in a moment.")
     return redirect("my_balance")
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def test_card(request: HttpRequest) -> HttpResponse:
+def test_card(request: PortalRequest) -> HttpResponse:
     """Offline mode only: choose a test card; saving it goes through the signed webhook."""
     if stripe_enabled():
         raise Http404("Cards are saved on Stripe's page.")
@@ -489,7 +489,7 @@ def test_card(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def auto_recharge_settings(request: HttpRequest, currency: str) -> HttpResponse:
+def auto_recharge_settings(request: PortalRequest, currency: str) -> HttpResponse:
     account = billing_account_get_or_create(user=request.user)
     currency = currency.upper()
     form = AutoRechargeForm(request.POST, currency=currency)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -40,3 +40,17 @@ def permission_title(permission: str) -> str:
     app_label, codename = permission.split(".", 1)
     found = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
     return found.name if found else permission
+
+
+if TYPE_CHECKING:
+    from django_htmx.middleware import HtmxDetails
+
+    from accounts.models import User
+
+    class PortalRequest(HttpRequest):
+        """A request past login_required/admin_required, with django-htmx's details."""
+
+        user: User  # type: ignore[assignment]
+        htmx: HtmxDetails
+else:
+    PortalRequest = HttpRequest

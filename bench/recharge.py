@@ -107,7 +107,7 @@ def measure(fake: FakeStripeProcess, runs: int) -> tuple[list[float], list[float
     from billing.models import BillingTypeChange, LedgerEntry
     from billing.money import money_parse
     from billing.services import billing_account_get_or_create, billing_type_set
-    from billing.top_ups import _stripe_customer
+    from billing.top_ups import stripe_customer_ensure
 
     def usd(text: str):
         return money_parse(text, "USD")
@@ -123,7 +123,7 @@ def measure(fake: FakeStripeProcess, runs: int) -> tuple[list[float], list[float
             changed_by=None,
             source=BillingTypeChange.Source.ADMIN,
         )
-        _stripe_customer(account)
+        stripe_customer_ensure(account)
         card_save(account=account, payment_method_id="pm_card_visa", brand="visa", last4="4242")
         account.refresh_from_db()
         wallet_credit(

@@ -17,7 +17,7 @@ from accounts.models import ApiToken, User
 from accounts.services import api_token_authenticate
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
 from billing.ledger import Actor, LedgerResult, wallet_credit, wallet_debit
-from billing.models import BillingAccount, BillingType, BillingTypeChange, LedgerEntry
+from billing.models import BillingAccount, BillingType, BillingTypeChange
 from billing.money import MoneyError, money_from_apigee
 from billing.selectors import organization_settings_get, wallets_balance
 from billing.services import billing_account_get_or_create, billing_type_set, wallet_adjust
@@ -210,9 +210,13 @@ def _balance(account: BillingAccount, result: LedgerResult | None = None) -> dic
     return {"wallets": wallets_balance(account=account, as_of=as_of)}
 
 
-def _replayed(response: HttpResponse, result: LedgerResult) -> None:
+def _answer(
+    response: HttpResponse, account: BillingAccount, result: LedgerResult
+) -> dict[str, Any]:
+    """The balance after a ledger change; a replay says so in a header."""
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
+    return _balance(account, result)
 
 
 # ---- Endpoints ----
@@ -261,11 +265,9 @@ def credit_balance(
         money=money,
         transaction_id=body.transactionId,
         actor=_actor(request),
-        kind=LedgerEntry.Kind.TOP_UP,
         memo="Credit through the API",
     )
-    _replayed(response, result)
-    return _balance(account, result)
+    return _answer(response, account, result)
 
 
 @api.post(
@@ -286,8 +288,7 @@ def debit_balance(
         actor=_actor(request),
         memo="Usage charged through the API",
     )
-    _replayed(response, result)
-    return _balance(account, result)
+    return _answer(response, account, result)
 
 
 @api.post(
@@ -309,5 +310,4 @@ def adjust_balance(
         reason="Adjustment through the API",
         transaction_id=body.transactionId,
     )
-    _replayed(response, result)
-    return _balance(account, result)
+    return _answer(response, account, result)

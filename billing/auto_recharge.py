@@ -38,8 +38,8 @@ from billing.selectors import organization_settings_get
 from billing.services import audit_log
 from billing.top_ups import (
     TopUpRefused,
-    _stripe_customer,
     notify_admins,
+    stripe_customer_ensure,
     top_up_check,
     top_up_fail,
     top_up_lock,
@@ -325,7 +325,7 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
     account = recharge.billing_account
     money = Money(attempt.amount, recharge.currency)
     try:
-        customer_id = _stripe_customer(account) if stripe_gateway.stripe_enabled() else ""
+        customer_id = stripe_customer_ensure(account) if stripe_gateway.stripe_enabled() else ""
         result = stripe_gateway.off_session_charge(
             customer_id=customer_id,
             payment_method_id=account.stripe_payment_method_id,
@@ -478,7 +478,7 @@ def recharge_summary(recharge: AutoRecharge) -> str:
 def card_setup_start(*, account: BillingAccount, base_url: str) -> str:
     """Open Stripe Checkout in setup mode for this account; returns the page's URL."""
     try:
-        customer_id = _stripe_customer(account)
+        customer_id = stripe_customer_ensure(account)
         _, url = stripe_gateway.setup_session_create(
             customer_id=customer_id,
             success_url=base_url + reverse("card_saved"),

@@ -372,7 +372,6 @@ class RechargeAttempt(models.Model):
         IN_FLIGHT = "IN_FLIGHT", "In progress"
         SUCCEEDED = "SUCCEEDED", "Succeeded"
         FAILED = "FAILED", "Failed"
-        SKIPPED = "SKIPPED", "Not needed"
 
     auto_recharge = models.ForeignKey(
         AutoRecharge, on_delete=models.PROTECT, related_name="attempts"

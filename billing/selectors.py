@@ -17,10 +17,6 @@ def organization_settings_get() -> OrganizationSettings:
     return settings
 
 
-def billing_type_effective(*, account: BillingAccount, default: str) -> str:
-    return account.billing_type or default
-
-
 def billing_type_label(*, account: BillingAccount, default: str) -> str:
     """How My Account names the billing type, e.g. "Not specified (defaults to Postpaid)"."""
     if account.billing_type:

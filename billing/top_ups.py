@@ -173,7 +173,7 @@ def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> Top
         url = base_url + reverse("test_payment", args=[top_up.public_id])
     else:
         try:
-            customer_id = _stripe_customer(account)
+            customer_id = stripe_customer_ensure(account)
             session_id, url = stripe_gateway.checkout_session_create(
                 top_up=top_up,
                 customer_id=customer_id,
@@ -195,7 +195,7 @@ def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> Top
     return top_up
 
 
-def _stripe_customer(account: BillingAccount) -> str:
+def stripe_customer_ensure(account: BillingAccount) -> str:
     """One Stripe customer per billing account, created on first payment."""
     if account.stripe_customer_id:
         return account.stripe_customer_id

@@ -74,11 +74,9 @@ def webhook_receive(*, payload: bytes, signature: str) -> tuple[int, str]:
 
 def _savepoint_if_in_transaction() -> contextlib.AbstractContextManager[Any]:
     """A failed insert inside a caller's transaction would poison it; alone it costs nothing."""
-    return (
-        transaction.atomic()
-        if transaction.get_connection().in_atomic_block
-        else (contextlib.nullcontext())
-    )
+    if transaction.get_connection().in_atomic_block:
+        return transaction.atomic()
+    return contextlib.nullcontext()
 
 
 def event_process(*, event_id: str, event_type: str, obj: dict[str, Any]) -> tuple[int, str]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -10,6 +10,7 @@ from accounts.forms import BillingDetailsForm
 from accounts.models import User
 from billing.selectors import billing_type_label, organization_settings_get
 from billing.services import billing_account_get_or_create, billing_details_update
+from portal.access import PortalRequest
 
 
 def account_context(*, developer: User) -> dict:
@@ -25,7 +26,7 @@ def account_context(*, developer: User) -> dict:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def my_account(request: HttpRequest) -> HttpResponse:
+def my_account(request: PortalRequest) -> HttpResponse:
     context = account_context(developer=request.user)
     account = context["billing_account"]
     if request.method == "POST":

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 from accounts.models import User
 from accounts.views import account_context
 from billing.selectors import developers_list
-from portal.access import admin_required
+from portal.access import PortalRequest, admin_required
 
 PEOPLE_PER_PAGE = 25
 
@@ -26,7 +26,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @admin_required()
 @require_GET
-def people_list(request: HttpRequest) -> HttpResponse:
+def people_list(request: PortalRequest) -> HttpResponse:
     """People: one view for the page and, for htmx searches, just the table."""
     search = request.GET.get("q", "").strip()[:100]
     page = Paginator(developers_list(search=search), PEOPLE_PER_PAGE).get_page(

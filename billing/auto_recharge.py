@@ -33,7 +33,7 @@ from billing.models import (
     TopUpLimit,
     Wallet,
 )
-from billing.money import Money, money_format
+from billing.money import Money, MoneyError, money_format, stripe_round_up
 from billing.selectors import organization_settings_get
 from billing.services import audit_log
 from billing.top_ups import (
@@ -105,7 +105,8 @@ def auto_recharge_configure(
         if enabled:
             # The balance may already be below the new threshold.
             transaction.on_commit(
-                lambda: auto_recharge_request(account_id=account.pk, currency=currency)
+                lambda: auto_recharge_request(account_id=account.pk, currency=currency),
+                robust=True,  # the settings are saved; the sweep retries a failed trigger
             )
     return recharge
 
@@ -196,7 +197,9 @@ def auto_recharge_request(*, account_id: int, currency: str) -> None:
 def recharge_amount(recharge: AutoRecharge, balance: int, offer_min: int, offer_max: int) -> int:
     if recharge.mode == AutoRecharge.Mode.FIXED:
         return recharge.amount
-    return min(max(recharge.amount - balance, offer_min), offer_max)
+    # Usage leaves fractions of a cent; Stripe charges whole cents, so round up to reach the target.
+    missing = stripe_round_up(recharge.amount - balance, recharge.currency)
+    return min(max(missing, offer_min), offer_max)
 
 
 def auto_recharge_claim(
@@ -345,6 +348,9 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
         recharge_attempt_fail(
             attempt_id=attempt.pk, reason=f"Stripe refused the charge: {exc.user_message or exc}"
         )
+        return Attempt.FAILED
+    except (BillingError, MoneyError) as exc:  # e.g. an amount Stripe cannot take: no retry helps
+        recharge_attempt_fail(attempt_id=attempt.pk, reason=str(exc))
         return Attempt.FAILED
     RechargeAttempt.objects.filter(pk=attempt.pk).update(
         stripe_payment_intent_id=result.payment_intent_id

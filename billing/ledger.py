@@ -181,7 +181,9 @@ def ledger_apply(
 def _request_recharge_after_commit(account_id: int, currency: str) -> None:
     from billing.tasks import auto_recharge_run  # tasks import the services, not the reverse
 
-    transaction.on_commit(lambda: auto_recharge_run.delay(account_id, currency))
+    # robust: the debit is committed; a failing trigger must not turn its answer into an error
+    # (the sweep finds the wallet again).
+    transaction.on_commit(lambda: auto_recharge_run.delay(account_id, currency), robust=True)
 
 
 @dataclass(frozen=True)

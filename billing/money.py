@@ -160,6 +160,12 @@ def money_to_stripe(money: Money) -> int:
     return minor
 
 
+def stripe_round_up(nanos: int, currency: str) -> int:
+    """The smallest amount Stripe can charge that is not less than `nanos` (USD 30.0013 → 30.01)."""
+    step = NANOS_PER_UNIT // 10 ** stripe_exponent(currency)
+    return -(-nanos // step) * step
+
+
 def money_from_stripe(amount: int, currency: str) -> Money:
     code = currency_validate(currency.upper())
     return Money(int(amount) * (NANOS_PER_UNIT // 10 ** stripe_exponent(code)), code)

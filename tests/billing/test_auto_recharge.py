@@ -11,7 +11,12 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.auto_recharge import auto_recharge_configure, auto_recharge_due, card_save
+from billing.auto_recharge import (
+    auto_recharge_charge,
+    auto_recharge_configure,
+    auto_recharge_due,
+    card_save,
+)
 from billing.exceptions import BillingError
 from billing.ledger import Actor, wallet_credit, wallet_debit
 from billing.models import (
@@ -119,6 +124,35 @@ def test_top_up_to_target(account):
     assert balance(account) == 100 * 10**9
     debit(account, "99", "d2")  # 1 left → 99 brings it back to the target
     assert balance(account) == 100 * 10**9
+
+
+def test_top_up_to_target_rounds_fractions_of_a_cent_up(account):
+    """Usage is metered in nanos; Stripe charges whole cents."""
+    enable(account, threshold="20", amount="50", mode="TARGET")
+    debit(account, "80.0013", "d1")  # 19.9987 left: 30.0013 short of the target
+    attempt = RechargeAttempt.objects.get()
+    assert attempt.state == RechargeAttempt.State.SUCCEEDED
+    assert attempt.amount == usd("30.01").nanos
+    assert balance(account) == usd("50.0087").nanos
+
+
+def test_an_amount_stripe_cannot_charge_fails_the_attempt_instead_of_sticking(account):
+    recharge = enable(account)
+    top_up = TopUp.objects.create(
+        billing_account=account,
+        currency="USD",
+        amount=usd("30.0013").nanos,
+        source=TopUp.Source.AUTO_RECHARGE,
+    )
+    attempt = RechargeAttempt.objects.create(
+        auto_recharge=recharge, top_up=top_up, amount=top_up.amount
+    )
+    with _committing():
+        assert auto_recharge_charge(attempt_id=attempt.pk) == RechargeAttempt.State.FAILED
+    attempt.refresh_from_db()
+    assert attempt.state == RechargeAttempt.State.FAILED
+    assert "cannot be charged exactly" in attempt.failure_reason
+    assert balance(account) == usd("100").nanos
 
 
 def test_enabling_below_threshold_recharges_at_once(account):

@@ -160,9 +160,14 @@ class TopUpSettingsForm(forms.Form):
 
         try:
             # The currency only validates the format; grace applies in every currency.
-            return money_parse(self.cleaned_data["prepaid_grace"], "USD").nanos
+            grace = money_parse(self.cleaned_data["prepaid_grace"], "USD").nanos
         except MoneyError as exc:
             raise forms.ValidationError(str(exc)) from exc
+        if grace < 0:
+            raise forms.ValidationError(
+                "The grace cannot be negative: it is how far below zero a prepaid balance may go."
+            )
+        return grace
 
 
 class TopUpLimitForm(forms.Form):
@@ -192,7 +197,24 @@ class TopUpLimitForm(forms.Form):
         return {**cleaned, "currency": currency, **values}
 
 
-TopUpLimitFormSet = forms.formset_factory(TopUpLimitForm, extra=1, can_delete=True, max_num=50)
+class BaseTopUpLimitFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        super().clean()
+        seen: set[str] = set()
+        for form in self.forms:
+            currency = (getattr(form, "cleaned_data", None) or {}).get("currency")
+            if not currency or form.cleaned_data.get("DELETE"):
+                continue
+            if currency in seen:
+                raise forms.ValidationError(
+                    f"{currency} is listed twice: each currency has one set of limits."
+                )
+            seen.add(currency)
+
+
+TopUpLimitFormSet = forms.formset_factory(
+    TopUpLimitForm, formset=BaseTopUpLimitFormSet, extra=1, can_delete=True, max_num=50
+)
 
 
 class AutoRechargeForm(forms.Form):

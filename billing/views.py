@@ -171,20 +171,24 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         )
         return redirect("monetization_settings")
     if which == "top_ups" and top_up_form.is_valid() and limits.is_valid():
-        organization_top_up_settings_update(
-            changed_by=request.user,
-            top_up_wait_seconds=top_up_form.cleaned_data["top_up_wait_seconds"],
-            prepaid_grace_nanos=top_up_form.cleaned_data["prepaid_grace"],
-            notification_email=top_up_form.cleaned_data["notification_email"],
-            limits=[
-                f.cleaned_data
-                for f in limits.forms
-                if f.has_changed() or f.initial
-                if f.cleaned_data and not f.cleaned_data.get("DELETE")
-            ],
-        )
-        messages.success(request, "The Add credit settings have been saved.")
-        return redirect("monetization_settings")
+        try:
+            organization_top_up_settings_update(
+                changed_by=request.user,
+                top_up_wait_seconds=top_up_form.cleaned_data["top_up_wait_seconds"],
+                prepaid_grace_nanos=top_up_form.cleaned_data["prepaid_grace"],
+                notification_email=top_up_form.cleaned_data["notification_email"],
+                limits=[
+                    f.cleaned_data
+                    for f in limits.forms
+                    if f.has_changed() or f.initial
+                    if f.cleaned_data and not f.cleaned_data.get("DELETE")
+                ],
+            )
+        except BillingError as exc:  # the service's own checks, should a form ever miss one
+            top_up_form.add_error(None, str(exc))
+        else:
+            messages.success(request, "The Add credit settings have been saved.")
+            return redirect("monetization_settings")
     counts = billing_type_counts()
     invalid = form.errors or top_up_form.errors or any(limits.errors) or limits.non_form_errors()
     return render(

@@ -85,6 +85,8 @@ def test_removing_a_currency_stops_add_credit_in_it(client, portal_admin):
         ({"limits-1-maximum": "lots"}, "is not an amount"),
         ({"top_up_wait_seconds": "-5"}, "greater than or equal to 0"),
         ({"prepaid_grace": "x"}, "is not an amount"),
+        ({"prepaid_grace": "-5"}, "The grace cannot be negative"),
+        ({"limits-1-currency": "usd"}, "USD is listed twice"),
     ],
 )
 def test_bad_settings_are_refused_and_nothing_changes(client, portal_admin, overrides, message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import stripe
@@ -40,8 +41,21 @@ DONE = (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED)
 CREDITED = (TopUp.State.SUCCEEDED, TopUp.State.DISPUTED, TopUp.State.REFUNDED)
 
 
+# How long a refund or dispute that names nothing of ours waits for the payment it refunds.
+NOT_OURS_PATIENCE = timedelta(hours=1)
+
+
 class EventNotReady(Exception):
-    """The event refers to something we cannot find yet; a 5xx makes Stripe send it again."""
+    """The event refers to something we cannot find yet; a 5xx makes Stripe send it again.
+
+    `ours`: the object carries our top-up id or customer, so it waits as long as Stripe retries.
+    Otherwise it may belong to another product on the same Stripe account: after
+    NOT_OURS_PATIENCE it is set aside for an admin instead of failing for days.
+    """
+
+    def __init__(self, message: str, *, ours: bool = True) -> None:
+        super().__init__(message)
+        self.ours = ours
 
 
 def webhook_receive(*, payload: bytes, signature: str) -> tuple[int, str]:
@@ -112,28 +126,53 @@ def event_process(*, event_id: str, event_type: str, obj: dict[str, Any]) -> tup
         with transaction.atomic():
             handler(obj)
             _finish(event_id, StripeEvent.Status.PROCESSED)
+    except EventNotReady as exc:
+        if not exc.ours and _waiting_since(event_id) > NOT_OURS_PATIENCE:
+            return _set_aside(event_id, event_type, exc)
+        return _failed(event_id, event_type, exc)
     except Exception as exc:
-        StripeEvent.objects.filter(pk=event_id).exclude(status__in=DONE).update(
-            status=StripeEvent.Status.FAILED, error=repr(exc)[:2000], attempts=F("attempts") + 1
-        )
-        attempts = StripeEvent.objects.filter(pk=event_id).values_list("attempts", flat=True)
-        # Stripe retries for days: tell the admins once per event, not at every retry.
-        if not isinstance(exc, EventNotReady) and attempts.first() == 1:
-            logger.exception("Stripe event %s (%s) failed", event_id, event_type)
-            notify_admins(
-                f"Crediting failed for Stripe event {event_id}",
-                f"Processing {event_type} failed: {exc!r}. Stripe will retry; see the admin.",
-            )
-        return 500, "Processing failed; Stripe will retry."
+        return _failed(event_id, event_type, exc)
     return 200, "Processed."
 
 
-def _finish(event_id: str, status: str) -> None:
+def _failed(event_id: str, event_type: str, exc: Exception) -> tuple[int, str]:
+    StripeEvent.objects.filter(pk=event_id).exclude(status__in=DONE).update(
+        status=StripeEvent.Status.FAILED, error=repr(exc)[:2000], attempts=F("attempts") + 1
+    )
+    attempts = StripeEvent.objects.filter(pk=event_id).values_list("attempts", flat=True)
+    # Stripe retries for days: tell the admins once per event, not at every retry.
+    if not isinstance(exc, EventNotReady) and attempts.first() == 1:
+        logger.exception("Stripe event %s (%s) failed", event_id, event_type)
+        notify_admins(
+            f"Crediting failed for Stripe event {event_id}",
+            f"Processing {event_type} failed: {exc!r}. Stripe will retry; see the admin.",
+        )
+    return 500, "Processing failed; Stripe will retry."
+
+
+def _waiting_since(event_id: str) -> timedelta:
+    received = StripeEvent.objects.filter(pk=event_id).values_list("received_at", flat=True)
+    return timezone.now() - (received.first() or timezone.now())
+
+
+def _set_aside(event_id: str, event_type: str, exc: EventNotReady) -> tuple[int, str]:
+    """Money left the Stripe account for a payment we cannot place: tell an admin, move none."""
+    _finish(event_id, StripeEvent.Status.IGNORED, error=f"Set aside: {exc}")
+    notify_admins(
+        f"A Stripe {event_type} the portal cannot place",
+        f"Stripe event {event_id}: {exc}. It names no top-up or customer of the portal, and "
+        f"none appeared within {NOT_OURS_PATIENCE}, so no balance was changed. If it concerns "
+        "a developer's payment, adjust their balance by hand.",
+    )
+    return 200, "Set aside: not a portal payment."
+
+
+def _finish(event_id: str, status: str, error: str = "") -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {_EVENTS} SET status = %s, processed_at = %s, error = '', "  # noqa: S608
+            f"UPDATE {_EVENTS} SET status = %s, processed_at = %s, error = %s, "  # noqa: S608
             "attempts = attempts + 1 WHERE id = %s",
-            [status, _now(), event_id],
+            [status, _now(), error[:2000], event_id],
         )
 
 
@@ -141,13 +180,23 @@ def _top_up(obj: dict[str, Any], *, money_leaving: bool = False, **ids: Any) -> 
     """Our top-up for a Stripe object, or None for payments that are not ours (ignored).
 
     Missing but expected (our id in metadata, or a refund or dispute we cannot place yet) raises
-    EventNotReady: Stripe sends the event again later, after the event it depends on.
+    EventNotReady: Stripe sends the event again later, after the event it depends on. A refund
+    or dispute that names nothing of ours waits only NOT_OURS_PATIENCE (see EventNotReady).
     """
     top_up = top_up_for_stripe(metadata=obj.get("metadata"), **ids)
-    expected = bool((obj.get("metadata") or {}).get("top_up_id")) or money_leaving
-    if top_up is None and expected:
-        raise EventNotReady(f"No top-up yet for {obj.get('object')} {obj.get('id')}")
-    return top_up
+    if top_up is not None:
+        return top_up
+    ours = bool((obj.get("metadata") or {}).get("top_up_id"))
+    if money_leaving:  # a refund or dispute of ours may come before the payment's own event
+        ours = ours or _our_customer(obj)
+    if ours or money_leaving:
+        raise EventNotReady(f"No top-up yet for {obj.get('object')} {obj.get('id')}", ours=ours)
+    return None
+
+
+def _our_customer(obj: dict[str, Any]) -> bool:
+    customer = _stripe_id(obj.get("customer"))
+    return bool(customer) and BillingAccount.objects.filter(stripe_customer_id=customer).exists()
 
 
 def _stripe_id(value: Any) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.models import LedgerEntry, OrganizationSettings, StripeEvent, TopUp, Wallet
 from billing.selectors import organization_settings_get
@@ -519,6 +521,76 @@ def test_a_refund_for_a_payment_we_never_saw_waits(fake_stripe, top_up, send):
 
     assert balance() is None and ledger() == []
     assert events() == {event["id"]: "FAILED"}
+
+
+def _foreign_charge_refunded(fake_stripe: FakeStripe, **charge: Any) -> dict[str, Any]:
+    """A refund for a charge of another product on the same Stripe account."""
+    return fake_stripe.event_for(
+        "charge.refunded",
+        {
+            "id": "ch_other_product",
+            "object": "charge",
+            "amount": 2000,
+            "amount_refunded": 2000,
+            "currency": "usd",
+            "payment_intent": "pi_other_product",
+            "customer": "cus_other_product",
+            "metadata": {},
+            **charge,
+        },
+    )
+
+
+def _received_hours_ago(event: dict[str, Any], hours: float) -> None:
+    StripeEvent.objects.filter(pk=event["id"]).update(
+        received_at=timezone.now() - timedelta(hours=hours)
+    )
+
+
+def test_a_refund_for_a_charge_that_is_not_ours_is_set_aside_for_an_admin_after_an_hour(
+    fake_stripe, top_up, send
+):
+    event = _foreign_charge_refunded(fake_stripe)
+    assert send(event) == HTTPStatus.INTERNAL_SERVER_ERROR  # it may yet be ours: wait
+    _received_hours_ago(event, 0.5)
+    assert send(event) == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert mail.outbox == []
+
+    _received_hours_ago(event, 1.5)
+    assert send(event) == HTTPStatus.OK  # Stripe stops retrying
+    assert send(event) == HTTPStatus.OK
+
+    assert events() == {event["id"]: "IGNORED"}
+    assert "Set aside" in StripeEvent.objects.get().error
+    assert balance() is None and ledger() == []
+    [email] = mail.outbox  # once, not at every delivery
+    assert email.to == [ADMIN_EMAIL]
+    assert "ch_other_product" in email.body and "charge.refunded" in email.subject
+
+
+def test_a_refund_naming_our_customer_keeps_waiting_for_its_payment(fake_stripe, top_up, send):
+    """Ours by its customer: it waits as long as Stripe retries, then debits once."""
+    top_up.billing_account.refresh_from_db()
+    customer = top_up.billing_account.stripe_customer_id
+    assert customer
+    event = _foreign_charge_refunded(fake_stripe, customer=customer)
+    send(event)
+    _received_hours_ago(event, 30)
+    assert send(event) == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert events() == {event["id"]: "FAILED"}
+    assert mail.outbox == []
+
+
+def test_a_dispute_before_its_payment_still_waits_within_the_hour(
+    fake_stripe, top_up, checkout_completed, send
+):
+    opened = fake_stripe.dispute_created_event(payment_intent_of(checkout_completed))
+    assert send(opened) == HTTPStatus.INTERNAL_SERVER_ERROR
+    _received_hours_ago(opened, 0.9)
+    assert send(opened) == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert send(checkout_completed) == HTTPStatus.OK
+    assert send(opened) == HTTPStatus.OK
+    assert sorted(kind for kind, _, _ in ledger()) == ["DISPUTE", "TOP_UP"]
 
 
 # --- disputes ---------------------------------------------------------------------------------

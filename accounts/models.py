@@ -5,6 +5,7 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class UserManager(DjangoUserManager["User"]):
@@ -42,9 +43,22 @@ class User(AbstractUser):
 
     class Meta:
         ordering = ["email"]
+        constraints = [
+            # Logins and the API match emails case-insensitively, so two users may not differ
+            # by case only (the admin's add form would otherwise allow it).
+            models.UniqueConstraint(
+                Lower("email"),
+                name="accounts_user_email_ci_unique",
+                violation_error_message="A user with this email address already exists.",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.email
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email = self.email.lower()  # as allauth and the manager store it
+        super().save(*args, **kwargs)
 
     @property
     def display_name(self) -> str:

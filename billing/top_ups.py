@@ -94,18 +94,19 @@ def top_up_check(
         raise TopUpRefused(f"Adding credit in {currency} is not offered.")
     if money.nanos < limit.minimum:
         raise TopUpRefused(f"The minimum top-up is {money_format(Money(limit.minimum, currency))}.")
+    now = timezone.now()
+    tier = TrustTier.objects.filter(level=account.trust_tier, currency=currency).first()
+    # Name the limit that binds: the tier's when it is the lower one, as the form's hint does.
+    if tier and money.nanos > tier.max_single_purchase < limit.maximum:
+        raise TopUpRefused(
+            f"Your trust tier ({tier.name}) allows at most "
+            f"{money_format(Money(tier.max_single_purchase, currency))} in one top-up."
+        )
     if money.nanos > limit.maximum:
         raise TopUpRefused(
             f"The maximum for one top-up is {money_format(Money(limit.maximum, currency))}."
         )
-    now = timezone.now()
-    tier = TrustTier.objects.filter(level=account.trust_tier, currency=currency).first()
     if tier:
-        if money.nanos > tier.max_single_purchase:
-            raise TopUpRefused(
-                f"Your trust tier ({tier.name}) allows at most "
-                f"{money_format(Money(tier.max_single_purchase, currency))} in one top-up."
-            )
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         used = (
             _counting(account, currency, now)

@@ -149,8 +149,9 @@ def test_lower_case_currency_in_the_address_works(fake_stripe, prepaid_client):
     ("amount", "message"),
     [
         ("4.99", "The minimum top-up is $5.00."),
-        ("500.01", "The maximum for one top-up is $500.00."),
         ("101", "Your trust tier (New) allows at most $100.00 in one top-up."),
+        # The tier's cap is the lower one, so it is the one named, as in the form's hint.
+        ("500.01", "Your trust tier (New) allows at most $100.00 in one top-up."),
         ("abc", "“abc” is not an amount: use digits, e.g. 20 or 20.50."),
         ("20.001", "USD amounts take at most 2 decimal places."),
         ("0", "Enter an amount greater than zero."),
@@ -178,6 +179,16 @@ def test_a_higher_trust_tier_allows_more_in_one_top_up(fake_stripe, prepaid_clie
 
     assert response.status_code == HTTPStatus.FOUND
     assert latest_top_up().amount == 250 * UNIT
+
+
+def test_above_the_organisations_maximum_the_organisations_limit_is_named(
+    fake_stripe, prepaid_client
+):
+    BillingAccount.objects.update(trust_tier=2)  # the tier allows 500, as the organisation does
+
+    assert amount_errors(add_credit(prepaid_client, "500.01")) == [
+        "The maximum for one top-up is $500.00."
+    ]
 
 
 def test_the_month_total_of_the_trust_tier_is_a_limit(

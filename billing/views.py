@@ -232,7 +232,7 @@ HISTORY_PER_PAGE = 20
 def _balance_context(request: PortalRequest, account: BillingAccount) -> dict:
     """Wallets and one page of history; the same few queries however long the history is."""
     org = organization_settings_get()
-    effective = account.billing_type or org.default_billing_type
+    prepaid = (account.billing_type or org.default_billing_type) == BillingType.PREPAID
     filter_form = HistoryFilterForm(request.GET)
     kind = filter_form.cleaned_data["kind"] if filter_form.is_valid() else ""
     page = Paginator(ledger_history(account=account, kind=kind), HISTORY_PER_PAGE).get_page(
@@ -243,9 +243,10 @@ def _balance_context(request: PortalRequest, account: BillingAccount) -> dict:
         "billing_account": account,
         "recharge_panels": panels,
         "offline": not stripe_enabled(),
-        "prepaid": effective == BillingType.PREPAID,
+        "prepaid": prepaid,
         "wallets": wallets_for(account=account),
-        "rows": add_credit_rows(account=account),
+        # Postpaid: only wallets that hold something, not an empty row per offered currency.
+        "rows": [r for r in add_credit_rows(account=account) if prepaid or r["wallet"]],
         "page": page,
         "kind": kind,
         "filter_form": filter_form,
@@ -356,6 +357,16 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
     offer = top_up_offer(account=account, currency=currency.upper())
     if offer is None:
         raise Http404("Adding credit in this currency is not offered.")
+    context = {"offer": offer, "tab": "balance", "developer": request.user}
+    default = organization_settings_get().default_billing_type
+    if (account.billing_type or default) != BillingType.PREPAID:
+        # Say so before the developer types an amount, not after.
+        return render(
+            request,
+            "billing/add_credit.html",
+            {**context, "postpaid": True},
+            status=400 if request.method == "POST" else 200,
+        )
     form = AddCreditForm(
         request.POST if request.method == "POST" else None,
         currency=offer.currency,
@@ -375,13 +386,7 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
     return render(
         request,
         "billing/add_credit.html",
-        {
-            "form": form,
-            "offer": offer,
-            "tab": "balance",
-            "developer": request.user,
-            "offline": not stripe_enabled(),
-        },
+        {**context, "form": form, "offline": not stripe_enabled()},
         status=400 if form.errors else 200,
     )
 

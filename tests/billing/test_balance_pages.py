@@ -73,6 +73,7 @@ def test_postpaid_developer_is_told_why_there_is_no_balance(client, developer):
     client.force_login(developer)
     response = client.get(reverse("my_balance"))
     assert "You are on <strong>Postpaid</strong> billing" in response.content.decode()
+    assert 'data-testid="wallets"' not in response.content.decode()  # no empty USD row
 
 
 def test_history_filter_and_htmx_paging(client, prepaid_developer):

@@ -518,7 +518,11 @@ def test_a_postpaid_developer_cannot_add_credit(client, developer):
     from billing.models import TopUp
 
     client.force_login(developer)  # no billing type: the organisation default, Postpaid
+    page = client.get(reverse("add_credit", args=["USD"]))
+    assert page.status_code == HTTPStatus.OK
+    assert "You are on <strong>Postpaid</strong> billing" in page.content.decode()
+    assert 'name="amount"' not in page.content.decode()  # told before typing an amount
     response = client.post(reverse("add_credit", args=["USD"]), {"amount": "20"})
     assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert "Your billing type is Postpaid" in response.content.decode()
+    assert "You are on <strong>Postpaid</strong> billing" in response.content.decode()
     assert not TopUp.objects.exists()

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -31,6 +32,7 @@ from billing.models import (
     BillingAccount,
     BillingType,
     BillingTypeChange,
+    OrganizationSettings,
     TopUp,
     TopUpLimit,
     Wallet,
@@ -91,19 +93,29 @@ def billing_type_tab(request: PortalRequest, user_id: int) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         chosen = BillingType(form.cleaned_data["billing_type"])
+        if chosen == account.billing_type:
+            messages.info(
+                request,
+                f"Nothing changed: {developer.display_name} already has {chosen.label} as their "
+                "own billing type.",
+            )
+            return redirect("billing_type_tab", user_id=developer.pk)
+        if not account.billing_type and chosen == default:
+            meaning = (
+                f"{developer.display_name} already follows the organisation default, "
+                f"{chosen.label}: their billing does not change now and no money moves. Saving "
+                f"makes {chosen.label} their own billing type, so a later change of the default "
+                "no longer applies to them."
+            )
+        else:
+            meaning = CHANGE_MEANING[chosen]
         confirm_form = BillingTypeConfirmForm(
             initial={"billing_type": chosen, "expected_current": account.billing_type}
         )
         return render(
             request,
             "billing/billing_type_confirm.html",
-            {
-                **context,
-                "chosen": chosen,
-                "meaning": CHANGE_MEANING[chosen],
-                "unchanged": chosen == account.billing_type,
-                "confirm_form": confirm_form,
-            },
+            {**context, "chosen": chosen, "meaning": meaning, "confirm_form": confirm_form},
         )
     history = billing_type_history(account=account)[:50]
     return render(
@@ -161,15 +173,7 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         posted if which == "top_ups" else None, prefix="limits", initial=_limits_initial()
     )
     if which == "billing_type" and form.is_valid():
-        affected = organization_default_billing_type_set(
-            billing_type=form.cleaned_data["default_billing_type"], changed_by=request.user
-        )
-        messages.success(
-            request,
-            f"The configuration options have been saved. {affected} developer(s) without a "
-            "billing type of their own now follow the new default.",
-        )
-        return redirect("monetization_settings")
+        return _default_billing_type_save(request, org, form.cleaned_data["default_billing_type"])
     if which == "top_ups" and top_up_form.is_valid() and limits.is_valid():
         try:
             organization_top_up_settings_update(
@@ -206,6 +210,33 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         },
         status=400 if invalid or (posted and not which) else 200,
     )
+
+
+def _default_billing_type_save(
+    request: PortalRequest, org: OrganizationSettings, chosen_value: str
+) -> HttpResponse:
+    """It moves every developer without a billing type of their own: confirm first."""
+    chosen = BillingType(chosen_value)
+    if chosen == org.default_billing_type:
+        messages.info(
+            request, f"Nothing changed: the default billing type is already {chosen.label}."
+        )
+        return redirect("monetization_settings")
+    if "confirm" not in request.POST:
+        following = billing_type_counts().following_default
+        return render(
+            request,
+            "billing/default_billing_type_confirm.html",
+            {"chosen": chosen, "following": following, "meaning": CHANGE_MEANING[chosen]},
+        )
+    affected = organization_default_billing_type_set(billing_type=chosen, changed_by=request.user)
+    messages.success(
+        request,
+        f"The default billing type is now {chosen.label}. {affected} developer"
+        f"{pluralize(affected)} without a billing type of their own now "
+        f"{'follows' if affected == 1 else 'follow'} it.",
+    )
+    return redirect("monetization_settings")
 
 
 def _limits_initial() -> list[dict]:

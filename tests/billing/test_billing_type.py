@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from billing.exceptions import BillingError, BillingTypeConflict
 from billing.models import AuditLogEntry, BillingType, BillingTypeChange
-from billing.selectors import billing_type_counts, developers_list
+from billing.selectors import billing_type_counts, developers_list, organization_settings_get
 from billing.services import billing_type_set, organization_default_billing_type_set
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +92,7 @@ def test_admin_flow_choose_confirm_save(client, developer, portal_admin):
 
     confirm = client.post(url, {"billing_type": "PREPAID"})
     text = confirm.content.decode()
-    assert "Change the billing type to Prepaid?" in text
+    assert "Set the billing type to Prepaid?" in text
     assert "to the extent of their prepaid top-up amount" in text
     assert "Save changes" in text
     developer.billing_account.refresh_from_db()
@@ -206,19 +206,64 @@ def test_settings_page_counts_who_each_choice_affects(
         in page
     )
 
-    response = client.post(
+    confirm = client.post(
         reverse("monetization_settings"),
         {"section": "billing_type", "default_billing_type": "PREPAID"},
+    ).content.decode()
+    assert "Make Prepaid the default billing type?" in confirm
+    assert "1 developer</strong> without a billing type of their own follows the default" in confirm
+    assert organization_settings_get().default_billing_type == "POSTPAID", "confirm first"
+
+    response = client.post(
+        reverse("monetization_settings"),
+        {"section": "billing_type", "default_billing_type": "PREPAID", "confirm": "1"},
         follow=True,
     )
-    assert "1 developer(s) without a billing type of their own now follow the new default." in (
-        response.content.decode()
+    assert (
+        "The default billing type is now Prepaid. 1 developer without a billing type of their "
+        "own now follows it." in response.content.decode()
     )
     assert AuditLogEntry.objects.get(action="organization.default_billing_type.set").data == {
         "old": "POSTPAID",
         "new": "PREPAID",
         "developers_affected": 1,
     }
+
+
+def test_saving_the_default_unchanged_says_nothing_changed(client, portal_admin):
+    client.force_login(portal_admin)
+    response = client.post(
+        reverse("monetization_settings"),
+        {"section": "billing_type", "default_billing_type": "POSTPAID", "confirm": "1"},
+        follow=True,
+    )
+    assert "Nothing changed: the default billing type is already Postpaid." in (
+        response.content.decode()
+    )
+    assert not AuditLogEntry.objects.filter(action="organization.default_billing_type.set")
+
+
+def test_choosing_the_type_a_developer_already_has_asks_nothing(client, developer, portal_admin):
+    billing_type_set(
+        account=developer.billing_account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    client.force_login(portal_admin)
+    url = reverse("billing_type_tab", args=[developer.pk])
+    response = client.post(url, {"billing_type": "PREPAID"}, follow=True).content.decode()
+    assert "Nothing changed:" in response and "Save changes" not in response
+
+
+def test_fixing_a_developer_to_the_default_they_follow_says_no_money_moves(
+    client, developer, portal_admin
+):
+    client.force_login(portal_admin)
+    url = reverse("billing_type_tab", args=[developer.pk])
+    text = client.post(url, {"billing_type": "POSTPAID"}).content.decode()
+    assert "already follows the organisation default" in text and "no money moves" in text
+    assert "reported as a credit transaction" not in text
 
 
 def test_settings_page_refuses_unknown_default(client, portal_admin):

@@ -48,7 +48,11 @@ def test_signup_default_then_admin_sets_postpaid(browser, live_server):
     admin.click("text=Monetization settings")
     admin.check("input[name=default_billing_type][value=PREPAID]")
     admin.click("text=Save configuration")
-    assert "1 developer(s) without a billing type of their own" in admin.inner_text(".messages")
+    assert "Make Prepaid the default billing type?" in admin.inner_text("main")
+    admin.click("text=Save changes")
+    assert "1 developer without a billing type of their own now follows it" in admin.inner_text(
+        ".messages"
+    )
 
     developer.reload()
     assert (
@@ -64,7 +68,7 @@ def test_signup_default_then_admin_sets_postpaid(browser, live_server):
     admin.click(".tabs >> text=Billing type")
     admin.check("input[name=billing_type][value=POSTPAID]")
     admin.click("text=Continue")
-    assert "Change the billing type to Postpaid?" in admin.inner_text("main")
+    assert "Set the billing type to Postpaid?" in admin.inner_text("main")
     assert "reported as a credit transaction" in admin.inner_text("main")
     admin.click("text=Save changes")
     assert "is now Postpaid" in admin.inner_text(".messages")

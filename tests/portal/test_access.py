@@ -121,7 +121,7 @@ def test_post_settings_matrix_changes_only_for_permitted_admin(as_role, role):
 
     url = reverse("monetization_settings")
     response = as_role(role).post(
-        url, {"section": "billing_type", "default_billing_type": "PREPAID"}
+        url, {"section": "billing_type", "default_billing_type": "PREPAID", "confirm": "1"}
     )
     default = organization_settings_get().default_billing_type
     if role == "portal_admin":

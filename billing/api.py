@@ -185,16 +185,19 @@ def _developer(
         # No stored address looks like this; PostgreSQL would refuse a NUL byte outright.
         raise ApiError(404, "Developer not found: that is not an email address.")
     caller: User = request.auth.user  # type: ignore[attr-defined]
-    if not (own and caller.email.lower() == email.lower()) and not caller.has_perm(permission):
+    # Emails are stored in lower case (User.save): one exact match, the same in Python and SQL.
+    # (The database's case-insensitive match folds more letters than str.lower(), e.g. "ſ".)
+    email = email.lower()
+    if not (own and caller.email == email) and not caller.has_perm(permission):
         raise ApiError(403, f"This token's user lacks the permission {permission!r}.")
     account = (
         BillingAccount.objects.select_related("user")
-        .filter(user__email__iexact=email, user__is_staff=False, user__is_active=True)
+        .filter(user__email=email, user__is_staff=False, user__is_active=True)
         .first()
     )
     if account is not None:
         return account
-    developer = User.objects.filter(email__iexact=email, is_staff=False, is_active=True).first()
+    developer = User.objects.filter(email=email, is_staff=False, is_active=True).first()
     if developer is None:
         raise ApiError(404, f"Developer {email!r} not found in organization {org!r}.")
     return billing_account_get_or_create(user=developer)

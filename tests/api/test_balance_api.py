@@ -16,9 +16,15 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create, api_token_revoke
+from billing.ledger import Actor, wallet_credit
 from billing.models import AuditLogEntry, BillingType, BillingTypeChange, LedgerEntry, Wallet
+from billing.money import money_parse
 from billing.selectors import organization_settings_get
-from billing.services import billing_type_set, organization_default_billing_type_set
+from billing.services import (
+    billing_account_get_or_create,
+    billing_type_set,
+    organization_default_billing_type_set,
+)
 from tests.api.conftest import Api, billing_state, developer_path, error_of
 from tests.factories import AdminFactory, DeveloperFactory
 
@@ -860,6 +866,24 @@ def test_own_config_and_balance_are_found_whatever_the_email_case(api, developer
 
     assert response.status_code == HTTPStatus.OK
     assert response.json() == {"billingType": "POSTPAID"}
+
+
+def test_a_token_reads_only_its_own_wallet_when_emails_fold_alike(api):
+    """ "ſ" (long s) is its own lower case but upper-cases to "S": the database's
+    case-insensitive match would take ſam@ for sam@. The API matches emails exactly."""
+    sam = User.objects.create_user("sam@example.com")
+    long_s = User.objects.create_user("ſam@example.com")
+    wallet_credit(
+        account=billing_account_get_or_create(user=sam),
+        money=money_parse("777", "USD"),
+        transaction_id="sams-money",
+        actor=Actor.system(),
+    )
+
+    response = api.call("GET", developer_path(long_s.email, "balance"), token=api.token_for(long_s))
+
+    assert response.status_code == HTTPStatus.OK
+    assert "777" not in response.content.decode()
 
 
 # ---- create_api_token ----

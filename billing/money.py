@@ -119,13 +119,16 @@ def money_from_apigee(data: Any, field: str = "amount") -> Money:
     if not isinstance(data, dict):
         raise MoneyError(f"{field} must be an object with currencyCode, units and nanos.")
     currency = currency_validate(data.get("currencyCode"))
-    units = _whole_number(data.get("units", 0), f"{field}.units")
+    raw_units = data.get("units", 0)
+    units = _whole_number(raw_units, f"{field}.units")
     nanos = _whole_number(data.get("nanos", 0), f"{field}.nanos")
     if abs(nanos) > MAX_NANO_PART:
         raise MoneyError(f"{field}.nanos must be between -999999999 and 999999999.")
     if units > 0 and nanos < 0:
         raise MoneyError(f"{field}: units and nanos must not have opposite signs.")
-    negative = units < 0 or nanos < 0
+    # "-0" units with positive nanos is -0.5 by the rule above; int("-0") alone would lose it.
+    negative_zero = isinstance(raw_units, str) and raw_units.strip().startswith("-")
+    negative = units < 0 or nanos < 0 or negative_zero
     total = abs(units) * NANOS_PER_UNIT + abs(nanos)
     return Money(-total if negative else total, currency)
 

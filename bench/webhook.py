@@ -27,7 +27,6 @@ import uuid
 
 from _setup import bench_database_url, django_setup, start_gunicorn
 
-SECRET = "whsec_bench_" + uuid.uuid4().hex
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -173,11 +172,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
 
+    # Offline mode signs with a secret derived from the Django secret key: the same key here and
+    # in gunicorn (which inherits the environment) makes the server accept what this signs.
+    os.environ["DJANGO_SECRET_KEY"] = "bench-webhook-" + uuid.uuid4().hex
     database_url = bench_database_url()
     django_setup(database_url)
-    from django.conf import settings
-
-    settings.STRIPE_WEBHOOK_SECRET = SECRET  # sign with the same secret the server verifies
     from django.core.management import call_command
 
     from accounts.models import User
@@ -218,7 +217,7 @@ def main() -> None:
         ]
 
     rounds = [signed_deliveries() for _ in range(args.rounds)]
-    gunicorn, port = start_gunicorn(database_url, args.workers, {"STRIPE_WEBHOOK_SECRET": SECRET})
+    gunicorn, port = start_gunicorn(database_url, args.workers)
     trivial_jobs = [(port, "/healthz", per_client)] * args.clients
     results = []
     try:

@@ -190,6 +190,13 @@ if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
         "STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY: without it no payment "
         "could ever be confirmed."
     )
+if not STRIPE_SECRET_KEY and (STRIPE_PUBLISHABLE_KEY or STRIPE_WEBHOOK_SECRET):
+    # Most likely the secret key failed to load: starting would put the offline payment
+    # simulator, which credits without any payment, in front of real developers.
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY is empty while other STRIPE_* settings are set. Set it, or unset "
+        "them all to run the offline payment simulator (no card is ever charged)."
+    )
 
 LOGGING = {
     "version": 1,

@@ -3,6 +3,7 @@ call a service and shape the answer; errors are Google-style JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -123,6 +124,32 @@ def _error(
     err = ApiError(code, message, status)
     body = {"error": {"code": err.code, "message": err.message, "status": err.status}}
     return api.create_response(request, body, status=code)
+
+
+class JsonErrorsUnderV1:
+    """Middleware: an unknown path or method under /v1/ answers with the API's error JSON, not
+    Django's HTML pages, so that scripts can read every error the same way."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code in (404, 405)
+            and request.path.startswith("/v1/")
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            message = (
+                f"No API endpoint at {request.path}."
+                if response.status_code == 404
+                else f"{request.method} is not allowed here; allowed: {response.get('Allow', '')}."
+            )
+            json_response = _error(request, response.status_code, message)
+            if response.has_header("Allow"):
+                json_response["Allow"] = response["Allow"]
+            return json_response
+        return response
 
 
 @api.exception_handler(ApiError)

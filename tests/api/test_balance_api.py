@@ -936,6 +936,13 @@ def test_create_api_token_for_an_unknown_email_fails(db):
     assert not ApiToken.objects.exists()
 
 
+@pytest.mark.parametrize("name", ["x" * 101, "  "])
+def test_create_api_token_with_a_name_too_long_or_blank_fails_clearly(developer, name):
+    with pytest.raises(CommandError, match="--name must be 1 to 100 characters"):
+        call_command("create_api_token", developer.email, "--name", name)
+    assert not ApiToken.objects.exists()
+
+
 def test_create_api_token_for_an_inactive_user_fails(developer):
     developer.is_active = False
     developer.save(update_fields=["is_active"])
@@ -943,3 +950,23 @@ def test_create_api_token_for_an_inactive_user_fails(developer):
     with pytest.raises(CommandError, match="inactive"):
         call_command("create_api_token", developer.email, stdout=StringIO(), stderr=StringIO())
     assert not ApiToken.objects.exists()
+
+
+# ---- errors outside the endpoints: JSON too ----
+
+
+def test_an_unknown_path_under_v1_answers_json_404(api, developer, owner_token):
+    response = api.call("GET", developer_path(developer.email, "nope"), token=owner_token)
+
+    error = error_of(response, HTTPStatus.NOT_FOUND)
+    assert error["status"] == "NOT_FOUND" and "/nope" in error["message"]
+
+
+def test_a_method_an_endpoint_does_not_take_answers_json_405(api, developer, owner_token):
+    response = api.call(
+        "DELETE", developer_path(developer.email, "monetizationConfig"), token=owner_token
+    )
+
+    error = error_of(response, HTTPStatus.METHOD_NOT_ALLOWED)
+    assert "DELETE is not allowed" in error["message"]
+    assert "GET" in response["Allow"]

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import User
+from accounts.models import ApiToken, User
 from accounts.services import api_token_create
 
 
@@ -16,7 +16,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="API token", help="What the token is for.")
 
     def handle(self, *args: Any, email: str, name: str, **options: Any) -> None:
-        user = User.objects.filter(email__iexact=email).first()
+        limit = ApiToken._meta.get_field("name").max_length or 0
+        if not name.strip() or len(name) > limit:
+            raise CommandError(f"--name must be 1 to {limit} characters, not {len(name)}.")
+        user = User.objects.filter(email=email.lower()).first()
         if user is None:
             raise CommandError(f"No user with the email {email!r}.")
         if not user.is_active:

@@ -248,7 +248,7 @@ class TopUp(models.Model):
         PENDING = "PENDING", "Pending"
         SUCCEEDED = "SUCCEEDED", "Succeeded"
         FAILED = "FAILED", "Failed"
-        CANCELED = "CANCELED", "Canceled"
+        CANCELED = "CANCELED", "Cancelled"
         REFUNDED = "REFUNDED", "Refunded"
         DISPUTED = "DISPUTED", "Disputed"
 

@@ -195,6 +195,8 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
             return redirect("monetization_settings")
     counts = billing_type_counts()
     invalid = form.errors or top_up_form.errors or any(limits.errors) or limits.non_form_errors()
+    if invalid:
+        messages.error(request, "Nothing was saved: correct what is marked below.")
     return render(
         request,
         "billing/monetization_settings.html",
@@ -555,6 +557,11 @@ def auto_recharge_settings(request: PortalRequest, currency: str) -> HttpRespons
                 state = "on" if data["enabled"] else "off"
                 messages.success(request, f"Auto-recharge for {currency} is {state}.")
                 return redirect("my_balance")
+    # The form is far down the page: say at the top that nothing was saved.
+    messages.error(
+        request,
+        f"Auto-recharge for {currency} was not saved: see the errors under Auto-recharge below.",
+    )
     context = {**_balance_context(request, account), "developer": request.user, "tab": "balance"}
     for panel in context["recharge_panels"]:
         if panel["currency"] == currency:

@@ -156,7 +156,7 @@ def test_a_cancelled_top_up_cannot_be_paid_on_the_test_page(prepaid_client):
     page = prepaid_client.post(reverse("test_payment", args=[top_up.public_id]), {"outcome": "pay"})
 
     assert page.status_code == HTTPStatus.OK
-    assert "This payment is canceled." in text(page)
+    assert "This payment is finished: cancelled." in text(page)
     assert new_timers(before) == []
 
 

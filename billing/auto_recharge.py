@@ -50,6 +50,8 @@ from billing.top_ups import (
 logger = logging.getLogger(__name__)
 Attempt = RechargeAttempt.State
 FAILURE_BACKOFF = timedelta(hours=1)
+# After a Stripe error saved under an attempt's key, before a new attempt (a new key) may start.
+STRIPE_ERROR_PAUSE = timedelta(minutes=5)
 FAILURES_BEFORE_SWITCH_OFF = 3
 RUNAWAY_WINDOW = timedelta(minutes=10)
 RUNAWAY_LIMIT = 3  # more successful recharges than this within the window stop auto-recharge
@@ -352,6 +354,22 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
     except (BillingError, MoneyError) as exc:  # e.g. an amount Stripe cannot take: no retry helps
         recharge_attempt_fail(attempt_id=attempt.pk, reason=str(exc))
         return Attempt.FAILED
+    except (stripe.APIError, stripe.IdempotencyError) as exc:
+        if not stripe_gateway.error_was_saved(exc):
+            raise  # not saved: the task retries under the same key
+        # Retrying would replay the saved error until the key expires (24 h): find out
+        # whether the charge was made, else close this attempt so that a new one may start.
+        found = stripe_gateway.payment_intent_for_attempt(
+            customer_id=customer_id, attempt_id=attempt.pk
+        )
+        if found is None:
+            detail = exc.user_message or str(exc)
+            recharge_attempt_abandon(
+                attempt_id=attempt.pk,
+                reason=f"Stripe answered with an error and made no charge: {detail}",
+            )
+            return Attempt.FAILED
+        result = found
     RechargeAttempt.objects.filter(pk=attempt.pk).update(
         stripe_payment_intent_id=result.payment_intent_id
     )
@@ -428,6 +446,26 @@ def recharge_attempt_fail(*, attempt_id: int, reason: str, payment_intent_id: st
             )
         user = attempt.auto_recharge.billing_account.user
         transaction.on_commit(lambda: _email_developer(user, recharge, reason, switched_off))
+
+
+def recharge_attempt_abandon(*, attempt_id: int, reason: str) -> None:
+    """Stripe failed, not the card: close the attempt without counting it against the
+    developer or emailing them; a new attempt, with a new idempotency key, may follow after
+    a short pause."""
+    top_up_id = RechargeAttempt.objects.values_list("top_up_id", flat=True).get(pk=attempt_id)
+    with transaction.atomic():
+        top_up = top_up_lock(top_up_id=top_up_id)
+        attempt = RechargeAttempt.objects.select_for_update().get(pk=attempt_id)
+        if attempt.state != Attempt.IN_FLIGHT:
+            return
+        RechargeAttempt.objects.filter(pk=attempt.pk).update(
+            state=Attempt.FAILED, finished_at=timezone.now(), failure_reason=reason[:500]
+        )
+        top_up_fail(top_up=top_up, reason=reason)
+        AutoRecharge.objects.filter(pk=attempt.auto_recharge_id).update(
+            retry_after=timezone.now() + STRIPE_ERROR_PAUSE
+        )
+    logger.warning("Auto-recharge attempt %s abandoned: %s", attempt_id, reason)
 
 
 def recharge_attempt_for_top_up(top_up: TopUp) -> RechargeAttempt | None:

@@ -195,6 +195,30 @@ def off_session_charge(
     )
 
 
+def error_was_saved(exc: stripe.StripeError) -> bool:
+    """Stripe saved this error under the idempotency key (the answer says it replayed one, or
+    the key was first used with other parameters): retrying with that key cannot change it."""
+    if isinstance(exc, stripe.IdempotencyError):
+        return exc.http_status == 400  # a 409 is the same key still running elsewhere: transient
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    return headers.get("idempotent-replayed") == "true"
+
+
+def payment_intent_for_attempt(*, customer_id: str, attempt_id: int) -> ChargeResult | None:
+    """The PaymentIntent that a recharge attempt created, if any (by its metadata), among the
+    customer's most recent ones: after a saved error the key no longer tells."""
+    if not stripe_enabled():
+        return None
+    intents = stripe_client().v1.payment_intents.list(params={"customer": customer_id, "limit": 20})
+    for intent in intents.data:
+        metadata: Any = intent.metadata or {}
+        if "recharge_attempt_id" in metadata and metadata["recharge_attempt_id"] == str(attempt_id):
+            return ChargeResult(
+                intent.id, intent.status, intent.amount_received or intent.amount, intent.currency
+            )
+    return None
+
+
 def _offline_charge(payment_method_id: str, amount: int, currency: str, key: str) -> ChargeResult:
     behaviour = OFFLINE_CARDS.get(payment_method_id, ("", "", "card_declined"))[2]
     intent_id = "pi_offline_" + hashlib.sha256(key.encode()).hexdigest()[:24]

@@ -218,3 +218,74 @@ def test_stripe_server_errors_are_retried_under_the_same_key_until_one_charge(
     assert (recharge.consecutive_failures, recharge.retry_after) == (0, None)
     assert read_mails(mail_dir) == []
     call_command("check_ledger")
+
+
+def test_a_stripe_500_saved_under_the_key_closes_the_attempt_and_a_new_one_charges_once(
+    recharge_account, start_worker, fake_stripe: FakeStripeProcess, mail_dir: Path
+):
+    """Stripe keeps a 500 from inside the endpoint under the idempotency key and replays it
+    for 24 hours: retrying that key cannot help. The attempt finds no charge, closes without
+    counting against the developer, and the next attempt (a new key) charges once."""
+    fake_stripe.set_card_behaviour("saved_server_error", payment_method=CARD, times=1)
+    worker = start_worker()
+    worker.wait_results(CONFIGURE_TASKS)
+
+    assert debit(recharge_account, "usage-1", amount=15 * USD)
+    first = wait_until(
+        lambda: RechargeAttempt.objects.filter(state=RechargeAttempt.State.FAILED).first(),
+        what="the attempt to close after the replayed 500",
+        timeout=30,
+        workers=(worker,),
+    )
+    creates = payment_intent_creates(fake_stripe)
+    assert [(c["status"], c["replayed"]) for c in creates] == [(500, False), (500, True)]
+    assert fake_stripe.objects("payment_intent") == []
+    assert first.failure_reason.startswith("Stripe answered with an error and made no charge")
+    recharge = AutoRecharge.objects.get(billing_account=recharge_account)
+    assert recharge.consecutive_failures == 0 and recharge.enabled
+    assert recharge.retry_after > timezone.now()  # a short pause, not the decline's hour
+    assert recharge.retry_after < timezone.now() + timedelta(minutes=10)
+    assert read_mails(mail_dir) == []  # Stripe's failure, not the developer's card
+    assert balance(recharge_account) == OPENING - 15 * USD
+
+    AutoRecharge.objects.filter(pk=recharge.pk).update(retry_after=timezone.now())  # pause over
+    auto_recharge_run.delay(recharge_account.pk, "USD")
+    second = wait_until(
+        lambda: RechargeAttempt.objects.filter(state=RechargeAttempt.State.SUCCEEDED).first(),
+        what="a new attempt to charge",
+        timeout=30,
+        workers=(worker,),
+    )
+    assert second.idempotency_key != first.idempotency_key
+    [intent] = fake_stripe.objects("payment_intent")
+    assert second.stripe_payment_intent_id == intent["id"]
+    assert balance(recharge_account) == OPENING - 15 * USD + RECHARGE
+    call_command("check_ledger")
+
+
+def test_a_stripe_500_saved_after_the_charge_finds_the_payment_and_credits_once(
+    recharge_account, start_worker, fake_stripe: FakeStripeProcess, mail_dir: Path
+):
+    """Stripe charged the card, then answered 500 and keeps replaying it: the attempt finds
+    its PaymentIntent by metadata and credits it, with no second charge."""
+    fake_stripe.set_card_behaviour("saved_server_error_after_charge", payment_method=CARD, times=1)
+    worker = start_worker()
+    worker.wait_results(CONFIGURE_TASKS)
+
+    assert debit(recharge_account, "usage-1", amount=15 * USD)
+    attempt = wait_until(
+        lambda: RechargeAttempt.objects.filter(state=RechargeAttempt.State.SUCCEEDED).first(),
+        what="the attempt to find its payment",
+        timeout=30,
+        workers=(worker,),
+    )
+    creates = payment_intent_creates(fake_stripe)
+    assert [(c["status"], c["replayed"]) for c in creates] == [(500, False), (500, True)]
+    [intent] = fake_stripe.objects("payment_intent")
+    assert intent["status"] == "succeeded"
+    assert attempt.stripe_payment_intent_id == intent["id"]
+    [credit] = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP)
+    assert (credit.transaction_id, credit.amount) == (intent["id"], RECHARGE)
+    assert RechargeAttempt.objects.count() == 1
+    assert read_mails(mail_dir) == []
+    call_command("check_ledger")

@@ -57,7 +57,16 @@ LOOPBACK = "127.0.0.1"
 LOOPBACK_NETWORK = ipaddress.ip_network("127.0.0.0/8")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-BEHAVIOURS = ("succeed", "card_declined", "authentication_required", "server_error")
+BEHAVIOURS = (
+    "succeed",
+    "card_declined",
+    "authentication_required",
+    "server_error",
+    "saved_server_error",
+    "saved_server_error_after_charge",
+)
+# 500s Stripe answers once the endpoint has begun: saved under the idempotency key and replayed.
+SAVED_ERRORS = ("saved_server_error", "saved_server_error_after_charge")
 
 # Stripe's well-known test-mode PaymentMethods, so tests can use the ids they would use against
 # real test mode: (brand, last4, behaviour when confirmed).
@@ -69,8 +78,9 @@ TEST_PAYMENT_METHODS: dict[str, tuple[str, str, str]] = {
 }
 
 # Stripe saves a response under its idempotency key once the endpoint has run, successful or
-# a card error. Injected 500s are not saved, so a retry with the same key runs again -- which
-# is what a transient outage looks like to the library's retry loop.
+# a card error. An injected `server_error` is not saved (it failed before the endpoint began),
+# so a retry with the same key runs again -- a transient outage. The `saved_server_error`
+# behaviours are 500s from inside the endpoint: saved and replayed, as Stripe documents.
 SAVED_STATUSES = frozenset({200, 402})
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -100,6 +110,7 @@ class StripeApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.saved = False  # a 500 from inside the endpoint: kept under the idempotency key
         self.error: Json = {"type": type_, "code": code, "message": message}
         if param is not None:
             self.error["param"] = param
@@ -128,6 +139,7 @@ class Reply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    saved: bool = False  # an error Stripe keeps under the idempotency key
 
 
 def json_reply(status: int, obj: Any) -> Reply:
@@ -136,7 +148,9 @@ def json_reply(status: int, obj: Any) -> Reply:
 
 
 def error_reply(exc: StripeApiError) -> Reply:
-    return json_reply(exc.status, {"error": exc.error})
+    reply = json_reply(exc.status, {"error": exc.error})
+    reply.saved = exc.saved
+    return reply
 
 
 # --- Stripe's form encoding --------------------------------------------------------------
@@ -398,7 +412,8 @@ class FakeStripe:
         """
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {behaviour!r}")
-        entry = _Behaviour(behaviour, times if behaviour == "server_error" else 0)
+        failing = behaviour == "server_error" or behaviour in SAVED_ERRORS
+        entry = _Behaviour(behaviour, times if failing else 0)
         with self._lock:
             if payment_method is None:
                 self._default_behaviour = entry
@@ -540,6 +555,7 @@ class FakeStripe:
             ("GET", f"/v1/checkout/sessions/{one}", self._retriever("checkout.session")),
             ("POST", f"/v1/checkout/sessions/{one}/expire", self._expire_session_api),
             ("POST", "/v1/payment_intents", self._create_payment_intent),
+            ("GET", "/v1/payment_intents", self._list_payment_intents),
             ("GET", f"/v1/payment_intents/{one}", self._retriever("payment_intent")),
             ("POST", "/v1/setup_intents", self._create_setup_intent),
             ("GET", f"/v1/setup_intents/{one}", self._retriever("setup_intent")),
@@ -620,7 +636,7 @@ class FakeStripe:
         return Reply(saved.reply.status, saved.reply.body, headers)
 
     def _save(self, key: str | None, method: str, path: str, params: Json, reply: Reply) -> None:
-        if key and reply.status in SAVED_STATUSES:
+        if key and (reply.status in SAVED_STATUSES or reply.saved):
             self._idempotency[key] = _Saved(method, path, copy.deepcopy(params), reply)
 
     def _record(self, method: str, path: str, params: Json, key: str | None, reply: Reply) -> None:
@@ -812,7 +828,25 @@ class FakeStripe:
         )
         if confirm:
             self._confirm(intent, off_session)
+            self._take_saved_server_error(payment_method, after_charge=True)
         return intent
+
+    def _list_payment_intents(self, params: Json) -> Json:
+        """Newest first, optionally one customer's, as GET /v1/payment_intents answers."""
+        customer = _str(params, "customer")
+        limit = _int(params, "limit") or 10
+        intents = [
+            self._expanded(copy.deepcopy(obj), None)
+            for obj in reversed(self._objects.values())
+            if obj["object"] == "payment_intent"
+            and (customer is None or obj["customer"] == customer)
+        ]
+        return {
+            "object": "list",
+            "url": "/v1/payment_intents",
+            "has_more": len(intents) > limit,
+            "data": intents[:limit],
+        }
 
     def _new_payment_intent(self, **fields: Any) -> Json:
         has_card = fields["payment_method"] is not None
@@ -840,10 +874,20 @@ class FakeStripe:
         if behaviour.kind == "server_error" and behaviour.failures_left > 0:
             behaviour.failures_left -= 1
             raise StripeApiError(500, "An unknown error occurred (injected).", type_="api_error")
+        self._take_saved_server_error(payment_method, after_charge=False)
+
+    def _take_saved_server_error(self, payment_method: str | None, *, after_charge: bool) -> None:
+        behaviour = self._behaviour_for(payment_method)
+        kind = "saved_server_error_after_charge" if after_charge else "saved_server_error"
+        if behaviour.kind == kind and behaviour.failures_left > 0:
+            behaviour.failures_left -= 1
+            error = StripeApiError(500, "An unknown error occurred (injected).", type_="api_error")
+            error.saved = True
+            raise error
 
     def _confirm(self, intent: Json, off_session: bool) -> None:
         kind = self._behaviour_for(intent["payment_method"]).kind
-        if kind in ("succeed", "server_error"):
+        if kind in ("succeed", "server_error", *SAVED_ERRORS):
             self._succeed(intent)
         elif kind == "card_declined":
             raise self._decline(intent)

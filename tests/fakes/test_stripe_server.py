@@ -333,6 +333,37 @@ def test_server_errors_are_retried_with_the_same_key(
     assert len({a["idempotency_key"] for a in attempts}) == 1
 
 
+def test_a_saved_server_error_is_replayed_under_its_key_as_stripe_does(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    fake.set_card_behaviour("saved_server_error", payment_method=card, times=1)
+    replayed = []
+    for _ in range(2):
+        with pytest.raises(stripe.APIError) as caught:
+            charge_off_session(client, card, idempotency_key="recharge-saved")
+        replayed.append((caught.value.headers or {}).get("Idempotent-Replayed"))
+
+    assert replayed == [None, "true"]
+    assert fake.objects("payment_intent") == []
+    assert charge_off_session(client, card, idempotency_key="recharge-new").status == "succeeded"
+
+
+def test_payment_intents_are_listed_newest_first_per_customer(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    fake.set_card_behaviour("saved_server_error_after_charge", payment_method=card, times=1)
+    with pytest.raises(stripe.APIError):
+        charge_off_session(client, card, idempotency_key="recharge-after")
+    second = charge_off_session(client, card)
+    customer = second.customer
+
+    listed = client.v1.payment_intents.list(params={"customer": customer, "limit": 10})
+
+    assert [i.id for i in listed.data][0] == second.id
+    assert len(listed.data) == 2 and all(i.status == "succeeded" for i in listed.data)
+    assert client.v1.payment_intents.list(params={"customer": "cus_other"}).data == []
+
+
 def test_server_error_without_retries_raises_api_error(
     fake: FakeStripe, client: stripe.StripeClient, card: str
 ) -> None:

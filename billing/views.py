@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -298,6 +299,13 @@ def _render_balance(request: PortalRequest, context: dict, status: int = 200) ->
 def my_balance(request: PortalRequest) -> HttpResponse:
     account = billing_account_get_or_create(user=request.user)
     context = {**_balance_context(request, account), "developer": request.user, "tab": "balance"}
+    if request.GET.get("card") == "saving" and not account.card_last4:
+        # Back from saving a card: the webhook brings it; the card box asks again every 2 s,
+        # for a minute at most.
+        try:
+            context["card_polls_left"] = max(0, min(int(request.GET.get("left", 30)), 30))
+        except ValueError:
+            context["card_polls_left"] = 0
     return _render_balance(request, context)
 
 
@@ -504,7 +512,7 @@ def card_setup(request: PortalRequest) -> HttpResponse:
 @require_GET
 def card_saved(request: PortalRequest) -> HttpResponse:
     messages.success(request, "Thank you: your card is being saved. It shows here in a moment.")
-    return redirect("my_balance")
+    return redirect(reverse("my_balance") + "?card=saving")
 
 
 @login_required

@@ -202,3 +202,19 @@ def test_viewer_without_adjust_permission_sees_no_form_and_gets_403(
     # The tab shows for viewers; the Billing type tab does not.
     people = client.get(reverse("people_account", args=[prepaid_developer.pk])).content.decode()
     assert url in people and reverse("billing_type_tab", args=[prepaid_developer.pk]) not in people
+
+
+def test_back_from_saving_a_card_the_card_box_asks_again_for_a_minute_at_most(
+    client, prepaid_developer
+):
+    client.force_login(prepaid_developer)
+    url = reverse("my_balance")
+    first = client.get(url, {"card": "saving"}).content.decode()
+    assert "card=saving&amp;left=29" in first and 'hx-trigger="load delay:2s"' in first
+    assert "left=" not in client.get(url, {"card": "saving", "left": "0"}).content.decode()
+    assert "left=" not in client.get(url, {"card": "saving", "left": "x"}).content.decode()
+    assert (
+        "card=saving&amp;left=29"
+        in client.get(url, {"card": "saving", "left": "999"}).content.decode()
+    )
+    assert "left=" not in client.get(url).content.decode()

@@ -58,11 +58,11 @@ def test_save_card_enable_and_a_debit_triggers_a_recharge(browser, live_server, 
     page.click("text=Save card")
     assert "your card is being saved" in page.inner_text(".messages")
 
-    def card_shown() -> bool:
-        page.reload()
-        return "Visa •••• 4242" in page.inner_text("[data-testid=saved-card]")
-
-    wait_for(card_shown)
+    # The card box asks again every 2 s until the webhook has saved the card: no reload.
+    page.wait_for_function(
+        "document.querySelector('[data-testid=saved-card]').innerText.includes('Visa •••• 4242')",
+        timeout=20_000,
+    )
 
     page.check("input[name=recharge-USD-enabled]")
     page.fill("input[name=recharge-USD-threshold]", "20")

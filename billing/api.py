@@ -20,7 +20,7 @@ from billing.exceptions import BillingError, InsufficientFunds, TransactionConfl
 from billing.ledger import Actor, LedgerResult, wallet_credit, wallet_debit
 from billing.models import BillingAccount, BillingType, BillingTypeChange
 from billing.money import MoneyError, money_from_apigee
-from billing.selectors import organization_settings_get, wallets_balance
+from billing.selectors import billing_type_effective, wallets_balance
 from billing.services import billing_account_get_or_create, billing_type_set, wallet_adjust
 
 STATUS_NAMES = {
@@ -255,7 +255,7 @@ def _answer(
 @api.get(f"{DEVELOPER}/monetizationConfig", response={200: MonetizationConfig, **ERRORS})
 def get_monetization_config(request: HttpRequest, org: str, email: str) -> dict[str, str]:
     account = _developer(request, org, email, "billing.view_any_prepaid_balance", own=True)
-    return {"billingType": account.billing_type or organization_settings_get().default_billing_type}
+    return {"billingType": billing_type_effective(account=account)}
 
 
 @api.put(f"{DEVELOPER}/monetizationConfig", response={200: MonetizationConfig, **ERRORS})

@@ -34,7 +34,7 @@ from billing.models import (
     Wallet,
 )
 from billing.money import Money, MoneyError, money_format, stripe_round_up
-from billing.selectors import organization_settings_get
+from billing.selectors import billing_type_effective, organization_settings_get
 from billing.services import audit_log
 from billing.top_ups import (
     TopUpRefused,
@@ -236,7 +236,8 @@ def auto_recharge_claim(
             not recharge.enabled
             or not account.stripe_payment_method_id
             or (recharge.retry_after and recharge.retry_after > now)
-            or (account.billing_type or org.default_billing_type) != BillingType.PREPAID
+            or billing_type_effective(account=account, default=org.default_billing_type)
+            != BillingType.PREPAID
         ):
             return None
         balance = (
@@ -412,27 +413,10 @@ def recharge_attempt_succeed(
 
 def recharge_attempt_fail(*, attempt_id: int, reason: str, payment_intent_id: str = "") -> None:
     """A decline: back off an hour, tell the developer, switch off after three in a row."""
-    top_up_id = RechargeAttempt.objects.values_list("top_up_id", flat=True).get(pk=attempt_id)
     with transaction.atomic():
-        top_up = top_up_lock(top_up_id=top_up_id)
-        attempt = (
-            RechargeAttempt.objects.select_for_update(of=("self",))
-            .select_related("auto_recharge__billing_account__user")
-            .get(pk=attempt_id)
-        )
-        if attempt.state != Attempt.IN_FLIGHT:
+        attempt = _attempt_close_failed(attempt_id, reason, payment_intent_id)
+        if attempt is None:
             return
-        RechargeAttempt.objects.filter(pk=attempt.pk).update(
-            state=Attempt.FAILED,
-            finished_at=timezone.now(),
-            failure_reason=reason[:500],
-            stripe_payment_intent_id=payment_intent_id,
-        )
-        top_up_fail(
-            top_up=top_up,
-            reason=reason,
-            payment_intent_id=payment_intent_id or None,
-        )
         recharge = AutoRecharge.objects.select_for_update().get(pk=attempt.auto_recharge_id)
         recharge.consecutive_failures += 1
         recharge.retry_after = timezone.now() + FAILURE_BACKOFF
@@ -452,20 +436,38 @@ def recharge_attempt_abandon(*, attempt_id: int, reason: str) -> None:
     """Stripe failed, not the card: close the attempt without counting it against the
     developer or emailing them; a new attempt, with a new idempotency key, may follow after
     a short pause."""
-    top_up_id = RechargeAttempt.objects.values_list("top_up_id", flat=True).get(pk=attempt_id)
     with transaction.atomic():
-        top_up = top_up_lock(top_up_id=top_up_id)
-        attempt = RechargeAttempt.objects.select_for_update().get(pk=attempt_id)
-        if attempt.state != Attempt.IN_FLIGHT:
+        attempt = _attempt_close_failed(attempt_id, reason, payment_intent_id="")
+        if attempt is None:
             return
-        RechargeAttempt.objects.filter(pk=attempt.pk).update(
-            state=Attempt.FAILED, finished_at=timezone.now(), failure_reason=reason[:500]
-        )
-        top_up_fail(top_up=top_up, reason=reason)
         AutoRecharge.objects.filter(pk=attempt.auto_recharge_id).update(
             retry_after=timezone.now() + STRIPE_ERROR_PAUSE
         )
     logger.warning("Auto-recharge attempt %s abandoned: %s", attempt_id, reason)
+
+
+def _attempt_close_failed(
+    attempt_id: int, reason: str, payment_intent_id: str
+) -> RechargeAttempt | None:
+    """Inside the caller's transaction: lock the top-up, then the attempt, and fail both;
+    None if the attempt was no longer in flight (another worker or the webhook settled it)."""
+    top_up_id = RechargeAttempt.objects.values_list("top_up_id", flat=True).get(pk=attempt_id)
+    top_up = top_up_lock(top_up_id=top_up_id)
+    attempt = (
+        RechargeAttempt.objects.select_for_update(of=("self",))
+        .select_related("auto_recharge__billing_account__user")
+        .get(pk=attempt_id)
+    )
+    if attempt.state != Attempt.IN_FLIGHT:
+        return None
+    RechargeAttempt.objects.filter(pk=attempt.pk).update(
+        state=Attempt.FAILED,
+        finished_at=timezone.now(),
+        failure_reason=reason[:500],
+        stripe_payment_intent_id=payment_intent_id,
+    )
+    top_up_fail(top_up=top_up, reason=reason, payment_intent_id=payment_intent_id or None)
+    return attempt
 
 
 def recharge_attempt_for_top_up(top_up: TopUp) -> RechargeAttempt | None:

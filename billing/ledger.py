@@ -15,7 +15,7 @@ from accounts.models import ApiToken, User
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
 from billing.models import BillingAccount, BillingType, LedgerEntry, OrganizationSettings, Wallet
 from billing.money import MAX_AMOUNT_NANOS, Money, money_format
-from billing.selectors import organization_settings_get
+from billing.selectors import billing_type_effective, organization_settings_get
 
 Kind = LedgerEntry.Kind
 
@@ -269,7 +269,8 @@ def _prepare_wallet(change: _Change) -> None:
     org = organization_settings_get()
     if Wallet.objects.filter(billing_account=change.account, currency=change.currency).exists():
         return
-    prepaid = (change.account.billing_type or org.default_billing_type) == BillingType.PREPAID
+    effective = billing_type_effective(account=change.account, default=org.default_billing_type)
+    prepaid = effective == BillingType.PREPAID
     if change.prepaid_floor and prepaid and change.delta < -org.prepaid_grace_nanos:
         _refuse(change)
     # Two first credits at once: both insert, the unique constraint keeps one, both use it.

@@ -17,6 +17,11 @@ def organization_settings_get() -> OrganizationSettings:
     return settings
 
 
+def billing_type_effective(*, account: BillingAccount, default: str | None = None) -> str:
+    """The developer's own billing type, else the organisation's default (read if not given)."""
+    return account.billing_type or default or organization_settings_get().default_billing_type
+
+
 def billing_type_label(*, account: BillingAccount, default: str) -> str:
     """How My Account names the billing type, e.g. "Not specified (defaults to Postpaid)"."""
     if account.billing_type:

@@ -21,7 +21,7 @@ from billing.models import (
     Wallet,
 )
 from billing.money import Money, money_format
-from billing.selectors import organization_settings_get
+from billing.selectors import billing_type_effective, organization_settings_get
 
 
 def audit_log(
@@ -69,8 +69,7 @@ def billing_type_set(
         raise BillingTypeConflict(
             "The billing type was changed by someone else meanwhile. Review it and try again."
         )
-    default = organization_settings_get().default_billing_type
-    old_effective = account.billing_type or default
+    old_effective = billing_type_effective(account=account)
     if account.billing_type == new_type:
         return None
     account.billing_type = new_type

@@ -32,7 +32,7 @@ from billing.models import (
     Wallet,
 )
 from billing.money import Money, money_format, money_from_stripe
-from billing.selectors import organization_settings_get
+from billing.selectors import billing_type_effective, organization_settings_get
 
 logger = logging.getLogger(__name__)
 State = TopUp.State
@@ -83,8 +83,7 @@ def top_up_check(
 ) -> None:
     """Refuse, with the limit and the reason, a top-up the organisation does not allow."""
     currency = money.currency
-    default = organization_settings_get().default_billing_type
-    if (account.billing_type or default) != BillingType.PREPAID:
+    if billing_type_effective(account=account) != BillingType.PREPAID:
         raise TopUpRefused(
             "Your billing type is Postpaid: usage is invoiced monthly, so there is no prepaid "
             "balance to add credit to."

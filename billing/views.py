@@ -42,6 +42,7 @@ from billing.money import Money
 from billing.offline import offline_checkout_event, offline_event_deliver_later, offline_setup_event
 from billing.selectors import (
     billing_type_counts,
+    billing_type_effective,
     billing_type_history,
     ledger_history,
     organization_settings_get,
@@ -266,7 +267,9 @@ HISTORY_PER_PAGE = 20
 def _balance_context(request: PortalRequest, account: BillingAccount) -> dict:
     """Wallets and one page of history; the same few queries however long the history is."""
     org = organization_settings_get()
-    prepaid = (account.billing_type or org.default_billing_type) == BillingType.PREPAID
+    prepaid = billing_type_effective(account=account, default=org.default_billing_type) == (
+        BillingType.PREPAID
+    )
     filter_form = HistoryFilterForm(request.GET)
     kind = filter_form.cleaned_data["kind"] if filter_form.is_valid() else ""
     page = Paginator(ledger_history(account=account, kind=kind), HISTORY_PER_PAGE).get_page(
@@ -399,8 +402,7 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
     if offer is None:
         raise Http404("Adding credit in this currency is not offered.")
     context = {"offer": offer, "tab": "balance", "developer": request.user}
-    default = organization_settings_get().default_billing_type
-    if (account.billing_type or default) != BillingType.PREPAID:
+    if billing_type_effective(account=account) != BillingType.PREPAID:
         # Say so before the developer types an amount, not after.
         return render(
             request,

@@ -6,9 +6,11 @@ duplicates, beside a trivial Django view on the same server in the same run.
 Target (issue 4): 0.5× the trivial view or better.
 
 Each round times the trivial view, then `--payments` new `checkout.session.completed` events,
-then the same events again (duplicates), then the trivial view again; the ratio is taken within
-the round and the median round is reported, because this small shared machine's speed drifts
-between seconds. Beside each phase it prints the CPU time per request spent by gunicorn,
+then the same events again (duplicates), then as many other new events sent to a bench-only
+view that only verifies and stores them (bench/webhook_bound.py: the upper bound for a webhook
+that queues its processing), then the trivial view again; the ratio is taken within the round
+and the median round is reported, because this small shared machine's speed drifts between
+seconds. Beside each phase it prints the CPU time per request spent by gunicorn,
 PostgreSQL and the client processes, read from /proc, and it times the database work a new event
 needs on its own (raw psycopg, no HTTP): that floor shows how much of the budget is left.
 """
@@ -24,6 +26,7 @@ import resource
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 from _setup import bench_database_url, django_setup, start_gunicorn
 
@@ -210,23 +213,30 @@ def main() -> None:
         random.Random(4).shuffle(deliveries)  # noqa: S311 - a fixed order, not a secret
         return deliveries
 
-    def webhook_jobs(deliveries: list) -> list:
+    def webhook_jobs(deliveries: list, path: str = "/stripe/webhook/") -> list:
         return [
-            (port, "/stripe/webhook/", deliveries[n * per_client : (n + 1) * per_client])
+            (port, path, deliveries[n * per_client : (n + 1) * per_client])
             for n in range(args.clients)
         ]
 
     rounds = [signed_deliveries() for _ in range(args.rounds)]
-    gunicorn, port = start_gunicorn(database_url, args.workers)
+    stored_only = [signed_deliveries() for _ in range(args.rounds)]
+    gunicorn, port = start_gunicorn(
+        database_url,
+        args.workers,
+        # The portal's settings and URLs, plus the bench-only verify-and-store view.
+        {"DJANGO_SETTINGS_MODULE": "settings_bound", "PYTHONPATH": str(Path(__file__).parent)},
+    )
     trivial_jobs = [(port, "/healthz", per_client)] * args.clients
     results = []
     try:
-        for deliveries in rounds:
+        for deliveries, other in zip(rounds, stored_only, strict=True):
             trivial_a = Phase(trivial_jobs, args.clients)
             new = Phase(webhook_jobs(deliveries), args.clients)
             again = Phase(webhook_jobs(deliveries), args.clients)
+            stored = Phase(webhook_jobs(other, "/bench/verify-and-store/"), args.clients)
             trivial_b = Phase(trivial_jobs, args.clients)
-            results.append((trivial_a, new, again, trivial_b))
+            results.append((trivial_a, new, again, stored, trivial_b))
     finally:
         gunicorn.terminate()
         gunicorn.wait()
@@ -236,12 +246,14 @@ def main() -> None:
         f"database: {database_url}; gunicorn {args.workers} sync workers, "
         f"{args.clients} client processes, {os.cpu_count()} CPUs"
     )
-    ratios = []
-    for n, (trivial_a, new, again, trivial_b) in enumerate(results, 1):
+    ratios, bounds = [], []
+    for n, (trivial_a, new, again, stored, trivial_b) in enumerate(results, 1):
         trivial = (trivial_a.rate + trivial_b.rate) / 2
         # Each event once new and once again: the rate over both halves, duplicates included.
         webhook = 2 / (1 / new.rate + 1 / again.rate)
+        bound = 2 / (1 / stored.rate + 1 / again.rate)
         ratios.append(webhook / trivial)
+        bounds.append(bound / trivial)
         print(f"round {n}:")
         print(
             f"  trivial view GET /healthz : {trivial:7.0f} /s          cpu ms/request: {trivial_a.cpu()}"
@@ -253,10 +265,19 @@ def main() -> None:
             f"  webhook, duplicates       : {again.rate:7.0f} /s ({again.rate / trivial:.2f}x)  cpu ms/request: {again.cpu()}"
         )
         print(f"  webhook, both             : {webhook:7.0f} /s ({webhook / trivial:.2f}x)")
+        print(
+            f"  bound: new events only verified and stored: {stored.rate:7.0f} /s "
+            f"({stored.rate / trivial:.2f}x)  cpu ms/request: {stored.cpu()}"
+        )
+        print(f"  bound: both, new events only stored: {bound:7.0f} /s ({bound / trivial:.2f}x)")
     median = statistics.median(ratios)
     print(
         f"signed webhook deliveries, duplicates included: median {median:.2f}x the trivial view "
         f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}; target 0.5x)"
+    )
+    print(
+        f"upper bound for a webhook that queues its processing (verify and store, credit "
+        f"nothing), duplicates included: median {statistics.median(bounds):.2f}x"
     )
     print(
         f"database floor for a new event (raw psycopg, {args.clients} connections, no HTTP): "
@@ -264,6 +285,7 @@ def main() -> None:
     )
     ok = sum(p.ok for r in results for p in r[1:3])
     failed = sum(p.failed for r in results for p in r[1:3])
+    stored_ok = sum(r[3].ok for r in results)
     balance = Wallet.objects.get(billing_account=account, currency="USD").balance
     credited = TopUp.objects.filter(billing_account=account, state=TopUp.State.SUCCEEDED).count()
     payments = sum(len(d) for d in rounds)
@@ -274,6 +296,7 @@ def main() -> None:
         f"credited once each: {credited} top-ups succeeded, balance ${balance / 10**9:,.2f} "
         f"(expected ${payments:,.2f})"
     )
+    print(f"verify-and-store bound: {stored_ok} of {sum(len(d) for d in stored_only)} answered 200")
     call_command("check_ledger")
 
 

@@ -323,33 +323,48 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
         _transition(top_up, State.REFUNDED)
 
 
+# Dispute statuses under which Stripe has taken the disputed amount from the account. A won
+# dispute had it taken and then given back. Inquiries (warning_*) and prevented disputes move no
+# money; neither does a status this code does not know.
+DISPUTE_FUNDS_WITHDRAWN = frozenset({"needs_response", "under_review", "lost", "won"})
+
+
 def top_up_dispute(
-    *, top_up: TopUp, dispute_id: str, amount: int, currency: str, status: str, closed: bool
+    *, top_up: TopUp, dispute_id: str, amount: int, currency: str, status: str
 ) -> None:
-    """A dispute takes the money back at once; one closed as won gives it back."""
+    """Bring the wallet in line with the dispute as Stripe now describes it.
+
+    Every dispute event carries the whole dispute, so the status alone says what Stripe has
+    withdrawn: the debit once funds were withdrawn, and its reversal once the dispute is won.
+    Both are exactly-once ledger entries, so events in any order and any number of times end in
+    the same balance. `top_up` is locked by the caller's transaction.
+    """
+    if status not in DISPUTE_FUNDS_WITHDRAWN:
+        return
     money = money_from_stripe(amount, currency)
-    if not closed:
-        ledger_apply(
-            account=top_up.billing_account,
-            currency=money.currency,
-            delta=-money.nanos,
-            kind=LedgerEntry.Kind.DISPUTE,
-            transaction_id=f"dispute:{dispute_id}",
-            actor=Actor.stripe(),
-            memo=f"Card payment disputed ({money_format(money)})",
-        )
-        _transition(top_up, State.DISPUTED)
-    elif status == "won":
+    ledger_apply(
+        account=top_up.billing_account,
+        currency=money.currency,
+        delta=-money.nanos,
+        kind=LedgerEntry.Kind.DISPUTE,
+        transaction_id=f"dispute:{dispute_id}",
+        actor=Actor.stripe(),
+        memo=f"Card payment disputed ({money_format(money)})",
+    )
+    restored = f"dispute-won:{dispute_id}"
+    if status == "won":
         ledger_apply(
             account=top_up.billing_account,
             currency=money.currency,
             delta=money.nanos,
             kind=LedgerEntry.Kind.DISPUTE,
-            transaction_id=f"dispute-won:{dispute_id}",
+            transaction_id=restored,
             actor=Actor.stripe(),
             memo=f"Dispute won: {money_format(money)} restored",
         )
         _transition(top_up, State.SUCCEEDED)
+    elif not LedgerEntry.objects.filter(transaction_id=restored).exists():
+        _transition(top_up, State.DISPUTED)  # not when a later "won" came first
 
 
 def _flag(top_up: TopUp, reason: str) -> None:

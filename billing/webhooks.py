@@ -26,6 +26,7 @@ from billing.auto_recharge import (
 )
 from billing.models import BillingAccount, StripeEvent, TopUp
 from billing.top_ups import (
+    DISPUTE_FUNDS_WITHDRAWN,
     notify_admins,
     top_up_dispute,
     top_up_fail,
@@ -295,19 +296,23 @@ def charge_refunded(charge: dict[str, Any]) -> None:
     )
 
 
-def _dispute(dispute: dict[str, Any], *, closed: bool) -> None:
-    if str(dispute.get("status", "")).startswith("warning_"):
-        return  # an inquiry: Stripe withdraws no funds, so neither do we
+def dispute_changed(dispute: dict[str, Any]) -> None:
+    """Any dispute event: the dispute's status says what Stripe has withdrawn (top_up_dispute)."""
+    status = str(dispute.get("status", ""))
+    if status not in DISPUTE_FUNDS_WITHDRAWN:
+        return  # an inquiry (warning_*) or a prevented dispute: no money has moved
     payment_intent_id = _stripe_id(dispute.get("payment_intent"))
     top_up = _top_up(dispute, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
+    if top_up.state not in CREDITED:
+        # Taking back what was never credited would leave a debt: wait for the payment's event.
+        raise EventNotReady(f"Dispute for top-up {top_up.public_id} before its payment")
     top_up_dispute(
         top_up=top_up,
         dispute_id=dispute["id"],
         amount=dispute["amount"],
         currency=dispute["currency"],
-        status=dispute.get("status", ""),
-        closed=closed,
+        status=status,
     )
 
 
@@ -318,6 +323,10 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_failed,
     "charge.refunded": charge_refunded,
-    "charge.dispute.created": lambda dispute: _dispute(dispute, closed=False),
-    "charge.dispute.closed": lambda dispute: _dispute(dispute, closed=True),
+    # An inquiry becomes a chargeback by an update (with funds_withdrawn), not a new dispute.
+    "charge.dispute.created": dispute_changed,
+    "charge.dispute.updated": dispute_changed,
+    "charge.dispute.funds_withdrawn": dispute_changed,
+    "charge.dispute.funds_reinstated": dispute_changed,
+    "charge.dispute.closed": dispute_changed,
 }

@@ -689,6 +689,68 @@ def test_an_inquiry_takes_no_money(fake_stripe, top_up, checkout_completed, send
     assert balance() == 20 * UNIT
 
 
+def dispute_events(fake_stripe, pi: str, *steps: tuple[str, str]) -> list[dict[str, Any]]:
+    """The events of one dispute, each carrying the dispute as it was at that step:
+    (event type, dispute status)."""
+    dispute = fake_stripe.dispute_created_event(pi)["data"]["object"]
+    events = []
+    for event_type, status in steps:
+        dispute["status"] = status
+        events.append(fake_stripe.event_for(event_type, dispute))
+    return events
+
+
+def test_an_inquiry_that_becomes_a_lost_chargeback_takes_the_money_once(
+    fake_stripe, top_up, checkout_completed, send
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    events = dispute_events(
+        fake_stripe,
+        pi,
+        ("charge.dispute.created", "warning_needs_response"),
+        ("charge.dispute.funds_withdrawn", "needs_response"),
+        ("charge.dispute.updated", "under_review"),
+        ("charge.dispute.closed", "lost"),
+    )
+
+    assert send(events[0]) == HTTPStatus.OK
+    assert balance() == 20 * UNIT  # an inquiry: nothing withdrawn yet
+    for event in events[1:]:
+        assert send(event) == HTTPStatus.OK
+
+    assert balance() == 0
+    assert [kind for kind, _, _ in ledger()] == ["TOP_UP", "DISPUTE"]
+    assert state(top_up) == "DISPUTED"
+
+
+WON_AFTER_ESCALATION = [
+    ("charge.dispute.created", "warning_needs_response"),
+    ("charge.dispute.funds_withdrawn", "needs_response"),
+    ("charge.dispute.funds_reinstated", "won"),
+    ("charge.dispute.closed", "won"),
+]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (0, 3, 1, 2), (2, 0, 3, 1)])
+def test_a_won_dispute_leaves_the_balance_whole_in_any_order(
+    fake_stripe, top_up, checkout_completed, send, order
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    events = dispute_events(fake_stripe, pi, *WON_AFTER_ESCALATION)
+
+    for n in order:
+        assert send(events[n]) == HTTPStatus.OK
+
+    assert balance() == 20 * UNIT
+    assert sorted(amount for kind, amount, _ in ledger() if kind == "DISPUTE") in (
+        [],
+        [-20 * UNIT, 20 * UNIT],
+    )
+    assert state(top_up) == "SUCCEEDED"
+
+
 # --- a handler that crashes -------------------------------------------------------------------
 
 

@@ -225,6 +225,13 @@ def top_up_cancel(*, top_up: TopUp) -> bool:
     return _transition(top_up, State.CANCELED, failure_reason="Cancelled on the payment page.")
 
 
+def top_up_expire(*, top_up: TopUp) -> bool:
+    """Stripe closed an unpaid payment page (after 24 hours). Only a pending top-up changes."""
+    return _transition(
+        top_up, State.CANCELED, failure_reason="The payment page expired before payment."
+    )
+
+
 def top_up_for_stripe(
     *, metadata: dict | None, payment_intent_id: str | None = None, session_id: str | None = None
 ) -> TopUp | None:

@@ -29,6 +29,7 @@ from billing.top_ups import (
     DISPUTE_FUNDS_WITHDRAWN,
     notify_admins,
     top_up_dispute,
+    top_up_expire,
     top_up_fail,
     top_up_for_stripe,
     top_up_link_payment_intent,
@@ -249,6 +250,15 @@ def checkout_session_async_failed(session: dict[str, Any]) -> None:
     top_up_fail(top_up=top_up, reason="The payment failed after checkout.")
 
 
+def checkout_session_expired(session: dict[str, Any]) -> None:
+    """The developer left the payment page without paying: the top-up is no longer pending."""
+    if session.get("mode") != "payment":
+        return
+    top_up = _top_up(session, session_id=session.get("id"))
+    if top_up is not None:
+        top_up_expire(top_up=top_up)
+
+
 def payment_intent_succeeded(intent: dict[str, Any]) -> None:
     top_up = _top_up(intent, payment_intent_id=intent.get("id"))
     if top_up is None:
@@ -320,6 +330,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "checkout.session.completed": checkout_session_completed,
     "checkout.session.async_payment_succeeded": checkout_session_completed,
     "checkout.session.async_payment_failed": checkout_session_async_failed,
+    "checkout.session.expired": checkout_session_expired,
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_failed,
     "charge.refunded": charge_refunded,

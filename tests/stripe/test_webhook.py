@@ -593,6 +593,30 @@ def test_a_dispute_before_its_payment_still_waits_within_the_hour(
     assert sorted(kind for kind, _, _ in ledger()) == ["DISPUTE", "TOP_UP"]
 
 
+def test_an_expired_payment_page_closes_the_pending_top_up(fake_stripe, top_up, send):
+    expired = fake_stripe.expire_checkout_session(top_up.stripe_checkout_session_id)
+
+    assert send(expired) == HTTPStatus.OK
+    assert send(expired) == HTTPStatus.OK
+
+    assert state(top_up) == "CANCELED"
+    assert "expired" in top_up.failure_reason
+    assert balance() is None and ledger() == []
+
+
+def test_an_expired_session_does_not_undo_a_paid_top_up(
+    fake_stripe, top_up, checkout_completed, send
+):
+    send(checkout_completed)
+    session = checkout_completed["data"]["object"]
+    late = fake_stripe.event_for("checkout.session.expired", {**session, "status": "expired"})
+
+    assert send(late) == HTTPStatus.OK
+
+    assert state(top_up) == "SUCCEEDED"
+    assert balance() == 20 * UNIT
+
+
 # --- disputes ---------------------------------------------------------------------------------
 
 

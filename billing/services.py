@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import User
-from billing.exceptions import BillingError, BillingTypeConflict
+from billing.exceptions import BillingError, BillingTypeConflict, InsufficientFunds
 from billing.ledger import Actor, LedgerResult, ledger_apply
 from billing.models import (
     AuditLogEntry,
@@ -185,21 +185,30 @@ def wallet_adjust(
     reason: str,
     transaction_id: str | None = None,
 ) -> LedgerResult:
-    """Correct a balance: `change` is added to it (negative for an under-charge). Audited."""
+    """Correct a balance: `change` is added to it (negative for an under-charge). Audited.
+
+    Like a debit, a decrease may not take a prepaid wallet below minus the organisation's grace:
+    a prepaid balance goes negative only within the grace (DESIGN.md).
+    """
     if change.nanos == 0:
         raise BillingError("An adjustment must not be zero.")
     if not reason.strip():
         raise BillingError("A reason is required for every adjustment.")
     with transaction.atomic():
-        result = ledger_apply(
-            account=account,
-            currency=change.currency,
-            delta=change.nanos,
-            kind=LedgerEntry.Kind.ADJUSTMENT,
-            transaction_id=transaction_id or f"adjustment:{uuid.uuid4()}",
-            actor=actor,
-            memo=reason.strip(),
-        )
+        try:
+            result = ledger_apply(
+                account=account,
+                currency=change.currency,
+                delta=change.nanos,
+                kind=LedgerEntry.Kind.ADJUSTMENT,
+                transaction_id=transaction_id or f"adjustment:{uuid.uuid4()}",
+                actor=actor,
+                memo=reason.strip(),
+                prepaid_floor=True,
+            )
+        except InsufficientFunds as exc:
+            refusal = wallet_adjust_refusal(account=account, change=change)
+            raise InsufficientFunds(refusal or str(exc)) from None
         if not result.replayed:
             audit_log(
                 actor=actor.user,
@@ -213,6 +222,24 @@ def wallet_adjust(
                 via="token" if actor.token else "user",
             )
     return result
+
+
+def wallet_adjust_refusal(*, account: BillingAccount, change: Money) -> str | None:
+    """Why this adjustment would be refused now, or None; shown before the admin confirms.
+    wallet_adjust checks again in the statement that moves the balance."""
+    if change.nanos >= 0 or billing_type_effective(account=account) != BillingType.PREPAID:
+        return None
+    wallet = Wallet.objects.filter(billing_account=account, currency=change.currency).first()
+    balance = Money(wallet.balance if wallet else 0, change.currency)
+    grace = Money(organization_settings_get().prepaid_grace_nanos, change.currency)
+    if balance.nanos + change.nanos >= -grace.nanos:
+        return None
+    most = Money(max(balance.nanos + grace.nanos, 0), change.currency)
+    return (
+        f"A prepaid balance may go at most {money_format(grace)} below zero (the grace in "
+        f"Monetization settings). The {change.currency} balance is {money_format(balance)}, so "
+        f"an adjustment can take off at most {money_format(most)}."
+    )
 
 
 @transaction.atomic

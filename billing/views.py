@@ -54,6 +54,7 @@ from billing.services import (
     organization_default_billing_type_set,
     organization_top_up_settings_update,
     wallet_adjust,
+    wallet_adjust_refusal,
 )
 from billing.stripe_gateway import OFFLINE_CARDS, stripe_enabled
 from billing.top_ups import TopUpRefused, add_credit_rows, top_up_cancel, top_up_offer, top_up_start
@@ -338,6 +339,10 @@ def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
 
 def _adjust_confirm(request: PortalRequest, context: dict, form: AdjustBalanceForm) -> HttpResponse:
     change = form.cleaned_data["change"]
+    refusal = wallet_adjust_refusal(account=context["billing_account"], change=change)
+    if refusal:  # say it now, not after the admin has confirmed
+        form.add_error("amount", refusal)
+        return _render_balance(request, {**context, "adjust_form": form}, status=400)
     current = next((w.balance for w in context["wallets"] if w.currency == change.currency), 0)
     confirm_form = AdjustBalanceForm(
         initial={**form.cleaned_data, "transaction_id": f"adjustment:{uuid.uuid4()}"}

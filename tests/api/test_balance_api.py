@@ -326,6 +326,20 @@ def test_replayed_adjustment_with_a_transaction_id_applies_once(calls):
     assert AuditLogEntry.objects.filter(action="balance.adjust").count() == 1
 
 
+def test_an_adjustment_may_not_take_a_prepaid_balance_below_the_grace(calls, developer):
+    make_prepaid(developer)
+    calls.credit(credit_body("USD", "20", tx="top-up-20"))
+
+    refused = calls.adjust({"adjustment": money("USD", "20", 10_000_000)})
+
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    assert refused.json()["error"]["status"] == "FAILED_PRECONDITION"
+    assert "at most $20.00" in refused.json()["error"]["message"]
+    assert Wallet.objects.get().balance == 20_000_000_000
+    assert not AuditLogEntry.objects.filter(action="balance.adjust").exists()
+    assert calls.adjust({"adjustment": money("USD", "20")}).status_code == HTTPStatus.OK
+
+
 # ---- debit ----
 
 

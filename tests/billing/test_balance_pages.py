@@ -61,8 +61,10 @@ def test_prepaid_developer_sees_wallets_and_history(client, prepaid_developer):
 def test_negative_balance_is_shown_plainly(client, prepaid_developer):
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("1"), transaction_id="t1", actor=Actor.system())
+    from billing.models import OrganizationSettings
     from billing.services import wallet_adjust
 
+    OrganizationSettings.objects.update(prepaid_grace_nanos=5 * 10**9)  # within the grace
     wallet_adjust(account=account, change=-usd("3.5"), actor=Actor.system(), reason="late usage")
     client.force_login(prepaid_developer)
     page = client.get(reverse("my_balance")).content.decode()
@@ -218,3 +220,27 @@ def test_back_from_saving_a_card_the_card_box_asks_again_for_a_minute_at_most(
         in client.get(url, {"card": "saving", "left": "999"}).content.decode()
     )
     assert "left=" not in client.get(url).content.decode()
+
+
+def test_an_adjustment_below_the_prepaid_grace_is_refused_before_the_confirmation(
+    client, portal_admin, prepaid_developer
+):
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("20"), transaction_id="t1", actor=Actor.system())
+    client.force_login(portal_admin)
+    url = reverse("people_balance", args=[prepaid_developer.pk])
+    data = {"direction": "decrease", "amount": "25", "currency": "USD", "reason": "under-charged"}
+
+    for extra in ({}, {"confirm": "1", "transaction_id": "adjustment:below-grace"}):
+        response = client.post(url, {**data, **extra}, follow=True)
+        page = response.content.decode()
+        assert "can take off at most $20.00" in page
+        assert "Nothing was changed" in page or response.status_code == HTTPStatus.BAD_REQUEST
+
+    assert Wallet.objects.get().balance == 20 * 10**9
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.ADJUSTMENT).exists()
+    assert not AuditLogEntry.objects.filter(action="balance.adjust").exists()
+    # Down to zero is allowed.
+    data["amount"] = "20"
+    client.post(url, {**data, "confirm": "1", "transaction_id": "adjustment:to-zero"})
+    assert Wallet.objects.get().balance == 0

@@ -156,6 +156,7 @@ def test_adjust_needs_a_reason_and_is_audited(prepaid, portal_admin):
         wallet_adjust(
             account=prepaid, change=usd("5"), actor=Actor.for_user(portal_admin), reason=" "
         )
+    wallet_credit(account=prepaid, money=usd("5"), transaction_id="t1", actor=Actor.system())
     result = wallet_adjust(
         account=prepaid,
         change=-usd("5"),

@@ -420,6 +420,7 @@ def test_the_balance_page_offers_add_credit_for_a_negative_wallet(
     account = prepaid_developer.billing_account
     usd = money_parse("1", "USD")
     wallet_credit(account=account, money=usd, transaction_id="t1", actor=Actor.system())
+    OrganizationSettings.objects.update(prepaid_grace_nanos=5 * UNIT)  # negative within grace
     wallet_adjust(
         account=account, change=-money_parse("3", "USD"), actor=Actor.system(), reason="x"
     )

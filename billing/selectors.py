@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Value
+from django.db.models import Count, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, NullIf
 
 from accounts.models import User
@@ -30,11 +30,17 @@ def billing_type_label(*, account: BillingAccount, default: str) -> str:
 
 
 def developers_list(*, search: str = "") -> QuerySet[User]:
-    """Developers (not staff) with `effective_billing_type` and `own_billing_type` annotated."""
+    """Developers (not staff) with `effective_billing_type` and `own_billing_type` annotated,
+    and their wallets prefetched (one query per page)."""
+    from billing.models import Wallet
+
     default = organization_settings_get().default_billing_type
     people = (
         User.objects.filter(is_staff=False)
         .select_related("billing_account")
+        .prefetch_related(
+            Prefetch("billing_account__wallets", queryset=Wallet.objects.order_by("currency"))
+        )
         .annotate(
             own_billing_type=Coalesce("billing_account__billing_type", Value("")),
             effective_billing_type=Coalesce(

@@ -109,3 +109,36 @@ def test_portal_admin_group_holds_the_drupal_permission_titles():
         "View Add Credit Log",
         "Charge usage to any prepaid balance",
     }
+
+
+def test_people_shows_balances_to_admins_who_may_view_them(
+    client, portal_admin, admin_without_permission, developer
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.ledger import Actor, wallet_credit
+    from billing.money import money_parse
+    from tests.factories import DeveloperFactory
+
+    account = BillingAccount.objects.get_or_create(user=developer)[0]
+    for currency, amount in (("USD", "12.5"), ("EUR", "3")):
+        wallet_credit(
+            account=account,
+            money=money_parse(amount, currency),
+            transaction_id=f"t-{currency}",
+            actor=Actor.system(),
+        )
+    client.force_login(portal_admin)
+    with CaptureQueriesContext(connection) as few:
+        page = client.get(reverse("people_list")).content.decode()
+    assert "<th>Balances</th>" in page and "$12.50" in page and "€3.00" in page
+    DeveloperFactory.create_batch(10)
+    with CaptureQueriesContext(connection) as more:
+        client.get(reverse("people_list"))
+    assert len(more.captured_queries) == len(few.captured_queries)  # no query per developer
+
+    client.force_login(admin_without_permission)
+    page = client.get(reverse("people_list")).content.decode()
+    assert developer.email in page
+    assert "Balances" not in page and "$12.50" not in page

@@ -21,7 +21,17 @@ def _env_or_fail(reader, name: str, **kwargs):
         raise ImproperlyConfigured(f"Environment variable {name} is malformed: {exc}") from exc
 
 
-DEBUG = _env_or_fail(env.bool, "DJANGO_DEBUG", default=False)
+def _strict_bool(name: str, *, default: bool) -> bool:
+    """env.bool reads any unknown word as False; a typo must not silently switch a flag."""
+    value = env.str(name, default=str(default)).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not one of true/false, 1/0, yes/no, on/off")
+
+
+DEBUG = _env_or_fail(_strict_bool, "DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     # Embedded default: one random key kept in var/, so sessions survive restarts and workers.
@@ -94,6 +104,11 @@ DATABASES = {
         env.db_url, "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
     )
 }
+if not DATABASES["default"].get("ENGINE"):  # django-environ only warns about an unknown scheme
+    raise ImproperlyConfigured("Environment variable DATABASE_URL is malformed: unknown scheme.")
+# Shared by all workers: allauth's sign-in rate limits count in the cache, so with several
+# gunicorn workers it must be Redis (e.g. redis://127.0.0.1:6379/1), not per-process memory.
+CACHES = {"default": _env_or_fail(env.cache_url, "CACHE_URL", default="locmemcache://")}
 # Keep connections open between requests: a new PostgreSQL connection per request costs more
 # than the request itself. Health checks drop ones the server closed meanwhile.
 DATABASES["default"]["CONN_MAX_AGE"] = _env_or_fail(env.int, "DATABASE_CONN_MAX_AGE", default=60)
@@ -154,7 +169,7 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if not DEBUG and env.bool("DJANGO_SECURE_COOKIES", default=False):
+if not DEBUG and _env_or_fail(_strict_bool, "DJANGO_SECURE_COOKIES", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
@@ -7,6 +8,9 @@ from billing.api import api
 from portal import views
 
 admin.site.site_header = "Developer portal administration"
+# One sign-in page for everybody: allauth's, which limits failed attempts. Django's own admin
+# form has no limit, so it would let staff passwords be guessed.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 admin.site.site_title = "Developer portal admin"
 
 urlpatterns = [

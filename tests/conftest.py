@@ -25,6 +25,16 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """allauth counts failed sign-ins per address in the cache: one test's must not limit the
+    next one's (every test client comes from 127.0.0.1)."""
+    yield
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def postgres(db: None) -> None:
     require(connection.vendor == "postgresql", "needs PostgreSQL: set TEST_DATABASE_URL")

@@ -168,3 +168,24 @@ def test_inactive_staff_is_not_an_admin(client, portal_admin, developer):
     response = client.get(reverse("people_account", args=[developer.pk]))
     # Django logs inactive users out at once: they are anonymous again.
     assert response.status_code == HTTPStatus.FOUND
+
+
+def test_the_admin_sign_in_form_is_allauths_which_limits_failed_attempts(client, portal_admin):
+    portal_admin.set_password("right-password-123")
+    portal_admin.save()
+
+    shown = client.get("/admin/login/?next=/admin/")
+    guessed = client.post(
+        "/admin/login/", {"username": portal_admin.email, "password": "right-password-123"}
+    )
+
+    assert shown.status_code == 302 and shown["Location"].startswith("/accounts/login/")
+    assert guessed.status_code == 302 and guessed["Location"].startswith("/accounts/login/")
+    assert "_auth_user_id" not in client.session  # the admin form no longer signs anybody in
+    for _ in range(30):
+        client.post("/accounts/login/", {"login": portal_admin.email, "password": "wrong"})
+    limited = client.post(
+        "/accounts/login/", {"login": portal_admin.email, "password": "right-password-123"}
+    )
+    assert limited.status_code == 429
+    assert "_auth_user_id" not in client.session

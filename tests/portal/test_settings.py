@@ -58,3 +58,13 @@ def test_a_half_configured_stripe_refuses_to_start(stripe, message):
     result = start(**stripe)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("DATABASE_URL", "garbage"), ("CACHE_URL", "nonsense://x"), ("DJANGO_DEBUG", "maybe")],
+)
+def test_a_malformed_variable_stops_the_start_with_its_name(variable, value):
+    result = start(**{variable: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and variable in result.stderr

@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from accounts.models import ApiToken, User
 from accounts.services import api_token_revoke
 from billing.models import BillingAccount
+from billing.services import audit_log
 
 
 class BillingAccountInline(admin.StackedInline):
@@ -41,6 +42,21 @@ class UserAdmin(DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    def save_formset(self, request, form, formset, change) -> None:  # type: ignore[no-untyped-def]
+        """A trust tier raises what a developer may add: audit who changed it, from what."""
+        before = {f.instance.pk: f.initial.get("trust_tier") for f in formset.forms}
+        super().save_formset(request, form, formset, change)
+        for inline in formset.forms:
+            account = inline.instance
+            if isinstance(account, BillingAccount) and "trust_tier" in inline.changed_data:
+                audit_log(
+                    actor=request.user,
+                    action="billing_account.trust_tier.set",
+                    target_user=account.user,
+                    before=before.get(account.pk),
+                    after=account.trust_tier,
+                )
+
     @admin.display(description="billing type", ordering="billing_account__billing_type")
     def billing_type(self, user: User) -> str:
         account = getattr(user, "billing_account", None)
@@ -69,6 +85,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        for token in queryset:
-            api_token_revoke(token=token)
-        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+        revoked = 0
+        for token in queryset.select_related("user"):
+            if api_token_revoke(token=token, actor=request.user):
+                self.log_change(request, token, "Revoked")
+                revoked += 1
+        self.message_user(request, f"Revoked {revoked} token(s).")

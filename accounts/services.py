@@ -6,9 +6,11 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
+from billing.services import audit_log
 
 TOKEN_PREFIX = "dp_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every request would turn each API read into a write.
@@ -19,11 +21,20 @@ def _hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
-    """Returns the token row and the raw token, which is never stored and cannot be shown again."""
+@transaction.atomic
+def api_token_create(*, user: User, name: str, actor: User | None = None) -> tuple[ApiToken, str]:
+    """Returns the token row and the raw token, which is never stored and cannot be shown again.
+    Audited (`actor` None: the command line)."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=name.strip() or "API token", prefix=raw[:10], token_hash=_hash(raw)
+    )
+    audit_log(
+        actor=actor,
+        action="api_token.create",
+        target_user=user,
+        token=token.prefix,
+        name=token.name,
     )
     return token, raw
 
@@ -44,5 +55,18 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
     return token
 
 
-def api_token_revoke(*, token: ApiToken) -> None:
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, actor: User | None = None) -> bool:
+    """Revoke once; audited. False if it was already revoked."""
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        audit_log(
+            actor=actor,
+            action="api_token.revoke",
+            target_user=token.user,
+            token=token.prefix,
+            name=token.name,
+        )
+    return bool(revoked)

@@ -50,3 +50,60 @@ def test_the_database_refuses_emails_differing_by_case_only():
     User.objects.create_user("bob@example.com")
     with pytest.raises(IntegrityError), transaction.atomic():
         User.objects.bulk_create([User(email="BOB@example.com")])
+
+
+def test_changing_a_trust_tier_in_the_admin_is_audited(superuser_client):
+    from billing.models import AuditLogEntry, BillingAccount
+
+    developer = User.objects.create_user("dev@example.com")
+    account = BillingAccount.objects.create(user=developer, trust_tier=1)
+    url = f"/admin/accounts/user/{developer.pk}/change/"
+    data = {
+        "email": developer.email,
+        "first_name": "",
+        "last_name": "",
+        "is_active": "on",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "initial-date_joined_0": "2026-01-01",
+        "initial-date_joined_1": "00:00:00",
+        "billing_account-TOTAL_FORMS": "1",
+        "billing_account-INITIAL_FORMS": "1",
+        "billing_account-MIN_NUM_FORMS": "0",
+        "billing_account-MAX_NUM_FORMS": "1",
+        "billing_account-0-id": str(account.pk),
+        "billing_account-0-user": str(developer.pk),
+        "billing_account-0-legal_company_name": "",
+        "billing_account-0-trust_tier": "5",
+    }
+
+    response = superuser_client.post(url, data)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account.refresh_from_db()
+    assert account.trust_tier == 5
+    entry = AuditLogEntry.objects.get(action="billing_account.trust_tier.set")
+    assert entry.actor.email == "root@example.com" and entry.target_user == developer
+    assert (entry.data["before"], entry.data["after"]) == (1, 5)
+    # Saving again without a change writes nothing more.
+    superuser_client.post(url, data)
+    assert AuditLogEntry.objects.filter(action="billing_account.trust_tier.set").count() == 1
+
+
+def test_revoking_a_token_in_the_admin_is_audited_once(superuser_client):
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create
+    from billing.models import AuditLogEntry
+
+    developer = User.objects.create_user("dev@example.com")
+    token, _ = api_token_create(user=developer, name="gateway")
+    action = {"action": "revoke", "_selected_action": [str(token.pk)]}
+
+    superuser_client.post("/admin/accounts/apitoken/", action)
+    superuser_client.post("/admin/accounts/apitoken/", action)
+
+    assert ApiToken.objects.get().revoked_at is not None
+    revoked = AuditLogEntry.objects.get(action="api_token.revoke")
+    assert revoked.actor.email == "root@example.com" and revoked.target_user == developer
+    assert revoked.data == {"token": token.prefix, "name": "gateway"}
+    assert AuditLogEntry.objects.filter(action="api_token.create").count() == 1

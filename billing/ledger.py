@@ -19,17 +19,26 @@ from billing.selectors import billing_type_effective, organization_settings_get
 
 Kind = LedgerEntry.Kind
 
+
 # One statement locks the wallet row, checks the floor against the billing type and grace as they
 # are at that instant, and moves the balance. No row back means it refused (or no wallet yet).
 # The effective billing type is the account's own or else the organisation default.
-_MOVE_BALANCE = f"""
+#
+# On PostgreSQL the account and organisation rows are read FOR KEY SHARE: a billing-type change
+# holds them FOR UPDATE while it settles the wallets, so a debit waits for it and is then judged
+# by the new type. Without the lock a debit blocked on the wallet row would be re-checked against
+# the wallet's new balance but the account's old type (READ COMMITTED re-reads only the updated
+# row), and could take a freshly prepaid wallet below its floor. SQLite has one writer at a time.
+def _move_balance_sql(lock: str) -> str:
+    return f"""
     UPDATE {Wallet._meta.db_table} AS w
     SET balance = w.balance + %s,
         last_credit_at = CASE WHEN %s = 1 THEN %s ELSE w.last_credit_at END
-    FROM (SELECT id AS account_id, billing_type FROM {BillingAccount._meta.db_table}) AS a,
+    FROM (SELECT id AS account_id, billing_type FROM {BillingAccount._meta.db_table}
+          WHERE id = %s {lock}) AS a,
          (SELECT default_billing_type, prepaid_grace_nanos
           FROM {OrganizationSettings._meta.db_table}
-          WHERE id = {OrganizationSettings.SINGLETON_ID}) AS o
+          WHERE id = {OrganizationSettings.SINGLETON_ID} {lock}) AS o
     WHERE w.billing_account_id = %s AND w.currency = %s AND a.account_id = w.billing_account_id
       AND w.balance + %s BETWEEN %s AND %s
       AND (%s = 0
@@ -39,10 +48,13 @@ _MOVE_BALANCE = f"""
     RETURNING id, balance, recharge_below
 """  # noqa: S608 - table names come from the models, values are parameters
 
+
+_MOVE_BALANCE = _move_balance_sql(lock="")
+
 # PostgreSQL: the move and the entry in a single statement, so a debit costs one round trip.
 # A duplicate transaction id fails the whole statement (unique index), moving nothing.
 _MOVE_AND_RECORD = f"""
-    WITH moved AS ({_MOVE_BALANCE}),
+    WITH moved AS ({_move_balance_sql(lock="FOR KEY SHARE")}),
     entry AS (
         INSERT INTO {LedgerEntry._meta.db_table}
             (wallet_id, kind, amount, balance_after, transaction_id, actor_type, actor_user_id,
@@ -202,7 +214,8 @@ class _Change:
         checks_floor = int(self.prepaid_floor and self.delta < 0)
         d = self.delta
         lo, hi = -MAX_AMOUNT_NANOS, MAX_AMOUNT_NANOS
-        return [d, credited, now, self.account.pk, self.currency, d, lo, hi, checks_floor, d]
+        account = self.account.pk
+        return [d, credited, now, account, account, self.currency, d, lo, hi, checks_floor, d]
 
     def entry(self, *, wallet_id: int, balance_after: int, now: Any) -> LedgerEntry:
         return LedgerEntry(

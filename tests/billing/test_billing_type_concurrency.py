@@ -52,3 +52,59 @@ def test_concurrent_confirmations_one_wins(postgres):
     # Only a change to Prepaid alters the effective type (the default is Postpaid).
     assert len(changes) == (1 if account.billing_type == "PREPAID" else 0)
     assert account.billing_type in {"PREPAID", "POSTPAID"}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("switch", ["developer", "organisation default"])
+def test_a_debit_during_a_switch_to_prepaid_is_judged_as_prepaid(postgres, monkeypatch, switch):
+    """Postpaid with -100 USD; a debit of 50 arrives while the switch to Prepaid settles the
+    wallet. Prepaid starts from zero with no grace, so the debit must be refused, not land as a
+    postpaid debit after the wallet was reset (which left the prepaid wallet at -50)."""
+    import time
+
+    import billing.services as services
+    from billing.exceptions import InsufficientFunds
+    from billing.ledger import Actor, wallet_debit
+    from billing.models import Wallet
+    from billing.money import Money
+    from billing.services import organization_default_billing_type_set
+
+    account = DeveloperFactory().billing_account  # follows the default, Postpaid
+    usd = lambda units: Money(units * 10**9, "USD")  # noqa: E731
+    wallet_debit(account=account, money=usd(100), transaction_id="u1", actor=Actor.system())
+    outcome: list[str] = []
+
+    def debit_meanwhile() -> None:
+        try:
+            wallet_debit(account=account, money=usd(50), transaction_id="u2", actor=Actor.system())
+            outcome.append("debited")
+        except InsufficientFunds:
+            outcome.append("refused")
+        finally:
+            connection.close()
+
+    real_ledger_apply = services.ledger_apply
+    debit = threading.Thread(target=debit_meanwhile)
+
+    def ledger_apply_then_let_a_debit_in(**kwargs):
+        # Not a stand-in: the real ledger_apply runs; this only starts a rival debit while the
+        # switch's transaction is still open, and gives it time to reach the database.
+        result = real_ledger_apply(**kwargs)
+        debit.start()
+        time.sleep(0.5)
+        return result
+
+    monkeypatch.setattr(services, "ledger_apply", ledger_apply_then_let_a_debit_in)
+    if switch == "developer":
+        billing_type_set(
+            account=account,
+            billing_type="PREPAID",
+            changed_by=None,
+            source=BillingTypeChange.Source.ADMIN,
+        )
+    else:
+        organization_default_billing_type_set(billing_type="PREPAID", changed_by=None)
+    debit.join(timeout=30)
+
+    assert outcome == ["refused"]
+    assert Wallet.objects.get(billing_account=account).balance == 0

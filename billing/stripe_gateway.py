@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import stripe
@@ -13,6 +14,9 @@ from django.conf import settings
 
 from billing.models import BillingAccount, TopUp
 from billing.money import Money, money_to_stripe
+
+# How long a payment page can be paid. Stripe allows 30 minutes to 24 hours.
+CHECKOUT_LIFETIME = timedelta(hours=1)
 
 # The library would otherwise write a telemetry id under $HOME on first use.
 stripe.enable_telemetry = False
@@ -79,10 +83,24 @@ def checkout_session_create(
             "payment_intent_data": {"metadata": metadata},
             "success_url": success_url,
             "cancel_url": cancel_url,
+            # Short-lived, so that an abandoned page cannot be paid long after it stopped
+            # counting against the developer's limits.
+            "expires_at": int(top_up.created_at.timestamp() + CHECKOUT_LIFETIME.total_seconds()),
         },
         options={"idempotency_key": f"top-up-{top_up.public_id}-checkout"},
     )
     return session.id, _page_url(session.url)
+
+
+def checkout_session_close(session_id: str) -> str:
+    """Expire an open Checkout Session so that it can no longer be paid. Returns the session's
+    final status: "expired", or "complete" when it was paid first."""
+    client = stripe_client()
+    try:
+        return str(client.v1.checkout.sessions.expire(session_id).status)
+    except stripe.InvalidRequestError:
+        # Stripe refuses to expire a session that is no longer open: ask what it became.
+        return str(client.v1.checkout.sessions.retrieve(session_id).status)
 
 
 # ---- Saved cards and off-session charges (auto-recharge) ----

@@ -36,12 +36,17 @@ from billing.selectors import billing_type_effective, organization_settings_get
 
 logger = logging.getLogger(__name__)
 State = TopUp.State
-# Checkout Sessions expire after a day; an abandoned pending top-up stops counting then.
-PENDING_COUNTS_FOR = timedelta(hours=24)
+# A pending top-up counts against the limits while its payment page can be paid, plus a margin
+# for a payment that was under way when the page expired.
+PENDING_COUNTS_FOR = stripe_gateway.CHECKOUT_LIFETIME + timedelta(minutes=10)
 
 
 class TopUpRefused(BillingError):
     """Add credit was refused before any payment; the message names the limit and why."""
+
+
+class TopUpNotCancelled(BillingError):
+    """The payment page could not be closed (it was paid, or Stripe did not answer)."""
 
 
 @dataclass(frozen=True)
@@ -222,14 +227,51 @@ def _transition(top_up: TopUp, new: str, **fields: object) -> bool:
 
 
 def top_up_cancel(*, top_up: TopUp) -> bool:
+    """Cancel a pending top-up, closing its payment page first: a cancelled top-up stops
+    counting against the monthly cap and the wait, so its page must not stay payable.
+    False if there was nothing to cancel; TopUpNotCancelled if the page could not be closed."""
+    if top_up.state != State.PENDING:
+        return False
+    session_id = _stripe_page(top_up)
+    if session_id:
+        try:
+            status = stripe_gateway.checkout_session_close(session_id)
+        except stripe.StripeError as exc:
+            logger.warning("Closing Checkout for top-up %s failed: %s", top_up.public_id, exc)
+            raise TopUpNotCancelled(
+                "Stripe could not be reached to close the payment page, so the top-up is "
+                "not cancelled yet. Try again in a minute."
+            ) from exc
+        if status == "complete":
+            raise TopUpNotCancelled(
+                "This top-up was already paid on the payment page, so it cannot be cancelled. "
+                "The credit appears on your balance once Stripe confirms it."
+            )
+        if status != "expired":
+            raise TopUpNotCancelled("The payment page is still open; try again in a minute.")
     return _transition(top_up, State.CANCELED, failure_reason="Cancelled on the payment page.")
 
 
+def _stripe_page(top_up: TopUp) -> str | None:
+    """The top-up's Checkout Session on Stripe, if it has one (not the offline test page)."""
+    session_id = top_up.stripe_checkout_session_id or ""
+    on_stripe = session_id.startswith("cs_") and not session_id.startswith("cs_offline_")
+    return session_id if on_stripe and stripe_gateway.stripe_enabled() else None
+
+
 def top_up_expire(*, top_up: TopUp) -> bool:
-    """Stripe closed an unpaid payment page (after 24 hours). Only a pending top-up changes."""
+    """The payment page expired unpaid (Stripe's event, or the offline page after
+    CHECKOUT_LIFETIME). Only a pending top-up changes."""
     return _transition(
         top_up, State.CANCELED, failure_reason="The payment page expired before payment."
     )
+
+
+def top_up_expire_stale_offline(*, top_up: TopUp) -> bool:
+    """The offline test-payment page expires after the same lifetime as Stripe's."""
+    if top_up.created_at > timezone.now() - stripe_gateway.CHECKOUT_LIFETIME:
+        return False
+    return top_up_expire(top_up=top_up)
 
 
 def top_up_for_stripe(

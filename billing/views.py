@@ -57,7 +57,15 @@ from billing.services import (
     wallet_adjust_refusal,
 )
 from billing.stripe_gateway import OFFLINE_CARDS, stripe_enabled
-from billing.top_ups import TopUpRefused, add_credit_rows, top_up_cancel, top_up_offer, top_up_start
+from billing.top_ups import (
+    TopUpNotCancelled,
+    TopUpRefused,
+    add_credit_rows,
+    top_up_cancel,
+    top_up_expire_stale_offline,
+    top_up_offer,
+    top_up_start,
+)
 from billing.webhooks import webhook_receive
 from portal.access import PortalRequest, admin_required
 
@@ -454,12 +462,24 @@ def top_up_status(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def top_up_cancel_view(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
-    """Stripe's cancel_url: nothing was charged, nothing changes but the attempt's state."""
+    """Stripe's cancel_url (a GET) asks; only the POST cancels, after closing Stripe's page."""
     top_up = _own_top_up(request, public_id)
-    if top_up_cancel(top_up=top_up):
-        messages.info(request, "Adding credit was cancelled. Nothing was charged.")
+    if top_up.state != TopUp.State.PENDING:
+        return redirect("top_up_status", public_id=top_up.public_id)
+    if request.method == "GET":
+        return render(
+            request,
+            "billing/top_up_cancel.html",
+            {"top_up": top_up, "amount": Money(top_up.amount, top_up.currency), "tab": "balance"},
+        )
+    try:
+        top_up_cancel(top_up=top_up)
+    except TopUpNotCancelled as exc:
+        messages.error(request, str(exc))
+        return redirect("top_up_status", public_id=top_up.public_id)
+    messages.info(request, "Adding credit was cancelled. Nothing was charged.")
     return redirect("my_balance")
 
 
@@ -472,6 +492,7 @@ def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     if stripe_enabled():
         raise Http404("Payments go through Stripe.")
     top_up = _own_top_up(request, public_id)
+    top_up_expire_stale_offline(top_up=top_up)  # like Stripe's page, it cannot be paid for ever
     if request.method == "POST" and top_up.state == TopUp.State.PENDING:
         outcome = request.POST.get("outcome")
         if outcome not in ("pay", "decline"):

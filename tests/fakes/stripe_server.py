@@ -204,6 +204,18 @@ def _str(params: Json, name: str, *, required: bool = False) -> str | None:
     return value
 
 
+def _expires_at(params: Json) -> int:
+    """Stripe's rule: 30 minutes to 24 hours after creation; a day when not given."""
+    now = int(time.time())
+    expires_at = _int(params, "expires_at")
+    if expires_at is None:
+        return now + 24 * 3600
+    if not now + 30 * 60 - 5 <= expires_at <= now + 24 * 3600:
+        message = "expires_at must be between 30 minutes and 24 hours from now."
+        raise StripeApiError(400, message, param="expires_at")
+    return expires_at
+
+
 def _int(params: Json, name: str, *, required: bool = False) -> int | None:
     text = _str(params, name, required=required)
     if text is None:
@@ -763,7 +775,7 @@ class FakeStripe:
             "payment_method_types": params.get("payment_method_types") or ["card"],
             "payment_intent": None,
             "setup_intent": None,
-            "expires_at": int(time.time()) + 24 * 3600,
+            "expires_at": _expires_at(params),
         }
         session = self._new("checkout.session", "cs_test_", fields)
         session["url"] = f"{self.url}/checkout/{session['id']}"
@@ -771,9 +783,11 @@ class FakeStripe:
         return session
 
     def _expire_session_api(self, params: Json, session_id: str) -> Json:
-        session = self._open_session(session_id)
-        session["status"] = "expired"
-        return session
+        with self._lock:
+            session = self._open_session(session_id)
+            session["status"] = "expired"
+            self.event_for("checkout.session.expired", session)  # Stripe sends it too
+            return session
 
     def _open_session(self, session_id: str) -> Json:
         session = self._require(session_id, "checkout.session")

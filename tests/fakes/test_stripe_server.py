@@ -170,6 +170,28 @@ def test_checkout_top_up_is_created_completed_and_retrieved(
     assert intent.metadata.to_dict() == {"topup": "7"}
 
 
+def test_checkout_expires_at_follows_stripes_limits_and_expire_closes_it(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    now = int(time.time())
+    for wrong in (now + 10 * 60, now + 25 * 3600):
+        with pytest.raises(stripe.InvalidRequestError, match="expires_at"):
+            client.v1.checkout.sessions.create(
+                params={**payment_session_params(), "expires_at": wrong}
+            )
+    session = client.v1.checkout.sessions.create(
+        params={**payment_session_params(), "expires_at": now + 3600}
+    )
+    assert session.expires_at == now + 3600
+
+    expired = client.v1.checkout.sessions.expire(session.id)
+
+    assert expired.status == "expired"
+    assert fake.events()[-1]["type"] == "checkout.session.expired"
+    with pytest.raises(stripe.InvalidRequestError, match="not open"):
+        client.v1.checkout.sessions.expire(session.id)
+
+
 def test_unpaid_completion_leaves_the_payment_processing(
     fake: FakeStripe, client: stripe.StripeClient
 ) -> None:

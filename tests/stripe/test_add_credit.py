@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,9 +22,10 @@ from billing.models import BillingAccount, LedgerEntry, OrganizationSettings, To
 from billing.money import money_parse
 from billing.selectors import organization_settings_get
 from billing.services import wallet_adjust
+from billing.top_ups import PENDING_COUNTS_FOR
 from tests.factories import AdminFactory
-from tests.fakes.stripe_server import FakeStripe
-from tests.stripe.conftest import add_credit, latest_top_up
+from tests.fakes.stripe_server import FakeStripe, StripeApiError
+from tests.stripe.conftest import add_credit, deliver, latest_top_up
 
 pytestmark = pytest.mark.django_db
 
@@ -222,7 +224,9 @@ def test_last_months_top_ups_and_abandoned_ones_do_not_count(
             created_at=last_month, succeeded_at=last_month
         )
     abandoned = earlier_top_up(account, 100, state=TopUp.State.PENDING)
-    TopUp.objects.filter(pk=abandoned.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    # Its payment page expired (an hour) and the margin after it passed.
+    expired = timezone.now() - PENDING_COUNTS_FOR - timedelta(minutes=1)
+    TopUp.objects.filter(pk=abandoned.pk).update(created_at=expired)
 
     response = add_credit(prepaid_client, "100")
 
@@ -264,7 +268,7 @@ def test_the_wait_counts_from_the_last_credit_not_only_from_the_start(
 
 def test_a_cancelled_top_up_does_not_start_the_wait(fake_stripe, prepaid_client):
     add_credit(prepaid_client, "20")
-    prepaid_client.get(reverse("top_up_cancel", args=[latest_top_up().public_id]))
+    prepaid_client.post(reverse("top_up_cancel", args=[latest_top_up().public_id]))
 
     assert add_credit(prepaid_client, "20").status_code == HTTPStatus.FOUND
 
@@ -290,13 +294,36 @@ def test_add_credit_needs_a_login(client):
 # --- cancel and the status page ---------------------------------------------------------------
 
 
-def test_cancel_marks_the_top_up_cancelled_and_says_nothing_was_charged(
-    fake_stripe, prepaid_client
-):
+def test_the_checkout_page_expires_after_an_hour(fake_stripe, prepaid_client):
     add_credit(prepaid_client, "20")
     top_up = latest_top_up()
 
-    response = prepaid_client.get(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
+    session = fake_stripe.get_object(top_up.stripe_checkout_session_id)
+    assert session["expires_at"] == int(top_up.created_at.timestamp()) + 3600
+
+
+def test_stripes_cancel_link_asks_before_cancelling(fake_stripe, prepaid_client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    requests_before = len(fake_stripe.received_requests())
+
+    response = prepaid_client.get(reverse("top_up_cancel", args=[top_up.public_id]))
+
+    text = page_text(response)
+    assert "Cancel adding $20.00?" in text
+    assert "Nothing has been charged." in text
+    assert f'href="{top_up.checkout_url}"' in text  # back to the payment page
+    assert 'method="post"' in text
+    top_up.refresh_from_db()
+    assert top_up.state == "PENDING"
+    assert len(fake_stripe.received_requests()) == requests_before
+
+
+def test_cancel_closes_stripes_page_and_says_nothing_was_charged(fake_stripe, prepaid_client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+
+    response = prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
 
     top_up.refresh_from_db()
     assert top_up.state == "CANCELED"
@@ -305,28 +332,86 @@ def test_cancel_marks_the_top_up_cancelled_and_says_nothing_was_charged(
     assert not Wallet.objects.exists()
     status = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id]))
     assert "Cancelled. Nothing was charged." in page_text(status)
+    # The page can no longer be paid, so the freed limits cannot be used twice.
+    assert fake_stripe.get_object(top_up.stripe_checkout_session_id)["status"] == "expired"
+    with pytest.raises(StripeApiError, match="not open"):
+        fake_stripe.complete_checkout_session(top_up.stripe_checkout_session_id)
 
 
-def test_cancel_after_the_payment_succeeded_changes_nothing(fake_stripe, prepaid_client):
+def test_cancel_of_a_page_already_paid_keeps_the_top_up_for_its_webhook(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    completed = fake_stripe.complete_checkout_session(top_up.stripe_checkout_session_id)
+
+    response = prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
+
+    top_up.refresh_from_db()
+    assert top_up.state == "PENDING"
+    assert "was already paid on the payment page, so it cannot be cancelled" in page_text(response)
+    assert deliver(prepaid_client, completed).status_code == HTTPStatus.OK
+    assert Wallet.objects.get(billing_account__user=prepaid_developer).balance == 20 * UNIT
+
+
+def test_cancel_while_stripe_cannot_be_reached_cancels_nothing(
+    fake_stripe, prepaid_client, settings
+):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+    response = prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
+
+    top_up.refresh_from_db()
+    assert top_up.state == "PENDING"
+    assert "Stripe could not be reached to close the payment page" in page_text(response)
+    assert fake_stripe.get_object(top_up.stripe_checkout_session_id)["status"] == "open"
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_cancel_after_the_payment_succeeded_changes_nothing(fake_stripe, prepaid_client, method):
     add_credit(prepaid_client, "20")
     top_up = latest_top_up()
     TopUp.objects.filter(pk=top_up.pk).update(state=TopUp.State.SUCCEEDED)
 
-    response = prepaid_client.get(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
+    response = getattr(prepaid_client, method)(
+        reverse("top_up_cancel", args=[top_up.public_id]), follow=True
+    )
 
     top_up.refresh_from_db()
     assert top_up.state == "SUCCEEDED"
+    assert response.redirect_chain == [
+        (reverse("top_up_status", args=[top_up.public_id]), HTTPStatus.FOUND)
+    ]
     assert "Nothing was charged" not in page_text(response)
+    assert fake_stripe.get_object(top_up.stripe_checkout_session_id)["status"] == "open"
 
 
-def test_someone_elses_cancel_url_is_404(fake_stripe, prepaid_client, client, other_developer):
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_someone_elses_cancel_url_is_404(
+    fake_stripe, prepaid_client, client, other_developer, method
+):
     add_credit(prepaid_client, "20")
     top_up = latest_top_up()
     client.force_login(other_developer)
 
-    response = client.get(reverse("top_up_cancel", args=[top_up.public_id]))
+    response = getattr(client, method)(reverse("top_up_cancel", args=[top_up.public_id]))
 
     assert response.status_code == HTTPStatus.NOT_FOUND
+    top_up.refresh_from_db()
+    assert top_up.state == "PENDING"
+    assert fake_stripe.get_object(top_up.stripe_checkout_session_id)["status"] == "open"
+
+
+def test_cancel_needs_a_login(fake_stripe, prepaid_client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+
+    response = Client().post(reverse("top_up_cancel", args=[top_up.public_id]))
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(reverse("account_login"))
     top_up.refresh_from_db()
     assert top_up.state == "PENDING"
 

@@ -8,12 +8,15 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.models import LedgerEntry, StripeEvent, TopUp, Wallet
+from billing.stripe_gateway import CHECKOUT_LIFETIME
 from tests.stripe.conftest import add_credit, latest_top_up
 
 UNIT = 10**9
@@ -150,7 +153,7 @@ def test_the_test_payment_page_needs_a_choice(prepaid_client):
 def test_a_cancelled_top_up_cannot_be_paid_on_the_test_page(prepaid_client):
     add_credit(prepaid_client, "20")
     top_up = latest_top_up()
-    prepaid_client.get(reverse("top_up_cancel", args=[top_up.public_id]))
+    prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]))
     before = set(threading.enumerate())
 
     page = prepaid_client.post(reverse("test_payment", args=[top_up.public_id]), {"outcome": "pay"})
@@ -158,6 +161,25 @@ def test_a_cancelled_top_up_cannot_be_paid_on_the_test_page(prepaid_client):
     assert page.status_code == HTTPStatus.OK
     assert "This payment is finished: cancelled." in text(page)
     assert new_timers(before) == []
+
+
+@pytest.mark.django_db
+def test_the_test_page_expires_after_an_hour_like_stripes(prepaid_client):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    an_hour_ago = timezone.now() - CHECKOUT_LIFETIME - timedelta(seconds=1)
+    TopUp.objects.filter(pk=top_up.pk).update(created_at=an_hour_ago)
+    before = set(threading.enumerate())
+
+    page = prepaid_client.post(reverse("test_payment", args=[top_up.public_id]), {"outcome": "pay"})
+
+    assert "This payment is finished: cancelled." in text(page)
+    assert new_timers(before) == []
+    top_up.refresh_from_db()
+    assert (top_up.state, top_up.failure_reason) == (
+        "CANCELED",
+        "The payment page expired before payment.",
+    )
 
 
 @pytest.mark.django_db

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-
 env = environ.Env()
+# Where the embedded defaults keep their state: the SQLite file, the secret key, static files.
+VAR_DIR = Path(env.str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
 
 
 def _env_or_fail(reader, name: str, **kwargs):
@@ -39,9 +40,18 @@ if not SECRET_KEY:
 
     _key_file = VAR_DIR / "secret_key"
     if not _key_file.exists():
+        # Written aside and linked into place: of several processes starting at once (gunicorn
+        # workers), exactly one key wins and none reads a half-written file.
         VAR_DIR.mkdir(exist_ok=True)
-        _key_file.write_text(get_random_secret_key())
-        _key_file.chmod(0o600)
+        _draft = VAR_DIR / f"secret_key.{os.getpid()}"
+        _draft.write_text(get_random_secret_key())
+        _draft.chmod(0o600)
+        try:
+            os.link(_draft, _key_file)
+        except FileExistsError:
+            pass
+        finally:
+            _draft.unlink()
     SECRET_KEY = _key_file.read_text().strip()
 ALLOWED_HOSTS = _env_or_fail(env.list, "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -169,9 +179,22 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if not DEBUG and _env_or_fail(_strict_bool, "DJANGO_SECURE_COOKIES", default=False):
+# Served over HTTPS (production): cookies only over HTTPS, plain HTTP redirected, and browsers
+# told to stay on HTTPS (HSTS). Behind a proxy that ends TLS, DJANGO_PROXY_SSL_HEADER names the
+# header it sets (X-Forwarded-Proto), or every request would look like HTTP and loop.
+HTTPS_ONLY = not DEBUG and _env_or_fail(_strict_bool, "DJANGO_SECURE_COOKIES", default=False)
+if HTTPS_ONLY:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = _env_or_fail(env.int, "DJANGO_HSTS_SECONDS", default=30 * 24 * 3600)
+    # Covers only names under the portal's own host. Preloading is a decision for the owner of
+    # the whole domain, sent from its apex, so the portal does not ask for it.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+_proxy_header = env.str("DJANGO_PROXY_SSL_HEADER", default="")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
 
 # Celery: with no broker the tasks run in-process, so `make run` needs no Redis.
 CELERY_TASK_ALWAYS_EAGER = not env.str("CELERY_BROKER_URL", default="")
@@ -212,6 +235,12 @@ if not STRIPE_SECRET_KEY and (STRIPE_PUBLISHABLE_KEY or STRIPE_WEBHOOK_SECRET):
     raise ImproperlyConfigured(
         "STRIPE_SECRET_KEY is empty while other STRIPE_* settings are set. Set it, or unset "
         "them all to run the offline payment simulator (no card is ever charged)."
+    )
+if HTTPS_ONLY and not STRIPE_SECRET_KEY:
+    # A production start without Stripe would let anyone credit themselves on the test page.
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY is required with DJANGO_SECURE_COOKIES=true (production): the "
+        "offline payment simulator credits wallets without any payment."
     )
 
 LOGGING = {

@@ -68,3 +68,99 @@ def test_a_malformed_variable_stops_the_start_with_its_name(variable, value):
     result = start(**{variable: value})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and variable in result.stderr
+
+
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "x" * 20 + "-production-secret-key-that-is-long-and-random-7f3a9",
+    "DJANGO_ALLOWED_HOSTS": "portal.example.com",
+    "DJANGO_SECURE_COOKIES": "true",
+    "STRIPE_SECRET_KEY": "sk_live_x",
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+}
+
+
+def manage(*args: str, **variables: str) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STRIPE_", "DJANGO_")) and k != "DATABASE_URL"
+    }
+    env.update(DJANGO_SETTINGS_MODULE="portal.settings", **variables)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_production_start_passes_djangos_deployment_checks(tmp_path):
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
+        **PRODUCTION,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_with_the_offline_payment_simulator():
+    variables = {k: v for k, v in PRODUCTION.items() if not k.startswith("STRIPE_")}
+    result = start(**variables)
+    assert result.returncode != 0
+    assert "STRIPE_SECRET_KEY is required with DJANGO_SECURE_COOKIES=true" in result.stderr
+
+
+def test_the_demo_logins_are_never_created_in_production(tmp_path):
+    database = f"sqlite:///{tmp_path}/db.sqlite3"
+    assert manage("migrate", "-v0", DATABASE_URL=database, **PRODUCTION).returncode == 0
+
+    result = manage("seed_demo", DATABASE_URL=database, **PRODUCTION)
+
+    assert result.returncode != 0
+    assert "it does not run with DJANGO_SECURE_COOKIES=true" in result.stderr
+    count = manage(
+        "shell",
+        "-c",
+        "from accounts.models import User; print(User.objects.count())",
+        DATABASE_URL=database,
+        **PRODUCTION,
+    )
+    assert count.stdout.strip().splitlines()[-1] == "0"
+
+
+def test_behind_a_tls_proxy_its_header_counts_as_https():
+    probe = "import django; django.setup(); from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="portal.settings", DJANGO_PROXY_SSL_HEADER="X-Forwarded-Proto"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https')", result.stderr
+
+
+def test_the_embedded_secret_key_is_made_once_private_and_kept(tmp_path):
+    probe = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(DJANGO_SETTINGS_MODULE="portal.settings", PORTAL_VAR_DIR=str(tmp_path))
+
+    def key() -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        return result.stdout.strip()
+
+    first, second = key(), key()
+
+    assert len(first) >= 50 and first == second
+    key_file = tmp_path / "secret_key"
+    assert key_file.read_text().strip() == first
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith("secret_key.")]

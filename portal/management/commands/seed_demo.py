@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import User
@@ -29,6 +30,12 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.HTTPS_ONLY:
+            # The demo passwords are printed and published: never on a production portal.
+            raise CommandError(
+                "seed_demo creates logins with a published password; it does not run with "
+                "DJANGO_SECURE_COOKIES=true (production)."
+            )
         portal_admins = Group.objects.get(name="Portal admin")
         for email, first, last, staff, in_group, billing_type in DEMO_USERS:
             user, created = User.objects.get_or_create(

@@ -71,6 +71,27 @@ def test_negative_balance_is_shown_plainly(client, prepaid_developer):
     assert "-$2.50" in page and "negative: taken from the next top-up" in page
 
 
+def test_developers_see_that_an_administrator_adjusted_not_who(
+    client, prepaid_developer, portal_admin, balance_viewer
+):
+    from billing.services import wallet_adjust
+
+    wallet_adjust(
+        account=prepaid_developer.billing_account,
+        change=usd("7"),
+        actor=Actor.for_user(portal_admin),
+        reason="goodwill",
+    )
+    client.force_login(prepaid_developer)
+    own = client.get(reverse("my_balance")).content.decode()
+    assert "goodwill" in own and "by an administrator" in own
+    assert portal_admin.email not in own
+
+    client.force_login(balance_viewer)
+    admin_page = client.get(reverse("people_balance", args=[prepaid_developer.pk]))
+    assert f"by {portal_admin}" in admin_page.content.decode()
+
+
 def test_postpaid_developer_is_told_why_there_is_no_balance(client, developer):
     client.force_login(developer)
     response = client.get(reverse("my_balance"))

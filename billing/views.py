@@ -273,8 +273,10 @@ def _first_error(form: BillingTypeForm) -> str:
 HISTORY_PER_PAGE = 20
 
 
-def _balance_context(request: PortalRequest, account: BillingAccount) -> dict:
-    """Wallets and one page of history; the same few queries however long the history is."""
+def _balance_context(request: PortalRequest, account: BillingAccount, url: str) -> dict:
+    """Wallets and one page of history; the same few queries however long the history is.
+    `url` is the balance page's own address, which the history's filter and pager ask (the
+    page may be shown at the address of a form that failed)."""
     org = organization_settings_get()
     prepaid = billing_type_effective(account=account, default=org.default_billing_type) == (
         BillingType.PREPAID
@@ -296,6 +298,7 @@ def _balance_context(request: PortalRequest, account: BillingAccount) -> dict:
         "page": page,
         "kind": kind,
         "filter_form": filter_form,
+        "balance_url": url,
     }
 
 
@@ -310,7 +313,11 @@ def _render_balance(request: PortalRequest, context: dict, status: int = 200) ->
 @require_GET
 def my_balance(request: PortalRequest) -> HttpResponse:
     account = billing_account_get_or_create(user=request.user)
-    context = {**_balance_context(request, account), "developer": request.user, "tab": "balance"}
+    context = {
+        **_balance_context(request, account, reverse("my_balance")),
+        "developer": request.user,
+        "tab": "balance",
+    }
     if request.GET.get("card") == "saving" and not account.card_last4:
         # Back from saving a card: the webhook brings it; the card box asks again every 2 s,
         # for a minute at most.
@@ -329,7 +336,7 @@ def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
     account = billing_account_get_or_create(user=developer)
     context = {
         **account_context(developer=developer),
-        **_balance_context(request, account),
+        **_balance_context(request, account, reverse("people_balance", args=[developer.pk])),
         "tab": "balance",
         "admin_view": True,
     }
@@ -598,7 +605,11 @@ def auto_recharge_settings(request: PortalRequest, currency: str) -> HttpRespons
         request,
         f"Auto-recharge for {currency} was not saved: see the errors under Auto-recharge below.",
     )
-    context = {**_balance_context(request, account), "developer": request.user, "tab": "balance"}
+    context = {
+        **_balance_context(request, account, reverse("my_balance")),
+        "developer": request.user,
+        "tab": "balance",
+    }
     for panel in context["recharge_panels"]:
         if panel["currency"] == currency:
             panel["form"] = form  # show what was typed, with the errors

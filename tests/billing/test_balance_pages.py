@@ -92,6 +92,31 @@ def test_developers_see_that_an_administrator_adjusted_not_who(
     assert f"by {portal_admin}" in admin_page.content.decode()
 
 
+def test_history_filter_and_pager_ask_the_balance_page_after_a_failed_form(
+    client, prepaid_developer
+):
+    account = prepaid_developer.billing_account
+    for n in range(25):  # two pages
+        wallet_credit(account=account, money=usd("1"), transaction_id=f"t{n}", actor=Actor.system())
+    client.force_login(prepaid_developer)
+
+    failed = client.post(
+        reverse("auto_recharge_settings", args=["USD"]),
+        {"recharge-USD-enabled": "on", "recharge-USD-threshold": "x"},
+    )
+
+    assert failed.status_code == HTTPStatus.BAD_REQUEST
+    page = failed.content.decode()
+    balance = reverse("my_balance")
+    assert f'hx-get="{balance}" hx-target="#history"' in page  # not the failed form's address
+    assert f'href="{balance}?kind=&amp;page=2"' in page
+    # Filtering starts again at the first page of the filtered list.
+    filtered = client.get(
+        balance, {"kind": "CREDIT"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="history"
+    )
+    assert "Page 1 of 2" in filtered.content.decode()
+
+
 def test_postpaid_developer_is_told_why_there_is_no_balance(client, developer):
     client.force_login(developer)
     response = client.get(reverse("my_balance"))

@@ -312,8 +312,10 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
     """`charge.refunded` carries the cumulative refunded amount: debit only what is new.
     `top_up` is locked by the caller's transaction."""
     refunded = money_from_stripe(amount_refunded, currency)
+    if not top_up_currency_matches(top_up=top_up, money=refunded, what="a refund"):
+        return
     new = refunded.nanos - top_up.refunded_amount
-    if new <= 0 or refunded.currency != top_up.currency:
+    if new <= 0:
         return
     ledger_apply(
         account=top_up.billing_account,
@@ -349,6 +351,8 @@ def top_up_dispute(
     if status not in DISPUTE_FUNDS_WITHDRAWN:
         return
     money = money_from_stripe(amount, currency)
+    if not top_up_currency_matches(top_up=top_up, money=money, what="a dispute"):
+        return
     ledger_apply(
         account=top_up.billing_account,
         currency=money.currency,
@@ -372,6 +376,19 @@ def top_up_dispute(
         _transition(top_up, State.SUCCEEDED)
     elif not LedgerEntry.objects.filter(transaction_id=restored).exists():
         _transition(top_up, State.DISPUTED)  # not when a later "won" came first
+
+
+def top_up_currency_matches(*, top_up: TopUp, money: Money, what: str) -> bool:
+    """Money leaving in another currency than the top-up's would hit a wallet that never
+    received the payment: flag the top-up for an admin instead, and move nothing."""
+    if money.currency == top_up.currency:
+        return True
+    _flag(
+        top_up,
+        f"Stripe reported {what} of {money_format(money)} for a top-up of "
+        f"{money_format(Money(top_up.amount, top_up.currency))}; no balance was changed.",
+    )
+    return False
 
 
 def _flag(top_up: TopUp, reason: str) -> None:

@@ -25,9 +25,11 @@ from billing.auto_recharge import (
     recharge_attempt_succeed,
 )
 from billing.models import BillingAccount, StripeEvent, TopUp
+from billing.money import money_from_stripe
 from billing.top_ups import (
     DISPUTE_FUNDS_WITHDRAWN,
     notify_admins,
+    top_up_currency_matches,
     top_up_dispute,
     top_up_expire,
     top_up_fail,
@@ -295,6 +297,10 @@ def charge_refunded(charge: dict[str, Any]) -> None:
     payment_intent_id = _stripe_id(charge.get("payment_intent"))
     top_up = _top_up(charge, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
+    refunded = money_from_stripe(charge["amount_refunded"], charge["currency"])
+    # Before waiting for the payment: a payment flagged for its currency is never credited.
+    if not top_up_currency_matches(top_up=top_up, money=refunded, what="a refund"):
+        return
     if top_up.state not in CREDITED:
         # Refunding what was never credited would leave a debt: wait for the payment's event.
         raise EventNotReady(f"Refund for top-up {top_up.public_id} before its payment")
@@ -314,6 +320,9 @@ def dispute_changed(dispute: dict[str, Any]) -> None:
     payment_intent_id = _stripe_id(dispute.get("payment_intent"))
     top_up = _top_up(dispute, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
+    disputed = money_from_stripe(dispute["amount"], dispute["currency"])
+    if not top_up_currency_matches(top_up=top_up, money=disputed, what="a dispute"):
+        return
     if top_up.state not in CREDITED:
         # Taking back what was never credited would leave a debt: wait for the payment's event.
         raise EventNotReady(f"Dispute for top-up {top_up.public_id} before its payment")

@@ -775,6 +775,85 @@ def test_a_won_dispute_leaves_the_balance_whole_in_any_order(
     assert state(top_up) == "SUCCEEDED"
 
 
+# --- refunds and disputes in another currency ------------------------------------------------
+
+
+def in_euros(fake_stripe, event: dict[str, Any]) -> dict[str, Any]:
+    """The same Stripe object, as if Stripe had reported it in euros."""
+    obj = dict(event["data"]["object"], currency="eur")
+    return fake_stripe.event_for(event["type"], obj)
+
+
+def assert_flagged_once(top_up: TopUp, expected: str) -> None:
+    top_up.refresh_from_db()
+    assert top_up.flagged
+    assert top_up.flag_reason == expected
+    [email] = mail.outbox
+    assert email.to == [ADMIN_EMAIL]
+    assert str(top_up.public_id) in email.subject
+    assert expected in email.body
+
+
+def test_a_refund_in_another_currency_is_flagged_for_an_admin_not_ignored(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded = in_euros(fake_stripe, fake_stripe.charge_refunded_event(pi, amount=500))
+
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send(refunded) == HTTPStatus.OK
+
+    assert balance() == 20 * UNIT
+    assert ledger() == [("TOP_UP", 20 * UNIT, pi)]
+    assert not Wallet.objects.filter(currency="EUR").exists()
+    assert state(top_up) == "SUCCEEDED"
+    assert top_up.refunded_amount == 0
+    assert_flagged_once(
+        top_up, "Stripe reported a refund of €5.00 for a top-up of $20.00; no balance was changed."
+    )
+
+
+def test_a_dispute_in_another_currency_debits_no_wallet_and_is_flagged_once(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    opened = in_euros(fake_stripe, fake_stripe.dispute_created_event(pi))
+    lost = in_euros(fake_stripe, fake_stripe.dispute_closed_event(pi, status="lost"))
+
+    for event in (opened, opened, lost):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send(event) == HTTPStatus.OK
+
+    assert balance() == 20 * UNIT
+    assert ledger() == [("TOP_UP", 20 * UNIT, pi)]
+    assert not Wallet.objects.filter(currency="EUR").exists()
+    assert state(top_up) == "SUCCEEDED"
+    assert_flagged_once(
+        top_up,
+        "Stripe reported a dispute of €20.00 for a top-up of $20.00; no balance was changed.",
+    )
+
+
+def test_a_refund_in_another_currency_before_the_payment_is_not_retried_forever(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    # Its payment may never be credited (say it was flagged too): waiting would last for days.
+    pi = payment_intent_of(checkout_completed)
+    event = in_euros(fake_stripe, fake_stripe.charge_refunded_event(pi))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(event) == HTTPStatus.OK
+
+    assert events() == {event["id"]: "PROCESSED"}
+    assert balance() is None and ledger() == []
+    top_up.refresh_from_db()
+    assert top_up.flagged and "no balance was changed" in top_up.flag_reason
+    assert len(mail.outbox) == 1
+
+
 # --- a handler that crashes -------------------------------------------------------------------
 
 

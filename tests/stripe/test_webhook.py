@@ -775,6 +775,135 @@ def test_a_won_dispute_leaves_the_balance_whole_in_any_order(
     assert state(top_up) == "SUCCEEDED"
 
 
+# --- refunds that fail later ------------------------------------------------------------------
+
+
+def refund_then_fail(fake_stripe, pi: str, amount: int | None = None):
+    """A refund Stripe reports as made (charge.refunded) and, later, as failed (its 3 events)."""
+    refunded = fake_stripe.charge_refunded_event(pi, amount=amount)
+    refund_id = fake_stripe.latest_refund(pi)["id"]
+    return refunded, refund_id, fake_stripe.refund_failed_events(refund_id)
+
+
+def test_a_failed_refund_gives_the_money_back_once(fake_stripe, top_up, checkout_completed, send):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, refund_id, failed = refund_then_fail(fake_stripe, pi)
+    assert send(refunded) == HTTPStatus.OK
+    assert (balance(), state(top_up)) == (0, "REFUNDED")
+
+    for event in failed:  # charge.refund.updated, refund.updated, refund.failed
+        assert send(event) == HTTPStatus.OK
+
+    assert balance() == 20 * UNIT
+    assert ledger()[1:] == [
+        ("REFUND", -20 * UNIT, f"refund:{refunded['data']['object']['id']}:2000"),
+        ("REFUND", 20 * UNIT, f"refund-failed:{refund_id}"),
+    ]
+    assert state(top_up) == "SUCCEEDED"
+    assert (top_up.refunded_amount, top_up.refund_failed_amount) == (20 * UNIT, 20 * UNIT)
+    assert all(status == "PROCESSED" for status in events().values())
+
+
+def test_the_same_failed_refund_event_ten_times_gives_back_once(
+    fake_stripe, top_up, checkout_completed, send
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=500)
+    send(refunded)
+
+    answers = [send(failed[-1]) for _ in range(10)]
+
+    assert answers == [HTTPStatus.OK] * 10
+    assert balance() == 20 * UNIT
+    assert [amount for kind, amount, _ in ledger() if kind == "REFUND"] == [-5 * UNIT, 5 * UNIT]
+
+
+@pytest.mark.parametrize("first", [0, 1, 2])
+def test_a_failure_reported_before_its_refund_ends_with_the_money_right(
+    fake_stripe, top_up, checkout_completed, send, first
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=500)
+
+    assert send(failed[first]) == HTTPStatus.INTERNAL_SERVER_ERROR  # waits for the refund
+    assert balance() == 20 * UNIT and len(ledger()) == 1  # nothing given that was not taken
+    assert mail.outbox == []
+    stripe_delivers(send, *failed, refunded)
+
+    assert balance() == 20 * UNIT
+    assert sorted(amount for kind, amount, _ in ledger() if kind == "REFUND") == [
+        -5 * UNIT,
+        5 * UNIT,
+    ]
+    assert state(top_up) == "SUCCEEDED"
+
+
+def test_a_partial_refund_that_fails_while_another_succeeds_gives_back_only_its_own(
+    fake_stripe, top_up, checkout_completed, send
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    first, _, first_failed = refund_then_fail(fake_stripe, pi, amount=500)
+    second = fake_stripe.charge_refunded_event(pi, amount=700)
+
+    stripe_delivers(send, first, second, *first_failed, second, first)
+
+    assert balance() == 13 * UNIT  # 20 - 5 - 7, and the failed 5 given back
+    assert state(top_up) == "SUCCEEDED"
+    assert _net_refunded(top_up) == 7 * UNIT
+
+    assert send(fake_stripe.charge_refunded_event(pi)) == HTTPStatus.OK  # the remaining 8.00
+
+    assert balance() == 5 * UNIT  # the failed refund stays with the developer
+    assert state(top_up) == "SUCCEEDED"
+    assert _net_refunded(top_up) == 15 * UNIT
+
+
+def _net_refunded(top_up: TopUp) -> int:
+    top_up.refresh_from_db()
+    return top_up.refunded_amount - top_up.refund_failed_amount
+
+
+def test_a_lower_refunded_total_after_a_failed_refund_is_flagged_not_guessed(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    # If Stripe counted a new 5.00 refund without the failed one, charge.refunded would say
+    # 12.00 in all where 12.00 was debited before: it cannot be told from an old event.
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=500)
+    stripe_delivers(send, refunded, fake_stripe.charge_refunded_event(pi, amount=700), *failed)
+    charge = dict(refunded["data"]["object"], amount_refunded=1200)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(fake_stripe.event_for("charge.refunded", charge)) == HTTPStatus.OK
+
+    assert balance() == 13 * UNIT
+    top_up.refresh_from_db()
+    assert top_up.flagged
+    assert top_up.flag_reason.startswith(
+        "Stripe reported $12.00 refunded in all after a failed refund; $7.00 is debited now."
+    )
+    assert len(mail.outbox) == 1
+
+
+def test_a_won_dispute_on_a_refunded_top_up_leaves_it_refunded(
+    fake_stripe, top_up, checkout_completed, send
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    send(fake_stripe.charge_refunded_event(pi))
+    dispute_won = dispute_events(fake_stripe, pi, ("charge.dispute.closed", "won"))
+
+    assert send(dispute_won[0]) == HTTPStatus.OK
+
+    assert balance() == 0
+    assert state(top_up) == "REFUNDED"
+
+
 # --- refunds and disputes in another currency ------------------------------------------------
 
 

@@ -264,7 +264,8 @@ class TopUp(models.Model):
         State.CANCELED: {State.SUCCEEDED},
         State.SUCCEEDED: {State.REFUNDED, State.DISPUTED},
         State.DISPUTED: {State.SUCCEEDED, State.REFUNDED},
-        State.REFUNDED: set(),
+        # A refund that fails at Stripe gives the money back to the developer.
+        State.REFUNDED: {State.SUCCEEDED},
     }
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -283,6 +284,8 @@ class TopUp(models.Model):
     stripe_charge_id = models.CharField(max_length=255, blank=True, default="")
     ledger_transaction_id = models.CharField(max_length=255, blank=True, default="")
     refunded_amount = models.BigIntegerField(default=0)  # nanos, cumulative
+    # nanos: refunds that failed at Stripe after their debit, given back to the developer
+    refund_failed_amount = models.BigIntegerField(default=0)
     failure_reason = models.CharField(max_length=500, blank=True, default="")
     # Stripe reported another amount or currency than we asked for: an admin must look.
     flagged = models.BooleanField(default=False)

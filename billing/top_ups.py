@@ -354,8 +354,11 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
     """`charge.refunded` carries the cumulative refunded amount: debit only what is new.
     `top_up` is locked by the caller's transaction."""
     refunded = money_from_stripe(amount_refunded, currency)
+    if not top_up_currency_matches(top_up=top_up, money=refunded, what="a refund"):
+        return
     new = refunded.nanos - top_up.refunded_amount
-    if new <= 0 or refunded.currency != top_up.currency:
+    if new <= 0:
+        _check_refunded_after_failure(top_up, refunded)
         return
     ledger_apply(
         account=top_up.billing_account,
@@ -368,8 +371,62 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
     )
     fields: dict[str, object] = {"refunded_amount": refunded.nanos, "stripe_charge_id": charge_id}
     TopUp.objects.filter(pk=top_up.pk).update(**fields)
-    if refunded.nanos >= top_up.amount:
+    top_up.refunded_amount = refunded.nanos
+    if _refunded_net(top_up) >= top_up.amount:
         _transition(top_up, State.REFUNDED)
+
+
+def _refunded_net(top_up: TopUp) -> int:
+    """What the developer has been refunded and kept: refund debits less failed refunds."""
+    return top_up.refunded_amount - top_up.refund_failed_amount
+
+
+def _check_refunded_after_failure(top_up: TopUp, refunded: Money) -> None:
+    """Refunds are debited by the charge's growing `amount_refunded`. Once a refund has failed,
+    a total between what is kept and what was debited is either an old event or a new refund
+    counted without the failed one: which, the charge does not say, so an admin looks."""
+    if _refunded_net(top_up) < refunded.nanos and top_up.refund_failed_amount:
+        _flag(
+            top_up,
+            f"Stripe reported {money_format(refunded)} refunded in all after a failed refund; "
+            f"{money_format(Money(_refunded_net(top_up), top_up.currency))} is debited now. "
+            "If this is a new refund, debit the difference by hand.",
+        )
+
+
+# A refund in one of these states gave the customer nothing back (Stripe returned the money to
+# the account): its debit is given back to the developer.
+REFUND_NOT_MADE = frozenset({"failed", "canceled"})
+
+
+def top_up_refund_fail(*, top_up: TopUp, refund_id: str, amount: int, currency: str) -> bool:
+    """A refund failed at Stripe: credit its debit back once (`refund-failed:<refund id>`).
+
+    Returns False, changing nothing, while the refund's own debit has not been seen yet: the
+    failure must not credit money that was never taken. `top_up` is locked by the caller.
+    """
+    money = money_from_stripe(amount, currency)
+    if not top_up_currency_matches(top_up=top_up, money=money, what="a failed refund"):
+        return True
+    transaction_id = f"refund-failed:{refund_id}"
+    if LedgerEntry.objects.filter(transaction_id=transaction_id).exists():
+        return True  # the same failure, told by another event
+    if top_up.refunded_amount < top_up.refund_failed_amount + money.nanos:
+        return False
+    ledger_apply(
+        account=top_up.billing_account,
+        currency=top_up.currency,
+        delta=money.nanos,
+        kind=LedgerEntry.Kind.REFUND,
+        transaction_id=transaction_id,
+        actor=Actor.stripe(),
+        memo=f"Refund of {money_format(money)} failed at Stripe: given back",
+    )
+    top_up.refund_failed_amount += money.nanos
+    TopUp.objects.filter(pk=top_up.pk).update(refund_failed_amount=top_up.refund_failed_amount)
+    if top_up.state == State.REFUNDED and _refunded_net(top_up) < top_up.amount:
+        _transition(top_up, State.SUCCEEDED)
+    return True
 
 
 # Dispute statuses under which Stripe has taken the disputed amount from the account. A won
@@ -391,6 +448,8 @@ def top_up_dispute(
     if status not in DISPUTE_FUNDS_WITHDRAWN:
         return
     money = money_from_stripe(amount, currency)
+    if not top_up_currency_matches(top_up=top_up, money=money, what="a dispute"):
+        return
     ledger_apply(
         account=top_up.billing_account,
         currency=money.currency,
@@ -411,9 +470,23 @@ def top_up_dispute(
             actor=Actor.stripe(),
             memo=f"Dispute won: {money_format(money)} restored",
         )
-        _transition(top_up, State.SUCCEEDED)
+        if top_up.state == State.DISPUTED:  # a refunded top-up stays refunded
+            _transition(top_up, State.SUCCEEDED)
     elif not LedgerEntry.objects.filter(transaction_id=restored).exists():
         _transition(top_up, State.DISPUTED)  # not when a later "won" came first
+
+
+def top_up_currency_matches(*, top_up: TopUp, money: Money, what: str) -> bool:
+    """Money leaving in another currency than the top-up's would hit a wallet that never
+    received the payment: flag the top-up for an admin instead, and move nothing."""
+    if money.currency == top_up.currency:
+        return True
+    _flag(
+        top_up,
+        f"Stripe reported {what} of {money_format(money)} for a top-up of "
+        f"{money_format(Money(top_up.amount, top_up.currency))}; no balance was changed.",
+    )
+    return False
 
 
 def _flag(top_up: TopUp, reason: str) -> None:

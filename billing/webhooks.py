@@ -25,15 +25,19 @@ from billing.auto_recharge import (
     recharge_attempt_succeed,
 )
 from billing.models import BillingAccount, StripeEvent, TopUp
+from billing.money import money_from_stripe
 from billing.top_ups import (
     DISPUTE_FUNDS_WITHDRAWN,
+    REFUND_NOT_MADE,
     notify_admins,
+    top_up_currency_matches,
     top_up_dispute,
     top_up_expire,
     top_up_fail,
     top_up_for_stripe,
     top_up_link_payment_intent,
     top_up_refund,
+    top_up_refund_fail,
     top_up_succeed,
 )
 
@@ -295,6 +299,10 @@ def charge_refunded(charge: dict[str, Any]) -> None:
     payment_intent_id = _stripe_id(charge.get("payment_intent"))
     top_up = _top_up(charge, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
+    refunded = money_from_stripe(charge["amount_refunded"], charge["currency"])
+    # Before waiting for the payment: a payment flagged for its currency is never credited.
+    if not top_up_currency_matches(top_up=top_up, money=refunded, what="a refund"):
+        return
     if top_up.state not in CREDITED:
         # Refunding what was never credited would leave a debt: wait for the payment's event.
         raise EventNotReady(f"Refund for top-up {top_up.public_id} before its payment")
@@ -306,6 +314,22 @@ def charge_refunded(charge: dict[str, Any]) -> None:
     )
 
 
+def refund_changed(refund: dict[str, Any]) -> None:
+    """A refund's own events: only a failed or cancelled refund moves money (it is given back);
+    a refund's debit is made by charge.refunded."""
+    if str(refund.get("status", "")) not in REFUND_NOT_MADE:
+        return
+    payment_intent_id = _stripe_id(refund.get("payment_intent"))
+    top_up = _top_up(refund, money_leaving=True, payment_intent_id=payment_intent_id)
+    assert top_up is not None
+    given_back = top_up_refund_fail(
+        top_up=top_up, refund_id=refund["id"], amount=refund["amount"], currency=refund["currency"]
+    )
+    if not given_back:
+        # Giving back what was never taken would be a gift: wait for the refund's charge.refunded.
+        raise EventNotReady(f"Failed refund {refund['id']} before its refund was debited")
+
+
 def dispute_changed(dispute: dict[str, Any]) -> None:
     """Any dispute event: the dispute's status says what Stripe has withdrawn (top_up_dispute)."""
     status = str(dispute.get("status", ""))
@@ -314,6 +338,9 @@ def dispute_changed(dispute: dict[str, Any]) -> None:
     payment_intent_id = _stripe_id(dispute.get("payment_intent"))
     top_up = _top_up(dispute, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
+    disputed = money_from_stripe(dispute["amount"], dispute["currency"])
+    if not top_up_currency_matches(top_up=top_up, money=disputed, what="a dispute"):
+        return
     if top_up.state not in CREDITED:
         # Taking back what was never credited would leave a debt: wait for the payment's event.
         raise EventNotReady(f"Dispute for top-up {top_up.public_id} before its payment")
@@ -334,6 +361,10 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_failed,
     "charge.refunded": charge_refunded,
+    # A refund that fails later: Stripe reports it by all three (older API versions: the first).
+    "charge.refund.updated": refund_changed,
+    "refund.updated": refund_changed,
+    "refund.failed": refund_changed,
     # An inquiry becomes a chargeback by an update (with funds_withdrawn), not a new dispute.
     "charge.dispute.created": dispute_changed,
     "charge.dispute.updated": dispute_changed,

@@ -500,6 +500,35 @@ class FakeStripe:
             refund = self._create_refund(params)
             return self.event_for("charge.refunded", self._objects[refund["charge"]])
 
+    def refund_failed_events(
+        self, refund_id: str, failure_reason: str = "expired_or_canceled_card"
+    ) -> list[Json]:
+        """The card refused a refund that had succeeded (test card 4000000000005126 does this):
+        the events Stripe sends, each carrying the refund as it now is, status ``failed``.
+
+        The charge is left as it was: whether Stripe lowers its ``amount_refunded`` after a
+        failed refund is not documented, so the portal must not depend on it either way.
+        """
+        with self._lock:
+            refund = self._require(refund_id, "refund")
+            if refund["status"] in ("failed", "canceled"):
+                raise ValueError(f"refund {refund_id} is already {refund['status']}")
+            refund.update(
+                status="failed",
+                failure_reason=failure_reason,
+                failure_balance_transaction=new_id("txn_"),
+            )
+            types = ("charge.refund.updated", "refund.updated", "refund.failed")
+            return [self.event_for(event_type, refund) for event_type in types]
+
+    def latest_refund(self, payment_intent_id: str) -> Json:
+        """A copy of the newest refund of a PaymentIntent (charge.refunded names none)."""
+        with self._lock:
+            for obj in reversed(list(self._objects.values())):
+                if obj["object"] == "refund" and obj["payment_intent"] == payment_intent_id:
+                    return copy.deepcopy(obj)
+            raise _no_such("refund for payment_intent", payment_intent_id, "id", 404)
+
     def dispute_created_event(
         self, payment_intent_id: str, amount: int | None = None, reason: str = "fraudulent"
     ) -> Json:
@@ -1055,6 +1084,8 @@ class FakeStripe:
                 "currency": charge["currency"],
                 "status": "succeeded",
                 "reason": _str(params, "reason"),
+                "failure_reason": None,
+                "failure_balance_transaction": None,
                 "metadata": _metadata(params),
             },
         )
@@ -1122,6 +1153,10 @@ class FakeStripe:
                 return self.expire_checkout_session(session_id)
             case "POST", ["events"]:
                 return self.event_for(payload["type"], payload["object"])
+            case "POST", ["refunds", refund_id, "fail"]:
+                return self.refund_failed_events(refund_id, **payload)
+            case "GET", ["payment_intents", intent_id, "latest_refund"]:
+                return self.latest_refund(intent_id)
             case "POST", ["payment_intents", intent_id, "events"]:
                 options = dict(payload)
                 return self.payment_intent_event(intent_id, options.pop("type"), **options)
@@ -1416,6 +1451,15 @@ class FakeStripeProcess:
     def payment_intent_event(self, payment_intent_id: str, event_type: str, **options: Any) -> Json:
         payload = {"type": event_type, **options}
         return self._call("POST", f"/payment_intents/{payment_intent_id}/events", payload)
+
+    def refund_failed_events(
+        self, refund_id: str, failure_reason: str = "expired_or_canceled_card"
+    ) -> list[Json]:
+        payload = {"failure_reason": failure_reason}
+        return self._call("POST", f"/refunds/{refund_id}/fail", payload)
+
+    def latest_refund(self, payment_intent_id: str) -> Json:
+        return self._call("GET", f"/payment_intents/{payment_intent_id}/latest_refund")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -428,6 +428,33 @@ def test_refund_and_dispute_events(
     assert len(fake.events()) == 4
 
 
+def test_a_failed_refund_is_reported_by_the_events_stripe_sends(
+    fake: FakeStripe, client: stripe.StripeClient, card: str
+) -> None:
+    intent = charge_off_session(client, card)
+    fake.charge_refunded_event(intent.id, amount=1000)
+    refund_id = fake.latest_refund(intent.id)["id"]
+
+    events = fake.refund_failed_events(refund_id)
+
+    assert [e["type"] for e in events] == [
+        "charge.refund.updated",
+        "refund.updated",
+        "refund.failed",
+    ]
+    for event in events:
+        refund = event["data"]["object"]
+        assert (refund["id"], refund["object"], refund["status"]) == (refund_id, "refund", "failed")
+        assert (refund["amount"], refund["currency"]) == (1000, intent.currency)
+        assert refund["payment_intent"] == intent.id
+        assert refund["failure_reason"] == "expired_or_canceled_card"
+        assert refund["failure_balance_transaction"].startswith("txn_")
+    retrieved = client.v1.refunds.retrieve(refund_id)
+    assert (retrieved.status, retrieved.failure_reason) == ("failed", "expired_or_canceled_card")
+    with pytest.raises(ValueError, match="already failed"):
+        fake.refund_failed_events(refund_id)
+
+
 def test_errors_have_stripe_statuses(fake: FakeStripe, http_client: stripe.HTTPClient) -> None:
     client = make_client(fake.url, http_client)
     with pytest.raises(stripe.InvalidRequestError) as missing:
@@ -551,6 +578,9 @@ def test_subprocess_mode(http_client: stripe.HTTPClient) -> None:
         intent_id = event["data"]["object"]["payment_intent"]
         refunded = process.payment_intent_event(intent_id, "charge.refunded", amount=100)
         assert refunded["data"]["object"]["amount_refunded"] == 100
+        refund = process.latest_refund(intent_id)
+        failed = process.refund_failed_events(refund["id"])
+        assert [e["data"]["object"]["status"] for e in failed] == ["failed"] * 3
         process.set_card_behaviour("card_declined")
         card = process.add_payment_method(customer=customer.id)
         with pytest.raises(stripe.CardError):

@@ -775,6 +775,214 @@ def test_a_won_dispute_leaves_the_balance_whole_in_any_order(
     assert state(top_up) == "SUCCEEDED"
 
 
+# --- refunds that fail later ------------------------------------------------------------------
+
+
+def refund_then_fail(fake_stripe, pi: str, amount: int | None = None):
+    """A refund Stripe reports as made (charge.refunded) and, later, as failed (its 3 events)."""
+    refunded = fake_stripe.charge_refunded_event(pi, amount=amount)
+    refund_id = fake_stripe.latest_refund(pi)["id"]
+    return refunded, refund_id, fake_stripe.refund_failed_events(refund_id)
+
+
+def test_a_failed_refund_gives_the_money_back_once(fake_stripe, top_up, checkout_completed, send):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, refund_id, failed = refund_then_fail(fake_stripe, pi)
+    assert send(refunded) == HTTPStatus.OK
+    assert (balance(), state(top_up)) == (0, "REFUNDED")
+
+    for event in failed:  # charge.refund.updated, refund.updated, refund.failed
+        assert send(event) == HTTPStatus.OK
+
+    assert balance() == 20 * UNIT
+    assert ledger()[1:] == [
+        ("REFUND", -20 * UNIT, f"refund:{refunded['data']['object']['id']}:2000"),
+        ("REFUND", 20 * UNIT, f"refund-failed:{refund_id}"),
+    ]
+    assert state(top_up) == "SUCCEEDED"
+    assert (top_up.refunded_amount, top_up.refund_failed_amount) == (20 * UNIT, 20 * UNIT)
+    assert all(status == "PROCESSED" for status in events().values())
+
+
+def test_the_same_failed_refund_event_ten_times_gives_back_once(
+    fake_stripe, top_up, checkout_completed, send
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=500)
+    send(refunded)
+
+    answers = [send(failed[-1]) for _ in range(10)]
+
+    assert answers == [HTTPStatus.OK] * 10
+    assert balance() == 20 * UNIT
+    assert [amount for kind, amount, _ in ledger() if kind == "REFUND"] == [-5 * UNIT, 5 * UNIT]
+
+
+@pytest.mark.parametrize("first", [0, 1, 2])
+def test_a_failure_reported_before_its_refund_ends_with_the_money_right(
+    fake_stripe, top_up, checkout_completed, send, first
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=500)
+
+    assert send(failed[first]) == HTTPStatus.INTERNAL_SERVER_ERROR  # waits for the refund
+    assert balance() == 20 * UNIT and len(ledger()) == 1  # nothing given that was not taken
+    assert mail.outbox == []
+    stripe_delivers(send, *failed, refunded)
+
+    assert balance() == 20 * UNIT
+    assert sorted(amount for kind, amount, _ in ledger() if kind == "REFUND") == [
+        -5 * UNIT,
+        5 * UNIT,
+    ]
+    assert state(top_up) == "SUCCEEDED"
+
+
+def test_a_partial_refund_that_fails_while_another_succeeds_gives_back_only_its_own(
+    fake_stripe, top_up, checkout_completed, send
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    first, _, first_failed = refund_then_fail(fake_stripe, pi, amount=500)
+    second = fake_stripe.charge_refunded_event(pi, amount=700)
+
+    stripe_delivers(send, first, second, *first_failed, second, first)
+
+    assert balance() == 13 * UNIT  # 20 - 5 - 7, and the failed 5 given back
+    assert state(top_up) == "SUCCEEDED"
+    assert _net_refunded(top_up) == 7 * UNIT
+
+    assert send(fake_stripe.charge_refunded_event(pi)) == HTTPStatus.OK  # the remaining 8.00
+
+    assert balance() == 5 * UNIT  # the failed refund stays with the developer
+    assert state(top_up) == "SUCCEEDED"
+    assert _net_refunded(top_up) == 15 * UNIT
+
+
+def _net_refunded(top_up: TopUp) -> int:
+    top_up.refresh_from_db()
+    return top_up.refunded_amount - top_up.refund_failed_amount
+
+
+def test_a_lower_refunded_total_after_a_failed_refund_is_flagged_not_guessed(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    # If Stripe counted a new 5.00 refund without the failed one, charge.refunded would say
+    # 12.00 in all where 12.00 was debited before: it cannot be told from an old event.
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=500)
+    stripe_delivers(send, refunded, fake_stripe.charge_refunded_event(pi, amount=700), *failed)
+    charge = dict(refunded["data"]["object"], amount_refunded=1200)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(fake_stripe.event_for("charge.refunded", charge)) == HTTPStatus.OK
+
+    assert balance() == 13 * UNIT
+    top_up.refresh_from_db()
+    assert top_up.flagged
+    assert top_up.flag_reason.startswith(
+        "Stripe reported $12.00 refunded in all after a failed refund; $7.00 is debited now."
+    )
+    assert len(mail.outbox) == 1
+
+
+def test_a_won_dispute_on_a_refunded_top_up_leaves_it_refunded(
+    fake_stripe, top_up, checkout_completed, send
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    send(fake_stripe.charge_refunded_event(pi))
+    dispute_won = dispute_events(fake_stripe, pi, ("charge.dispute.closed", "won"))
+
+    assert send(dispute_won[0]) == HTTPStatus.OK
+
+    assert balance() == 0
+    assert state(top_up) == "REFUNDED"
+
+
+# --- refunds and disputes in another currency ------------------------------------------------
+
+
+def in_euros(fake_stripe, event: dict[str, Any]) -> dict[str, Any]:
+    """The same Stripe object, as if Stripe had reported it in euros."""
+    obj = dict(event["data"]["object"], currency="eur")
+    return fake_stripe.event_for(event["type"], obj)
+
+
+def assert_flagged_once(top_up: TopUp, expected: str) -> None:
+    top_up.refresh_from_db()
+    assert top_up.flagged
+    assert top_up.flag_reason == expected
+    [email] = mail.outbox
+    assert email.to == [ADMIN_EMAIL]
+    assert str(top_up.public_id) in email.subject
+    assert expected in email.body
+
+
+def test_a_refund_in_another_currency_is_flagged_for_an_admin_not_ignored(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    refunded = in_euros(fake_stripe, fake_stripe.charge_refunded_event(pi, amount=500))
+
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send(refunded) == HTTPStatus.OK
+
+    assert balance() == 20 * UNIT
+    assert ledger() == [("TOP_UP", 20 * UNIT, pi)]
+    assert not Wallet.objects.filter(currency="EUR").exists()
+    assert state(top_up) == "SUCCEEDED"
+    assert top_up.refunded_amount == 0
+    assert_flagged_once(
+        top_up, "Stripe reported a refund of €5.00 for a top-up of $20.00; no balance was changed."
+    )
+
+
+def test_a_dispute_in_another_currency_debits_no_wallet_and_is_flagged_once(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    pi = payment_intent_of(checkout_completed)
+    send(checkout_completed)
+    opened = in_euros(fake_stripe, fake_stripe.dispute_created_event(pi))
+    lost = in_euros(fake_stripe, fake_stripe.dispute_closed_event(pi, status="lost"))
+
+    for event in (opened, opened, lost):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send(event) == HTTPStatus.OK
+
+    assert balance() == 20 * UNIT
+    assert ledger() == [("TOP_UP", 20 * UNIT, pi)]
+    assert not Wallet.objects.filter(currency="EUR").exists()
+    assert state(top_up) == "SUCCEEDED"
+    assert_flagged_once(
+        top_up,
+        "Stripe reported a dispute of €20.00 for a top-up of $20.00; no balance was changed.",
+    )
+
+
+def test_a_refund_in_another_currency_before_the_payment_is_not_retried_forever(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    # Its payment may never be credited (say it was flagged too): waiting would last for days.
+    pi = payment_intent_of(checkout_completed)
+    event = in_euros(fake_stripe, fake_stripe.charge_refunded_event(pi))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(event) == HTTPStatus.OK
+
+    assert events() == {event["id"]: "PROCESSED"}
+    assert balance() is None and ledger() == []
+    top_up.refresh_from_db()
+    assert top_up.flagged and "no balance was changed" in top_up.flag_reason
+    assert len(mail.outbox) == 1
+
+
 # --- a handler that crashes -------------------------------------------------------------------
 
 

@@ -17,7 +17,13 @@ from pydantic import Field, StrictStr
 from accounts.models import ApiToken, User
 from accounts.services import api_token_authenticate
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
-from billing.ledger import Actor, LedgerResult, wallet_credit, wallet_debit
+from billing.ledger import (
+    Actor,
+    LedgerResult,
+    transaction_id_refuse_reserved,
+    wallet_credit,
+    wallet_debit,
+)
 from billing.models import BillingAccount, BillingType, BillingTypeChange
 from billing.money import MoneyError, money_from_apigee
 from billing.selectors import billing_type_effective, wallets_balance
@@ -290,6 +296,7 @@ def credit_balance(
 ) -> dict[str, Any]:
     account = _developer(request, org, email, "billing.adjust_any_prepaid_balance")
     money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
+    transaction_id_refuse_reserved(body.transactionId)
     result = wallet_credit(
         account=account,
         money=money,
@@ -311,6 +318,7 @@ def debit_balance(
     """Charge usage; a prepaid wallet without enough funds answers 400 FAILED_PRECONDITION."""
     account = _developer(request, org, email, "billing.debit_any_prepaid_balance")
     money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
+    transaction_id_refuse_reserved(body.transactionId)
     result = wallet_debit(
         account=account,
         money=money,

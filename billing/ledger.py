@@ -327,6 +327,29 @@ def _replay(existing: LedgerEntry, change: _Change) -> LedgerResult:
     return LedgerResult(entry=existing, replayed=True)
 
 
+# Ids the portal writes for its own entries (Stripe payments, refunds, disputes, billing-type
+# moves). A caller of the API may not use them: a credit under a payment's pi_ id would turn
+# Stripe's later credit into a replay, and a debit under refund: would block the refund's debit.
+RESERVED_TRANSACTION_ID_PREFIXES = (
+    "pi_",
+    "refund:",
+    "refund-failed:",
+    "dispute:",
+    "dispute-won:",
+    "billing-type-change:",
+)
+
+
+def transaction_id_refuse_reserved(transaction_id: str | None) -> None:
+    """For ids chosen by a caller: refuse the prefixes of the portal's own entries."""
+    for prefix in RESERVED_TRANSACTION_ID_PREFIXES:
+        if transaction_id and transaction_id.startswith(prefix):
+            raise BillingError(
+                f"transactionId: ids starting with {prefix!r} are reserved for the portal's own "
+                "entries (card payments, refunds, disputes); choose another id."
+            )
+
+
 def _check_transaction_id(transaction_id: str) -> None:
     if not isinstance(transaction_id, str) or not transaction_id.strip():
         raise BillingError("A transaction id is required.")

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from accounts.models import User
 from billing.exceptions import BillingError, BillingTypeConflict, InsufficientFunds
-from billing.ledger import Actor, LedgerResult, ledger_apply
+from billing.ledger import Actor, LedgerResult, ledger_apply, transaction_id_refuse_reserved
 from billing.models import (
     AuditLogEntry,
     BillingAccount,
@@ -194,6 +194,7 @@ def wallet_adjust(
         raise BillingError("An adjustment must not be zero.")
     if not reason.strip():
         raise BillingError("A reason is required for every adjustment.")
+    transaction_id_refuse_reserved(transaction_id)
     with transaction.atomic():
         try:
             result = ledger_apply(

@@ -984,3 +984,36 @@ def test_a_method_an_endpoint_does_not_take_answers_json_405(api, developer, own
     error = error_of(response, HTTPStatus.METHOD_NOT_ALLOWED)
     assert "DELETE is not allowed" in error["message"]
     assert "GET" in response["Allow"]
+
+
+@pytest.mark.parametrize(
+    "operation, transaction_id",
+    [
+        ("credit", "pi_3PqY0000000000000000000"),  # would make the card payment a replay
+        ("debit", "refund:ch_3PqY000000000:2000"),  # would block the refund's debit
+        ("debit", "dispute:dp_1PqY0000000"),
+        ("credit", "refund-failed:re_1PqY0000"),
+        ("adjust", "dispute-won:dp_1PqY0000000"),
+        ("adjust", "billing-type-change:7:USD"),
+    ],
+)
+def test_the_portals_own_transaction_ids_are_refused(calls, developer, operation, transaction_id):
+    make_prepaid(developer)
+    calls.credit(credit_body("USD", "10", tx="top-up-10"))
+    before = billing_state()
+    body = (
+        {"adjustment": money("USD", "1"), "transactionId": transaction_id}
+        if operation == "adjust"
+        else credit_body("USD", "1", tx=transaction_id)
+    )
+
+    response = getattr(calls, operation)(body)
+
+    error = error_of(response, HTTPStatus.BAD_REQUEST)
+    prefix = transaction_id.split(":")[0] + ":" if ":" in transaction_id else "pi_"
+    assert f"ids starting with '{prefix}' are reserved" in error["message"]
+    assert billing_state() == before
+    # A lookalike that is not one of the portal's prefixes is the caller's to use.
+    fine = transaction_id.replace("_", "-", 1) if prefix == "pi_" else "my-" + transaction_id
+    ok_body = {**body, "transactionId": fine}
+    assert getattr(calls, operation)(ok_body).status_code == HTTPStatus.OK

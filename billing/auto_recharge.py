@@ -217,7 +217,9 @@ def auto_recharge_claim(
     now = timezone.now()
     with transaction.atomic():
         recharge = (
-            AutoRecharge.objects.select_for_update()
+            # Only this row: locking the joined account FOR UPDATE waited for debits, which
+            # hold it FOR KEY SHARE while waiting for the wallet, and deadlocked with them.
+            AutoRecharge.objects.select_for_update(of=("self",))
             .select_related("billing_account__user")
             .filter(billing_account_id=account_id, currency=currency)
             .first()

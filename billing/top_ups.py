@@ -166,7 +166,9 @@ def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> Top
     pass the wait or the monthly cap. Stripe is called after the commit.
     """
     with transaction.atomic():
-        BillingAccount.objects.select_for_update().filter(pk=account.pk).first()
+        # NO KEY UPDATE: serialises Add credit per account without holding up debits (which
+        # read the account FOR KEY SHARE) while the limits are checked.
+        BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
         top_up_check(account=account, money=money)
         top_up = TopUp.objects.create(
             billing_account=account, currency=money.currency, amount=money.nanos

@@ -87,6 +87,11 @@ def test_removing_a_currency_stops_add_credit_in_it(client, portal_admin):
         ({"prepaid_grace": "x"}, "is not an amount"),
         ({"prepaid_grace": "-5"}, "The grace cannot be negative"),
         ({"limits-1-currency": "usd"}, "USD is listed twice"),
+        (  # a limit is an amount to pay: Stripe takes KWD in steps of 0.010
+            {"limits-1-currency": "KWD", "limits-1-default": "25.505"},
+            "Default: KWD amounts must be a multiple of 0.010: KWD25.505 cannot be charged",
+        ),
+        ({"limits-0-minimum": "5.001"}, "Minimum: USD amounts must be a multiple of 0.01"),
     ],
 )
 def test_bad_settings_are_refused_and_nothing_changes(client, portal_admin, overrides, message):

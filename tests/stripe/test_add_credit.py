@@ -17,7 +17,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.ledger import Actor, wallet_credit
-from billing.models import BillingAccount, LedgerEntry, OrganizationSettings, TopUp, Wallet
+from billing.models import (
+    BillingAccount,
+    LedgerEntry,
+    OrganizationSettings,
+    TopUp,
+    TopUpLimit,
+    Wallet,
+)
 from billing.money import money_parse
 from billing.selectors import organization_settings_get
 from billing.services import wallet_adjust
@@ -527,3 +534,45 @@ def test_a_postpaid_developer_cannot_add_credit(client, developer):
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "You are on <strong>Postpaid</strong> billing" in response.content.decode()
     assert not TopUp.objects.exists()
+
+
+# --- amounts and currencies Stripe cannot charge ------------------------------------------------
+
+
+def offer_currency(currency: str, minimum: str = "1", maximum: str = "500") -> None:
+    """A limit straight in the database, as one saved before the settings page checked it."""
+    TopUpLimit.objects.create(
+        currency=currency,
+        minimum=money_parse(minimum, currency).nanos,
+        maximum=money_parse(maximum, currency).nanos,
+        default=money_parse(minimum, currency).nanos,
+    )
+
+
+def test_a_three_decimal_amount_stripe_would_reject_is_refused_by_the_form(
+    fake_stripe, prepaid_client
+):
+    """Stripe takes KWD, BHD, JOD, OMR and TND in thousandths whose last digit is 0."""
+    offer_currency("KWD")
+
+    response = add_credit(prepaid_client, "5.123", "KWD")
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    message = "KWD amounts must be a multiple of 0.010: KWD5.123 cannot be charged exactly."
+    assert amount_errors(response) == [message]
+    assert message in page_text(response)
+    assert not TopUp.objects.exists()
+    assert fake_stripe.received_requests() == []
+
+
+def test_a_three_decimal_amount_ending_in_0_goes_to_stripe_in_thousandths(
+    fake_stripe, prepaid_client
+):
+    offer_currency("KWD")
+
+    response = add_credit(prepaid_client, "5.12", "KWD")
+
+    assert response.status_code == HTTPStatus.FOUND
+    [session_call] = stripe_calls(fake_stripe, "/v1/checkout/sessions")
+    [item] = session_call["params"]["line_items"]
+    assert (item["price_data"]["unit_amount"], item["price_data"]["currency"]) == ("5120", "kwd")

@@ -33,7 +33,14 @@ from billing.models import (
     TopUpLimit,
     Wallet,
 )
-from billing.money import Money, MoneyError, money_format, stripe_amount_check, stripe_round_up
+from billing.money import (
+    Money,
+    MoneyError,
+    money_format,
+    stripe_amount_check,
+    stripe_currency_check,
+    stripe_round_up,
+)
 from billing.selectors import billing_type_effective, organization_settings_get
 from billing.services import audit_log
 from billing.top_ups import (
@@ -127,6 +134,10 @@ def _check_settings(
         raise BillingError(
             f"Adding credit in {currency} is not offered, so neither is auto-recharge."
         )
+    try:
+        stripe_currency_check(currency)  # limits saved before the settings page checked it
+    except MoneyError as exc:
+        raise BillingError(str(exc)) from exc
     if enabled and not account.stripe_payment_method_id:
         raise BillingError("Save a card first: auto-recharge charges it.")
     if threshold.nanos < 0:

@@ -178,13 +178,14 @@ class TopUpLimitForm(forms.Form):
     default = forms.CharField(max_length=32, label="Default")
 
     def clean(self) -> dict:
-        from billing.money import MoneyError, currency_validate
+        from billing.money import MoneyError, stripe_currency_check
 
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned
         try:
-            currency = currency_validate(cleaned["currency"].strip().upper())
+            # Credit is added by card: a currency Stripe cannot charge cannot be offered.
+            currency = stripe_currency_check(cleaned["currency"].strip().upper())
         except MoneyError as exc:
             raise forms.ValidationError(str(exc)) from exc
         values = {

@@ -166,9 +166,26 @@ def stripe_charge_step(currency: str) -> int:
     return NANOS_PER_UNIT // 100
 
 
+def stripe_currency_check(currency: str) -> str:
+    """Refuse a currency whose minor unit Stripe cannot express (LYD's 3 decimals, CLF's 4)."""
+    decimals = currency_decimals(currency_validate(currency))
+    if decimals > 3:
+        raise MoneyError(
+            f"Stripe does not take payments in {currency}: its amounts have {decimals} decimal "
+            "places, and Stripe takes at most 3."
+        )
+    if decimals > stripe_exponent(currency):
+        three = ", ".join(sorted(STRIPE_THREE_DECIMAL))
+        raise MoneyError(
+            f"Stripe does not take payments in {currency}: its amounts have {decimals} decimal "
+            f"places, and the only three-decimal currencies Stripe takes are {three}."
+        )
+    return currency
+
+
 def stripe_amount_check(money: Money) -> Money:
-    """Refuse an amount Stripe would reject: one finer than the steps Stripe charges in."""
-    step = stripe_charge_step(money.currency)
+    """Refuse an amount Stripe would reject: a currency it cannot take, or a finer step."""
+    step = stripe_charge_step(stripe_currency_check(money.currency))
     if money.nanos % step:
         places = stripe_exponent(money.currency) if step < NANOS_PER_UNIT else 0
         step_text = f"{Decimal(step).scaleb(-9):.{places}f}"

@@ -231,6 +231,24 @@ def test_a_fixed_amount_saved_before_the_check_is_rounded_up_when_charged(accoun
     assert Wallet.objects.get(currency="KWD").balance == kwd("20.13").nanos
 
 
+def test_a_currency_stripe_cannot_charge_is_refused_in_the_settings(account):
+    TopUpLimit.objects.create(  # saved before the settings page refused LYD
+        currency="LYD", minimum=10**9, maximum=100 * 10**9, default=5 * 10**9
+    )
+    with pytest.raises(BillingError, match="Stripe does not take payments in LYD"):
+        auto_recharge_configure(
+            account=account,
+            currency="LYD",
+            enabled=True,
+            threshold=money_parse("20", "LYD"),
+            mode="TARGET",
+            amount=money_parse("50", "LYD"),
+            monthly_cap=None,
+            changed_by=account.user,
+        )
+    assert not AutoRecharge.objects.exists()
+
+
 def test_enabling_below_threshold_recharges_at_once(account):
     debit(account, "90", "d1")
     enable(account)  # 10 < 20

@@ -67,6 +67,9 @@ def test_money_to_stripe_gives_stripes_minor_units(currency, text, minor):
         ("ISK", "5.5", "ISK amounts must be a multiple of 1: ISK5.5 cannot be charged"),
         ("USD", "30.0013", "USD amounts must be a multiple of 0.01: $30.0013 cannot be charged"),
         ("JPY", "0.5", "JPY amounts must be a multiple of 1"),
+        ("LYD", "5", "Stripe does not take payments in LYD: its amounts have 3 decimal places"),
+        ("CLF", "1", "Stripe does not take payments in CLF: its amounts have 4 decimal places"),
+        ("UYW", "1", "Stripe does not take payments in UYW"),
     ],
 )
 def test_money_to_stripe_refuses_what_stripe_would_reject(currency, text, message):

@@ -576,3 +576,46 @@ def test_a_three_decimal_amount_ending_in_0_goes_to_stripe_in_thousandths(
     [session_call] = stripe_calls(fake_stripe, "/v1/checkout/sessions")
     [item] = session_call["params"]["line_items"]
     assert (item["price_data"]["unit_amount"], item["price_data"]["currency"]) == ("5120", "kwd")
+
+
+@pytest.mark.parametrize(
+    "currency, amount", [("LYD", "5.123"), ("LYD", "5"), ("CLF", "1.2345"), ("UYW", "1")]
+)
+def test_a_currency_stripe_cannot_charge_is_refused_with_its_name_not_a_500(
+    fake_stripe, prepaid_client, currency, amount
+):
+    """A limit saved before the settings page refused such currencies: Add credit says why."""
+    offer_currency(currency, minimum="0.5")
+
+    response = add_credit(prepaid_client, amount, currency)
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    [message] = amount_errors(response)
+    assert message.startswith(f"Stripe does not take payments in {currency}: its amounts have")
+    assert message in page_text(response)
+    assert not TopUp.objects.exists()
+    assert fake_stripe.received_requests() == []
+
+
+def test_the_settings_page_refuses_a_currency_stripe_cannot_charge(client, portal_admin):
+    client.force_login(portal_admin)
+    data = {
+        "section": "top_ups",
+        "top_up_wait_seconds": "300",
+        "prepaid_grace": "0",
+        "notification_email": "",
+        "limits-TOTAL_FORMS": "1",
+        "limits-INITIAL_FORMS": "0",
+        "limits-MIN_NUM_FORMS": "0",
+        "limits-MAX_NUM_FORMS": "50",
+        "limits-0-currency": "LYD",
+        "limits-0-minimum": "1",
+        "limits-0-maximum": "100",
+        "limits-0-default": "5.125",
+    }
+
+    response = client.post(reverse("monetization_settings"), data)
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "Stripe does not take payments in LYD" in page_text(response)
+    assert not TopUpLimit.objects.filter(currency="LYD").exists()

@@ -33,7 +33,14 @@ from billing.models import (
     TopUpLimit,
     Wallet,
 )
-from billing.money import Money, MoneyError, money_format, stripe_round_up
+from billing.money import (
+    Money,
+    MoneyError,
+    money_format,
+    stripe_amount_check,
+    stripe_currency_check,
+    stripe_round_up,
+)
 from billing.selectors import billing_type_effective, organization_settings_get
 from billing.services import audit_log
 from billing.top_ups import (
@@ -127,6 +134,10 @@ def _check_settings(
         raise BillingError(
             f"Adding credit in {currency} is not offered, so neither is auto-recharge."
         )
+    try:
+        stripe_currency_check(currency)  # limits saved before the settings page checked it
+    except MoneyError as exc:
+        raise BillingError(str(exc)) from exc
     if enabled and not account.stripe_payment_method_id:
         raise BillingError("Save a card first: auto-recharge charges it.")
     if threshold.nanos < 0:
@@ -136,6 +147,10 @@ def _check_settings(
             raise BillingError(
                 f"The recharge amount must be between {offer.minimum} and {offer.maximum}."
             )
+        try:
+            stripe_amount_check(amount)  # the card is charged exactly this
+        except MoneyError as exc:
+            raise BillingError(str(exc)) from exc
     elif mode == AutoRecharge.Mode.TARGET:
         if amount.nanos <= threshold.nanos:
             raise BillingError("The target balance must be above the threshold.")
@@ -198,8 +213,10 @@ def auto_recharge_request(*, account_id: int, currency: str) -> None:
 
 def recharge_amount(recharge: AutoRecharge, balance: int, offer_min: int, offer_max: int) -> int:
     if recharge.mode == AutoRecharge.Mode.FIXED:
-        return recharge.amount
-    # Usage leaves fractions of a cent; Stripe charges whole cents, so round up to reach the target.
+        # Saved before fixed amounts were checked, KWD 5.123 would fail every time: charge 5.130.
+        return stripe_round_up(recharge.amount, recharge.currency)
+    # Usage leaves fractions of a cent; Stripe charges whole cents (KWD: 0.010, ISK: whole
+    # krónur), so round up to reach the target.
     missing = stripe_round_up(recharge.amount - balance, recharge.currency)
     return min(max(missing, offer_min), offer_max)
 

@@ -110,7 +110,7 @@ class AddCreditForm(forms.Form):
         self.currency = currency
 
     def clean_amount(self) -> object:
-        from billing.money import MoneyError, currency_decimals, money_parse
+        from billing.money import MoneyError, currency_decimals, money_parse, stripe_amount_check
 
         try:
             money = money_parse(
@@ -118,23 +118,24 @@ class AddCreditForm(forms.Form):
                 self.currency,
                 max_decimals=currency_decimals(self.currency),
             )
+            if money.nanos <= 0:
+                raise forms.ValidationError("Enter an amount greater than zero.")
+            return stripe_amount_check(money)  # the card is charged exactly this amount
         except MoneyError as exc:
             raise forms.ValidationError(str(exc)) from exc
-        if money.nanos <= 0:
-            raise forms.ValidationError("Enter an amount greater than zero.")
-        return money
 
 
 def _money_field_clean(text: str, currency: str, label: str) -> int:
-    from billing.money import MoneyError, money_parse
+    from billing.money import MoneyError, money_parse, stripe_amount_check
 
     try:
         money = money_parse(text, currency)
+        if money.nanos <= 0:
+            raise forms.ValidationError(f"{label} must be greater than zero.")
+        # Limits are offered as amounts to pay: each must be one Stripe can charge.
+        return stripe_amount_check(money).nanos
     except MoneyError as exc:
         raise forms.ValidationError(f"{label}: {exc}") from exc
-    if money.nanos <= 0:
-        raise forms.ValidationError(f"{label} must be greater than zero.")
-    return money.nanos
 
 
 class TopUpSettingsForm(forms.Form):
@@ -177,13 +178,14 @@ class TopUpLimitForm(forms.Form):
     default = forms.CharField(max_length=32, label="Default")
 
     def clean(self) -> dict:
-        from billing.money import MoneyError, currency_validate
+        from billing.money import MoneyError, stripe_currency_check
 
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned
         try:
-            currency = currency_validate(cleaned["currency"].strip().upper())
+            # Credit is added by card: a currency Stripe cannot charge cannot be offered.
+            currency = stripe_currency_check(cleaned["currency"].strip().upper())
         except MoneyError as exc:
             raise forms.ValidationError(str(exc)) from exc
         values = {

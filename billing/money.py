@@ -40,6 +40,11 @@ STRIPE_ZERO_DECIMAL = frozenset(
     ]
 )
 STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+# Stripe's rules for charges (https://docs.stripe.com/currencies, three-decimal currencies and
+# special cases): three-decimal amounts must end in 0 for Stripe's card partners (KWD 5.120, not
+# 5.123); ISK is zero-decimal but still sent with two decimals, which must be 00. HUF's and
+# TWD's whole-unit rules are for payouts only, so charges keep two decimals.
+STRIPE_WHOLE_UNITS_ONLY = frozenset(["ISK"])
 _NOT_CURRENCIES = frozenset({"XXX", "XTS"})
 _INT64_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 _KNOWN = frozenset(list_currencies()) - _NOT_CURRENCIES
@@ -152,20 +157,55 @@ def stripe_exponent(currency: str) -> int:
     return 2
 
 
+def stripe_charge_step(currency: str) -> int:
+    """The step, in nanos, of the amounts Stripe can charge: USD 0.01, JPY 1, KWD 0.010, ISK 1."""
+    if currency in STRIPE_ZERO_DECIMAL or currency in STRIPE_WHOLE_UNITS_ONLY:
+        return NANOS_PER_UNIT
+    if currency in STRIPE_THREE_DECIMAL:
+        return NANOS_PER_UNIT // 1000 * 10
+    return NANOS_PER_UNIT // 100
+
+
+def stripe_currency_check(currency: str) -> str:
+    """Refuse a currency whose minor unit Stripe cannot express (LYD's 3 decimals, CLF's 4)."""
+    decimals = currency_decimals(currency_validate(currency))
+    if decimals > 3:
+        raise MoneyError(
+            f"Stripe does not take payments in {currency}: its amounts have {decimals} decimal "
+            "places, and Stripe takes at most 3."
+        )
+    if decimals > stripe_exponent(currency):
+        three = ", ".join(sorted(STRIPE_THREE_DECIMAL))
+        raise MoneyError(
+            f"Stripe does not take payments in {currency}: its amounts have {decimals} decimal "
+            f"places, and the only three-decimal currencies Stripe takes are {three}."
+        )
+    return currency
+
+
+def stripe_amount_check(money: Money) -> Money:
+    """Refuse an amount Stripe would reject: a currency it cannot take, or a finer step."""
+    step = stripe_charge_step(stripe_currency_check(money.currency))
+    if money.nanos % step:
+        places = stripe_exponent(money.currency) if step < NANOS_PER_UNIT else 0
+        step_text = f"{Decimal(step).scaleb(-9):.{places}f}"
+        raise MoneyError(
+            f"{money.currency} amounts must be a multiple of {step_text}: {money} cannot be "
+            "charged exactly."
+        )
+    return money
+
+
 def money_to_stripe(money: Money) -> int:
     """Stripe's integer amount in the currency's smallest unit (JPY 500 → 500, USD 5 → 500)."""
-    step = NANOS_PER_UNIT // 10 ** stripe_exponent(money.currency)
-    minor, rest = divmod(money.nanos, step)
-    if rest:
-        raise MoneyError(
-            f"{money} cannot be charged exactly: it has more decimals than Stripe takes."
-        )
-    return minor
+    stripe_amount_check(money)
+    return money.nanos // (NANOS_PER_UNIT // 10 ** stripe_exponent(money.currency))
 
 
 def stripe_round_up(nanos: int, currency: str) -> int:
-    """The smallest amount Stripe can charge that is not less than `nanos` (USD 30.0013 → 30.01)."""
-    step = NANOS_PER_UNIT // 10 ** stripe_exponent(currency)
+    """The smallest amount Stripe can charge that is not less than `nanos` (USD 30.0013 → 30.01,
+    KWD 5.123 → 5.130)."""
+    step = stripe_charge_step(currency)
     return -(-nanos // step) * step
 
 

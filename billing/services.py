@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import User
-from billing.exceptions import BillingError, BillingTypeConflict, InsufficientFunds
+from billing.exceptions import BillingError, BillingTypeConflict, TransactionConflict
 from billing.ledger import Actor, LedgerResult, ledger_apply, transaction_id_refuse_reserved
 from billing.models import (
     AuditLogEntry,
@@ -20,7 +20,7 @@ from billing.models import (
     TopUpLimit,
     Wallet,
 )
-from billing.money import Money, money_format
+from billing.money import MAX_AMOUNT_NANOS, Money, money_format
 from billing.selectors import billing_type_effective, organization_settings_get
 
 
@@ -207,9 +207,11 @@ def wallet_adjust(
                 memo=reason.strip(),
                 prepaid_floor=True,
             )
-        except InsufficientFunds as exc:
+        except TransactionConflict:
+            raise
+        except BillingError as exc:  # below the floor or past the largest balance: say by how much
             refusal = wallet_adjust_refusal(account=account, change=change)
-            raise InsufficientFunds(refusal or str(exc)) from None
+            raise type(exc)(refusal or str(exc)) from None
         if not result.replayed:
             audit_log(
                 actor=actor.user,
@@ -228,10 +230,12 @@ def wallet_adjust(
 def wallet_adjust_refusal(*, account: BillingAccount, change: Money) -> str | None:
     """Why this adjustment would be refused now, or None; shown before the admin confirms.
     wallet_adjust checks again in the statement that moves the balance."""
-    if change.nanos >= 0 or billing_type_effective(account=account) != BillingType.PREPAID:
-        return None
     wallet = Wallet.objects.filter(billing_account=account, currency=change.currency).first()
     balance = Money(wallet.balance if wallet else 0, change.currency)
+    if abs(balance.nanos + change.nanos) > MAX_AMOUNT_NANOS:
+        return _past_largest_balance(balance, change)
+    if change.nanos >= 0 or billing_type_effective(account=account) != BillingType.PREPAID:
+        return None
     grace = Money(organization_settings_get().prepaid_grace_nanos, change.currency)
     if balance.nanos + change.nanos >= -grace.nanos:
         return None
@@ -240,6 +244,19 @@ def wallet_adjust_refusal(*, account: BillingAccount, change: Money) -> str | No
         f"A prepaid balance may go at most {money_format(grace)} below zero (the grace in "
         f"Monetization settings). The {change.currency} balance is {money_format(balance)}, so "
         f"an adjustment can take off at most {money_format(most)}."
+    )
+
+
+def _past_largest_balance(balance: Money, change: Money) -> str:
+    currency = balance.currency
+    if change.nanos > 0:
+        verb, most = "add", MAX_AMOUNT_NANOS - balance.nanos
+    else:
+        verb, most = "take off", MAX_AMOUNT_NANOS + balance.nanos
+    return (
+        f"A wallet holds at most {money_format(Money(MAX_AMOUNT_NANOS, currency))} either way. "
+        f"The {currency} balance is {money_format(balance)}, so an adjustment can {verb} at "
+        f"most {money_format(Money(most, currency))}."
     )
 
 

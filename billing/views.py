@@ -38,7 +38,7 @@ from billing.models import (
     TopUpLimit,
     Wallet,
 )
-from billing.money import Money
+from billing.money import Money, MoneyError
 from billing.offline import offline_checkout_event, offline_event_deliver_later, offline_setup_event
 from billing.selectors import (
     billing_type_counts,
@@ -63,6 +63,7 @@ from billing.top_ups import (
     add_credit_rows,
     top_up_cancel,
     top_up_expire_stale_offline,
+    top_up_fail,
     top_up_offer,
     top_up_start,
 )
@@ -505,8 +506,12 @@ def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
         if outcome not in ("pay", "decline"):
             messages.error(request, "Choose Pay or Decline.")
         else:
-            payload, signature = offline_checkout_event(top_up=top_up, paid=outcome == "pay")
-            offline_event_deliver_later(payload=payload, signature=signature)
+            try:
+                payload, signature = offline_checkout_event(top_up=top_up, paid=outcome == "pay")
+            except MoneyError as exc:  # made before Add credit refused what Stripe cannot charge
+                top_up_fail(top_up=top_up, reason=str(exc))
+            else:
+                offline_event_deliver_later(payload=payload, signature=signature)
             return redirect("top_up_status", public_id=top_up.public_id)
     return render(
         request,

@@ -340,6 +340,21 @@ def test_an_adjustment_may_not_take_a_prepaid_balance_below_the_grace(calls, dev
     assert calls.adjust({"adjustment": money("USD", "20")}).status_code == HTTPStatus.OK
 
 
+def test_an_adjustment_past_the_largest_balance_is_refused(calls, developer):
+    make_prepaid(developer)
+    calls.credit(credit_body("USD", "999999999", tx="almost-full"))
+    before = billing_state()
+
+    refused = calls.adjust({"adjustment": money("USD", "-2")})  # negative: an increase
+
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    message = refused.json()["error"]["message"]
+    assert "A wallet holds at most $1,000,000,000.00" in message
+    assert "so an adjustment can add at most $1.00" in message
+    assert billing_state() == before
+    assert not AuditLogEntry.objects.filter(action="balance.adjust").exists()
+
+
 # ---- debit ----
 
 

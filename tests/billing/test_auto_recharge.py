@@ -3,6 +3,7 @@ declines, the runaway guard and the monthly cap. The real worker and Redis are i
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from http import HTTPStatus
 
@@ -25,6 +26,7 @@ from billing.models import (
     LedgerEntry,
     RechargeAttempt,
     TopUp,
+    TopUpLimit,
     Wallet,
 )
 from billing.money import money_parse
@@ -153,6 +155,98 @@ def test_an_amount_stripe_cannot_charge_fails_the_attempt_instead_of_sticking(ac
     assert attempt.state == RechargeAttempt.State.FAILED
     assert "cannot be charged exactly" in attempt.failure_reason
     assert balance(account) == usd("100").nanos
+
+
+def kwd(text: str):
+    return money_parse(text, "KWD")
+
+
+def offer_kwd(account) -> None:
+    """KWD offered for Add credit, and a KWD wallet holding 100."""
+    TopUpLimit.objects.create(
+        currency="KWD", minimum=kwd("1").nanos, maximum=kwd("100").nanos, default=kwd("5").nanos
+    )
+    wallet_credit(account=account, money=kwd("100"), transaction_id="kwd", actor=Actor.system())
+
+
+def kwd_debit(account, amount: str, tid: str):
+    with _committing():
+        wallet_debit(account=account, money=kwd(amount), transaction_id=tid, actor=Actor.system())
+
+
+def test_top_up_to_target_rounds_up_to_what_stripe_charges_in_kwd(account):
+    """Stripe takes three-decimal currencies only with a last digit of 0: KWD 30.013 is charged
+    as 30.020, not refused."""
+    offer_kwd(account)
+    with _committing():
+        auto_recharge_configure(
+            account=account,
+            currency="KWD",
+            enabled=True,
+            threshold=kwd("20"),
+            mode="TARGET",
+            amount=kwd("50"),
+            monthly_cap=None,
+            changed_by=account.user,
+        )
+    kwd_debit(account, "80.013", "d1")  # 19.987 left: 30.013 short of the target
+    attempt = RechargeAttempt.objects.get()
+    assert attempt.state == RechargeAttempt.State.SUCCEEDED, attempt.failure_reason
+    assert attempt.amount == kwd("30.02").nanos
+    assert Wallet.objects.get(currency="KWD").balance == kwd("50.007").nanos
+
+
+def test_a_fixed_amount_stripe_cannot_charge_is_refused_in_the_settings(account):
+    offer_kwd(account)
+    message = "KWD amounts must be a multiple of 0.010: KWD5.123 cannot be charged exactly."
+    with pytest.raises(BillingError, match=re.escape(message)):
+        auto_recharge_configure(
+            account=account,
+            currency="KWD",
+            enabled=True,
+            threshold=kwd("20"),
+            mode="FIXED",
+            amount=kwd("5.123"),
+            monthly_cap=None,
+            changed_by=account.user,
+        )
+    assert not AutoRecharge.objects.exists()
+
+
+def test_a_fixed_amount_saved_before_the_check_is_rounded_up_when_charged(account):
+    offer_kwd(account)
+    AutoRecharge.objects.create(
+        billing_account=account,
+        currency="KWD",
+        enabled=True,
+        threshold=kwd("20").nanos,
+        mode="FIXED",
+        amount=kwd("5.123").nanos,
+    )
+    Wallet.objects.filter(currency="KWD").update(recharge_below=kwd("20").nanos)
+    kwd_debit(account, "85", "d1")  # 15 left
+    attempt = RechargeAttempt.objects.get()
+    assert attempt.state == RechargeAttempt.State.SUCCEEDED, attempt.failure_reason
+    assert attempt.amount == kwd("5.13").nanos
+    assert Wallet.objects.get(currency="KWD").balance == kwd("20.13").nanos
+
+
+def test_a_currency_stripe_cannot_charge_is_refused_in_the_settings(account):
+    TopUpLimit.objects.create(  # saved before the settings page refused LYD
+        currency="LYD", minimum=10**9, maximum=100 * 10**9, default=5 * 10**9
+    )
+    with pytest.raises(BillingError, match="Stripe does not take payments in LYD"):
+        auto_recharge_configure(
+            account=account,
+            currency="LYD",
+            enabled=True,
+            threshold=money_parse("20", "LYD"),
+            mode="TARGET",
+            amount=money_parse("50", "LYD"),
+            monthly_cap=None,
+            changed_by=account.user,
+        )
+    assert not AutoRecharge.objects.exists()
 
 
 def test_enabling_below_threshold_recharges_at_once(account):

@@ -290,3 +290,29 @@ def test_an_adjustment_below_the_prepaid_grace_is_refused_before_the_confirmatio
     data["amount"] = "20"
     client.post(url, {**data, "confirm": "1", "transaction_id": "adjustment:to-zero"})
     assert Wallet.objects.get().balance == 0
+
+
+def test_an_adjustment_past_the_largest_balance_is_refused_before_the_confirmation(
+    client, portal_admin, prepaid_developer
+):
+    """A wallet holds at most 1,000,000,000 of a currency; going past it was a 500."""
+    account = prepaid_developer.billing_account
+    almost_full = usd("999999999")
+    wallet_credit(account=account, money=almost_full, transaction_id="t1", actor=Actor.system())
+    client.force_login(portal_admin)
+    url = reverse("people_balance", args=[prepaid_developer.pk])
+    data = {"direction": "increase", "amount": "2", "currency": "USD", "reason": "over-charged"}
+
+    for extra in ({}, {"confirm": "1", "transaction_id": "adjustment:too-much"}):
+        response = client.post(url, {**data, **extra}, follow=True)
+        page = response.content.decode()
+        assert "A wallet holds at most $1,000,000,000.00" in page
+        assert "so an adjustment can add at most $1.00" in page
+        assert "Nothing was changed" in page or response.status_code == HTTPStatus.BAD_REQUEST
+
+    assert Wallet.objects.get().balance == almost_full.nanos
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.ADJUSTMENT).exists()
+    assert not AuditLogEntry.objects.filter(action="balance.adjust").exists()
+    # Up to the largest balance is allowed.
+    client.post(url, {**data, "amount": "1", "confirm": "1", "transaction_id": "adjustment:1"})
+    assert Wallet.objects.get().balance == usd("1000000000").nanos

@@ -1,10 +1,19 @@
-"""Apigee's Money JSON and its sign rules (seed 004), without a database."""
+"""Apigee's Money JSON and its sign rules (seed 004), and Stripe's minor units, without a
+database."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from billing.money import MoneyError, money_from_apigee
+from billing.money import (
+    MoneyError,
+    money_from_apigee,
+    money_parse,
+    money_to_stripe,
+    stripe_round_up,
+)
 
 UNIT = 10**9
 
@@ -31,3 +40,53 @@ def test_units_and_nanos_give_one_signed_amount(units, nanos, nanos_total):
 def test_positive_units_with_negative_nanos_are_refused():
     with pytest.raises(MoneyError, match="opposite signs"):
         money_from_apigee({"currencyCode": "USD", "units": "1", "nanos": -1})
+
+
+# ---- Stripe minor units and Stripe's special cases for charges ----
+
+
+@pytest.mark.parametrize(
+    "currency, text, minor",
+    [
+        ("USD", "5", 500),
+        ("JPY", "500", 500),
+        ("KWD", "5.12", 5120),  # three decimals, the last one 0
+        ("BHD", "1.1", 1100),
+        ("ISK", "5", 500),  # zero-decimal, but sent with two decimals that are 00
+    ],
+)
+def test_money_to_stripe_gives_stripes_minor_units(currency, text, minor):
+    assert money_to_stripe(money_parse(text, currency)) == minor
+
+
+@pytest.mark.parametrize(
+    "currency, text, message",
+    [
+        ("KWD", "5.123", "KWD amounts must be a multiple of 0.010: KWD5.123 cannot be charged"),
+        ("OMR", "0.001", "OMR amounts must be a multiple of 0.010"),
+        ("ISK", "5.5", "ISK amounts must be a multiple of 1: ISK5.5 cannot be charged"),
+        ("USD", "30.0013", "USD amounts must be a multiple of 0.01: $30.0013 cannot be charged"),
+        ("JPY", "0.5", "JPY amounts must be a multiple of 1"),
+        ("LYD", "5", "Stripe does not take payments in LYD: its amounts have 3 decimal places"),
+        ("CLF", "1", "Stripe does not take payments in CLF: its amounts have 4 decimal places"),
+        ("UYW", "1", "Stripe does not take payments in UYW"),
+    ],
+)
+def test_money_to_stripe_refuses_what_stripe_would_reject(currency, text, message):
+    with pytest.raises(MoneyError, match=re.escape(message)):
+        money_to_stripe(money_parse(text, currency))
+
+
+@pytest.mark.parametrize(
+    "currency, text, rounded",
+    [
+        ("USD", "30.0013", "30.01"),
+        ("KWD", "5.123", "5.13"),
+        ("KWD", "5.12", "5.12"),
+        ("ISK", "30.2", "31"),
+        ("JPY", "99.000000001", "100"),
+    ],
+)
+def test_stripe_round_up_gives_the_next_amount_stripe_can_charge(currency, text, rounded):
+    nanos = money_parse(text, currency).nanos
+    assert stripe_round_up(nanos, currency) == money_parse(rounded, currency).nanos

@@ -87,6 +87,21 @@ def test_removing_a_currency_stops_add_credit_in_it(client, portal_admin):
         ({"prepaid_grace": "x"}, "is not an amount"),
         ({"prepaid_grace": "-5"}, "The grace cannot be negative"),
         ({"limits-1-currency": "usd"}, "USD is listed twice"),
+        (  # a limit is an amount to pay: Stripe takes KWD in steps of 0.010
+            {"limits-1-currency": "KWD", "limits-1-default": "25.505"},
+            "Default: KWD amounts must be a multiple of 0.010: KWD25.505 cannot be charged",
+        ),
+        ({"limits-0-minimum": "5.001"}, "Minimum: USD amounts must be a multiple of 0.01"),
+        (  # ISO gives LYD three decimals; Stripe's three-decimal currencies do not include it
+            {"limits-1-currency": "LYD"},
+            "Stripe does not take payments in LYD: its amounts have 3 decimal places, and "
+            "the only three-decimal currencies Stripe takes are BHD, JOD, KWD, OMR, TND.",
+        ),
+        (
+            {"limits-1-currency": "clf"},
+            "Stripe does not take payments in CLF: its amounts have 4 decimal places",
+        ),
+        ({"limits-1-currency": "UYW"}, "Stripe does not take payments in UYW"),
     ],
 )
 def test_bad_settings_are_refused_and_nothing_changes(client, portal_admin, overrides, message):

@@ -18,7 +18,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.ledger import Actor, wallet_credit
-from billing.models import BillingAccount, LedgerEntry, OrganizationSettings, TopUp, Wallet
+from billing.models import (
+    BillingAccount,
+    LedgerEntry,
+    OrganizationSettings,
+    TopUp,
+    TopUpLimit,
+    Wallet,
+)
 from billing.money import money_parse
 from billing.selectors import organization_settings_get
 from billing.services import wallet_adjust
@@ -613,3 +620,88 @@ def test_a_postpaid_developer_cannot_add_credit(client, developer):
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "You are on <strong>Postpaid</strong> billing" in response.content.decode()
     assert not TopUp.objects.exists()
+
+
+# --- amounts and currencies Stripe cannot charge ------------------------------------------------
+
+
+def offer_currency(currency: str, minimum: str = "1", maximum: str = "500") -> None:
+    """A limit straight in the database, as one saved before the settings page checked it."""
+    TopUpLimit.objects.create(
+        currency=currency,
+        minimum=money_parse(minimum, currency).nanos,
+        maximum=money_parse(maximum, currency).nanos,
+        default=money_parse(minimum, currency).nanos,
+    )
+
+
+def test_a_three_decimal_amount_stripe_would_reject_is_refused_by_the_form(
+    fake_stripe, prepaid_client
+):
+    """Stripe takes KWD, BHD, JOD, OMR and TND in thousandths whose last digit is 0."""
+    offer_currency("KWD")
+
+    response = add_credit(prepaid_client, "5.123", "KWD")
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    message = "KWD amounts must be a multiple of 0.010: KWD5.123 cannot be charged exactly."
+    assert amount_errors(response) == [message]
+    assert message in page_text(response)
+    assert not TopUp.objects.exists()
+    assert fake_stripe.received_requests() == []
+
+
+def test_a_three_decimal_amount_ending_in_0_goes_to_stripe_in_thousandths(
+    fake_stripe, prepaid_client
+):
+    offer_currency("KWD")
+
+    response = add_credit(prepaid_client, "5.12", "KWD")
+
+    assert response.status_code == HTTPStatus.FOUND
+    [session_call] = stripe_calls(fake_stripe, "/v1/checkout/sessions")
+    [item] = session_call["params"]["line_items"]
+    assert (item["price_data"]["unit_amount"], item["price_data"]["currency"]) == ("5120", "kwd")
+
+
+@pytest.mark.parametrize(
+    "currency, amount", [("LYD", "5.123"), ("LYD", "5"), ("CLF", "1.2345"), ("UYW", "1")]
+)
+def test_a_currency_stripe_cannot_charge_is_refused_with_its_name_not_a_500(
+    fake_stripe, prepaid_client, currency, amount
+):
+    """A limit saved before the settings page refused such currencies: Add credit says why."""
+    offer_currency(currency, minimum="0.5")
+
+    response = add_credit(prepaid_client, amount, currency)
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    [message] = amount_errors(response)
+    assert message.startswith(f"Stripe does not take payments in {currency}: its amounts have")
+    assert message in page_text(response)
+    assert not TopUp.objects.exists()
+    assert fake_stripe.received_requests() == []
+
+
+def test_the_settings_page_refuses_a_currency_stripe_cannot_charge(client, portal_admin):
+    client.force_login(portal_admin)
+    data = {
+        "section": "top_ups",
+        "top_up_wait_seconds": "300",
+        "prepaid_grace": "0",
+        "notification_email": "",
+        "limits-TOTAL_FORMS": "1",
+        "limits-INITIAL_FORMS": "0",
+        "limits-MIN_NUM_FORMS": "0",
+        "limits-MAX_NUM_FORMS": "50",
+        "limits-0-currency": "LYD",
+        "limits-0-minimum": "1",
+        "limits-0-maximum": "100",
+        "limits-0-default": "5.125",
+    }
+
+    response = client.post(reverse("monetization_settings"), data)
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "Stripe does not take payments in LYD" in page_text(response)
+    assert not TopUpLimit.objects.filter(currency="LYD").exists()

@@ -225,3 +225,32 @@ def test_the_test_payment_page_needs_a_login(prepaid_client):
 
     assert response.status_code == HTTPStatus.FOUND
     assert response["Location"].startswith(reverse("account_login"))
+
+
+@pytest.mark.django_db
+def test_a_top_up_stripe_could_not_charge_fails_with_the_reason_on_the_test_page(
+    prepaid_client, prepaid_developer
+):
+    """A pending top-up from before Add credit refused KWD 5.123 (Stripe takes three-decimal
+    amounts only with a last digit of 0): paying it says why, and nothing is credited."""
+    top_up = TopUp.objects.create(
+        billing_account=prepaid_developer.billing_account,
+        currency="KWD",
+        amount=5_123_000_000,
+        stripe_checkout_session_id="cs_offline_legacy",
+    )
+    before = set(threading.enumerate())
+
+    answer = prepaid_client.post(
+        reverse("test_payment", args=[top_up.public_id]), {"outcome": "pay"}
+    )
+
+    assert answer.status_code == HTTPStatus.FOUND
+    assert new_timers(before) == []
+    assert top_up_state(top_up) == "FAILED"
+    status = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id]))
+    assert (
+        "Failed: KWD amounts must be a multiple of 0.010: KWD5.123 cannot be charged exactly."
+        in text(status)
+    )
+    assert not Wallet.objects.exists()

@@ -120,3 +120,25 @@ def test_add_credit_log_is_closed_to_developers_and_anonymous(client, developer)
     client.force_login(developer)
     response = client.get(url)
     assert response.status_code == HTTPStatus.FOUND and "/admin/login/" in response["Location"]
+
+
+def test_add_credit_log_shows_a_top_up_as_money_read_only(client, developer, portal_admin):
+    top_up = TopUp.objects.create(
+        billing_account=developer.billing_account,
+        currency="USD",
+        amount=20_500_000_000,
+        refunded_amount=5 * UNIT,
+        state=TopUp.State.REFUNDED,
+    )
+    client.force_login(portal_admin)
+    response = client.get(reverse("admin:billing_topup_change", args=[top_up.pk]))
+    assert response.status_code == HTTPStatus.OK
+    page = response.content.decode()
+    assert "$20.50" in page and "$5.00" in page and developer.email in page
+    assert "20500000000" not in page and "20,500,000,000" not in page
+    assert "5000000000" not in page and "5,000,000,000" not in page
+    assert '<input type="number"' not in page and 'name="amount"' not in page
+    # Viewing only: a POST cannot change the amount.
+    client.post(reverse("admin:billing_topup_change", args=[top_up.pk]), {"amount": "1"})
+    top_up.refresh_from_db()
+    assert top_up.amount == 20_500_000_000

@@ -46,6 +46,7 @@ from billing.selectors import (
     billing_type_history,
     ledger_history,
     organization_settings_get,
+    recharge_preview,
     wallets_for,
 )
 from billing.services import (
@@ -357,6 +358,7 @@ def _adjust_confirm(request: PortalRequest, context: dict, form: AdjustBalanceFo
             "current": Money(current, change.currency),
             "after": Money(current + change.nanos, change.currency),
             "reason": form.cleaned_data["reason"],
+            "recharge": recharge_preview(account=context["billing_account"], change=change),
             "confirm_form": confirm_form,
         },
     )

@@ -244,3 +244,69 @@ def test_an_adjustment_below_the_prepaid_grace_is_refused_before_the_confirmatio
     data["amount"] = "20"
     client.post(url, {**data, "confirm": "1", "transaction_id": "adjustment:to-zero"})
     assert Wallet.objects.get().balance == 0
+
+
+def _adjust_confirmation(client, developer, direction: str, amount: str) -> str:
+    url = reverse("people_balance", args=[developer.pk])
+    data = {"direction": direction, "amount": amount, "currency": "USD", "reason": "usage fix"}
+    return client.post(url, data).content.decode()
+
+
+def test_adjust_confirmation_warns_when_it_would_charge_the_saved_card(
+    client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
+):
+    from billing.auto_recharge import auto_recharge_configure, card_save
+
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+
+    def configure(enabled: bool, mode: str, amount: str) -> None:
+        auto_recharge_configure(
+            account=account,
+            currency="USD",
+            enabled=enabled,
+            threshold=usd("20"),
+            mode=mode,
+            amount=usd(amount),
+            monthly_cap=None,
+            changed_by=prepaid_developer,
+        )
+
+    configure(True, "FIXED", "50")
+    client.force_login(portal_admin)
+    # 30 - 10 = 20 is not below the threshold: auto-recharge charges only below it.
+    assert "recharge-warning" not in _adjust_confirmation(
+        client, prepaid_developer, "decrease", "10"
+    )
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "15")
+    assert "Auto-recharge is on for USD with a threshold of $20.00." in page
+    assert "saved card (Visa •••• 4242) <strong>$50.00</strong>" in page
+    configure(True, "TARGET", "60")
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "17.50")
+    assert "<strong>$47.50</strong>" in page  # up to the target from 12.50
+    configure(False, "FIXED", "50")
+    assert "recharge-warning" not in _adjust_confirmation(
+        client, prepaid_developer, "decrease", "15"
+    )
+
+    # The warning tells the truth: confirming does charge the card.
+    configure(True, "FIXED", "50")
+    import re
+
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "15")
+    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("people_balance", args=[prepaid_developer.pk]),
+            {
+                "direction": "decrease",
+                "amount": "15",
+                "currency": "USD",
+                "reason": "usage fix",
+                "transaction_id": transaction_id,
+                "confirm": "1",
+            },
+        )
+    assert Wallet.objects.get().balance == 65 * 10**9  # 30 - 15 + 50

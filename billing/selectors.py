@@ -217,3 +217,27 @@ def recharge_preview(*, account: BillingAccount, change: Any) -> RechargePreview
         amount=Money(recharge_amount(recharge, after, limit.minimum, maximum), change.currency),
         card=f"{account.card_brand.title()} •••• {account.card_last4}",
     )
+
+
+@dataclass(frozen=True)
+class CurrencyRemoval:
+    """A currency whose Add credit limits are about to be removed, and who notices."""
+
+    currency: str
+    auto_recharges_on: int  # developers whose auto-recharge in it stops
+    wallets_with_money: int  # balances stay and can still be spent
+
+
+def top_up_currency_removals(*, kept: list[str]) -> list[CurrencyRemoval]:
+    """The currencies offered now that a save keeping only `kept` would stop offering."""
+    from billing.models import AutoRecharge, TopUpLimit, Wallet
+
+    removed = TopUpLimit.objects.exclude(currency__in=kept).values_list("currency", flat=True)
+    return [
+        CurrencyRemoval(
+            currency=currency,
+            auto_recharges_on=AutoRecharge.objects.filter(currency=currency, enabled=True).count(),
+            wallets_with_money=Wallet.objects.filter(currency=currency).exclude(balance=0).count(),
+        )
+        for currency in removed
+    ]

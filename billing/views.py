@@ -41,12 +41,14 @@ from billing.models import (
 from billing.money import Money
 from billing.offline import offline_checkout_event, offline_event_deliver_later, offline_setup_event
 from billing.selectors import (
+    CurrencyRemoval,
     billing_type_counts,
     billing_type_effective,
     billing_type_history,
     ledger_history,
     organization_settings_get,
     recharge_preview,
+    top_up_currency_removals,
     wallets_for,
 )
 from billing.services import (
@@ -179,18 +181,22 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
     if which == "billing_type" and form.is_valid():
         return _default_billing_type_save(request, org, form.cleaned_data["default_billing_type"])
     if which == "top_ups" and top_up_form.is_valid() and limits.is_valid():
+        kept = [
+            f.cleaned_data
+            for f in limits.forms
+            if f.has_changed() or f.initial
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        ]
+        removals = top_up_currency_removals(kept=[limit["currency"] for limit in kept])
+        if removals and "confirm" not in request.POST:
+            return _top_up_currency_removal_confirm(request, removals)
         try:
             organization_top_up_settings_update(
                 changed_by=request.user,
                 top_up_wait_seconds=top_up_form.cleaned_data["top_up_wait_seconds"],
                 prepaid_grace_nanos=top_up_form.cleaned_data["prepaid_grace"],
                 notification_email=top_up_form.cleaned_data["notification_email"],
-                limits=[
-                    f.cleaned_data
-                    for f in limits.forms
-                    if f.has_changed() or f.initial
-                    if f.cleaned_data and not f.cleaned_data.get("DELETE")
-                ],
+                limits=kept,
             )
         except BillingError as exc:  # the service's own checks, should a form ever miss one
             top_up_form.add_error(None, str(exc))
@@ -215,6 +221,24 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
             ],
         },
         status=400 if invalid or (posted and not which) else 200,
+    )
+
+
+def _top_up_currency_removal_confirm(
+    request: PortalRequest, removals: list[CurrencyRemoval]
+) -> HttpResponse:
+    """Removing a currency stops Add credit and auto-recharge in it: confirm first. The page
+    posts the same form again, with `confirm`."""
+    posted = [
+        (name, value)
+        for name in request.POST
+        if name not in ("csrfmiddlewaretoken", "confirm")
+        for value in request.POST.getlist(name)
+    ]
+    return render(
+        request,
+        "billing/top_up_currency_remove_confirm.html",
+        {"removals": removals, "posted": posted},
     )
 
 

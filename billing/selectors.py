@@ -241,3 +241,13 @@ def top_up_currency_removals(*, kept: list[str]) -> list[CurrencyRemoval]:
         )
         for currency in removed
     ]
+
+
+def adjustment_currencies(*, account: BillingAccount) -> list[str]:
+    """Currencies an admin may adjust in: those the organisation offers and the account's
+    wallets' (a currency no longer offered may still hold a balance)."""
+    from billing.models import TopUpLimit, Wallet
+
+    offered = TopUpLimit.objects.values_list("currency", flat=True)
+    held = Wallet.objects.filter(billing_account=account).values_list("currency", flat=True)
+    return sorted({*offered, *held})

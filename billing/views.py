@@ -42,6 +42,7 @@ from billing.money import Money
 from billing.offline import offline_checkout_event, offline_event_deliver_later, offline_setup_event
 from billing.selectors import (
     CurrencyRemoval,
+    adjustment_currencies,
     billing_type_counts,
     billing_type_effective,
     billing_type_history,
@@ -353,7 +354,10 @@ def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
     can_adjust = request.user.has_perm("billing.adjust_any_prepaid_balance")
     if request.method == "POST" and not can_adjust:
         raise PermissionDenied("You need the “Adjust any prepaid balance” permission.")
-    form = AdjustBalanceForm(request.POST if request.method == "POST" else None)
+    form = AdjustBalanceForm(
+        request.POST if request.method == "POST" else None,
+        currencies=adjustment_currencies(account=account),
+    )
     if request.method == "POST" and form.is_valid():
         if "confirm" in request.POST:
             return _adjust_save(request, developer, account, form)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 import pytest
@@ -154,7 +155,7 @@ def test_admin_adjusts_through_a_confirmation_once(client, portal_admin, prepaid
         ),
         (
             {"direction": "increase", "amount": "5", "currency": "ZZZ", "reason": "x"},
-            "not a known ISO 4217",
+            "“ZZZ” cannot be adjusted here",
         ),
         (
             {"direction": "increase", "amount": "5", "currency": "USD", "reason": "  "},
@@ -310,3 +311,42 @@ def test_adjust_confirmation_warns_when_it_would_charge_the_saved_card(
             },
         )
     assert Wallet.objects.get().balance == 65 * 10**9  # 30 - 15 + 50
+
+
+def test_adjust_currency_is_chosen_from_offered_currencies_and_existing_wallets(
+    client, portal_admin, prepaid_developer
+):
+    from billing.models import TopUpLimit
+
+    account = prepaid_developer.billing_account
+    TopUpLimit.objects.create(currency="EUR", minimum=10**9, maximum=10**11, default=10**10)
+    # A balance in a currency no longer offered can still be corrected.
+    wallet_credit(
+        account=account, money=money_parse("7", "GBP"), transaction_id="t1", actor=Actor.system()
+    )
+    client.force_login(portal_admin)
+    url = reverse("people_balance", args=[prepaid_developer.pk])
+    page = client.get(url).content.decode()
+    assert '<select name="currency"' in page
+    select = page[page.index('<select name="currency"') :]
+    select = select[: select.index("</select>")]
+    assert re.findall(r'<option value="([A-Z]*)"', select) == ["", "EUR", "GBP", "USD"]
+    assert '<option value="USD" selected>' in page
+
+    data = {"direction": "increase", "amount": "5", "currency": "JPY", "reason": "goodwill"}
+    refused = client.post(url, data)
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    assert (
+        "“JPY” cannot be adjusted here: choose a currency the organisation offers or one the "
+        "developer has a balance in (EUR, GBP, USD)." in refused.content.decode()
+    )
+    refused_select = (
+        refused.content.decode().split('<select name="currency"')[1].split("</select>")[0]
+    )
+    assert " selected" not in refused_select  # "Choose…" shows, not another currency
+    assert not Wallet.objects.filter(currency="JPY").exists()
+    blank = client.post(url, {**data, "currency": ""})
+    assert "Choose a currency." in blank.content.decode()
+
+    confirm = client.post(url, {**data, "currency": "GBP"}).content.decode()
+    assert "Increase the GBP balance by £5.00?" in confirm

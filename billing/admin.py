@@ -90,6 +90,26 @@ class AddCreditLogAdmin(AddCreditLogPermission, ReadOnlyAdmin):
     list_select_related = ["billing_account__user"]
     list_per_page = 50
     date_hierarchy = "created_at"
+    # Amounts as money, not raw nanos; every field read-only (Stripe's events change top-ups).
+    readonly_fields = fields = (
+        "public_id",
+        "developer",
+        "amount_display",
+        "refunded_amount_display",
+        "state",
+        "source",
+        "failure_reason",
+        "flagged",
+        "flag_reason",
+        "stripe_checkout_session_id",
+        "stripe_payment_intent_id",
+        "stripe_charge_id",
+        "ledger_transaction_id",
+        "checkout_url",
+        "created_at",
+        "succeeded_at",
+        "updated_at",
+    )
 
     @admin.display(description="developer", ordering="billing_account__user__email")
     def developer(self, top_up: TopUp) -> str:
@@ -98,6 +118,10 @@ class AddCreditLogAdmin(AddCreditLogPermission, ReadOnlyAdmin):
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, top_up: TopUp) -> str:
         return money_format(Money(top_up.amount, top_up.currency))
+
+    @admin.display(description="refunded", ordering="refunded_amount")
+    def refunded_amount_display(self, top_up: TopUp) -> str:
+        return money_format(Money(top_up.refunded_amount, top_up.currency))
 
 
 @admin.register(StripeEvent)

@@ -10,7 +10,7 @@ webhook and the task may both see the success; the wallet is credited once).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import stripe
@@ -82,6 +82,8 @@ def auto_recharge_configure(
 ) -> AutoRecharge:
     """Save one currency's auto-recharge, checked against the Add credit limits."""
     _check_settings(account, currency, enabled, threshold, mode, amount, monthly_cap)
+    if enabled:
+        _check_runaway_guard(account, currency)
     with transaction.atomic():
         recharge, _ = AutoRecharge.objects.select_for_update().update_or_create(
             billing_account=account,
@@ -163,6 +165,21 @@ def _check_settings(
         raise BillingError("Choose a fixed amount or a target balance.")
     if monthly_cap is not None and monthly_cap.nanos < offer.minimum.nanos:
         raise BillingError(f"A monthly cap below {offer.minimum} would stop every recharge.")
+
+
+def _check_runaway_guard(account: BillingAccount, currency: str) -> None:
+    """Switched on again while the runaway guard still counts too many recharges, it would be
+    switched off at its next charge: say when it can be switched on instead."""
+    recharge = AutoRecharge.objects.filter(
+        billing_account=account, currency=currency, enabled=False
+    ).first()
+    until = runaway_guard_until(recharge, timezone.now()) if recharge else None
+    if until is not None:
+        raise BillingError(
+            f"Auto-recharge switched itself off because it charged your card more than "
+            f"{RUNAWAY_LIMIT} times in {_runaway_minutes()} minutes. It can be switched on "
+            f"again after {until:%H:%M} UTC. Nothing was changed."
+        )
 
 
 def _sync_wallet_threshold(recharge: AutoRecharge) -> None:
@@ -303,15 +320,33 @@ def auto_recharge_claim(
             return None
 
 
+def runaway_guard_until(recharge: AutoRecharge, now: datetime) -> datetime | None:
+    """While more than RUNAWAY_LIMIT recharges succeeded within RUNAWAY_WINDOW, the runaway
+    guard stops the next one: until when that holds, or None."""
+    recent = [
+        finished
+        for finished in recharge.attempts.filter(
+            state=Attempt.SUCCEEDED, finished_at__gte=now - RUNAWAY_WINDOW
+        )
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)[: RUNAWAY_LIMIT + 1]
+        if finished is not None
+    ]
+    if len(recent) <= RUNAWAY_LIMIT:
+        return None
+    return recent[RUNAWAY_LIMIT] + RUNAWAY_WINDOW  # when the oldest of them leaves the window
+
+
+def _runaway_minutes() -> int:
+    return int(RUNAWAY_WINDOW.total_seconds() // 60)
+
+
 def _runaway(recharge: AutoRecharge, now: Any) -> bool:
-    recent = recharge.attempts.filter(
-        state=Attempt.SUCCEEDED, finished_at__gte=now - RUNAWAY_WINDOW
-    ).count()
-    if recent <= RUNAWAY_LIMIT:
+    if runaway_guard_until(recharge, now) is None:
         return False
     reason = (
         f"Switched off by the runaway guard: more than {RUNAWAY_LIMIT} recharges in "
-        f"{int(RUNAWAY_WINDOW.total_seconds() // 60)} minutes."
+        f"{_runaway_minutes()} minutes."
     )
     _switch_off(recharge, reason)
     user = recharge.billing_account.user
@@ -561,6 +596,7 @@ def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
     from billing.forms import AutoRechargeForm
 
     recharges = {r.currency: r for r in AutoRecharge.objects.filter(billing_account=account)}
+    now = timezone.now()
     panels = []
     for limit in TopUpLimit.objects.all():
         recharge = recharges.get(limit.currency)
@@ -588,6 +624,18 @@ def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
                 "summary": recharge_summary(recharge) if recharge else "",
                 "form": AutoRechargeForm(initial=initial, currency=currency),
                 "attempts": list(recharge.attempts.all()[:5]) if recharge else [],
+                **_switched_off(recharge, now),
             }
         )
     return panels
+
+
+def _switched_off(recharge: AutoRecharge | None, now: datetime) -> dict[str, Any]:
+    """Why auto-recharge switched itself off, for the note on what switching it on does."""
+    if recharge is None or recharge.enabled or not recharge.disabled_reason:
+        return {"switched_off": False}
+    return {
+        "switched_off": True,
+        "declined": recharge.consecutive_failures >= FAILURES_BEFORE_SWITCH_OFF,
+        "guard_until": runaway_guard_until(recharge, now),
+    }

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django import forms
 
 from billing.models import BillingType
@@ -56,7 +58,13 @@ class AdjustBalanceForm(forms.Form):
 
     direction = forms.ChoiceField(choices=DIRECTIONS, widget=forms.RadioSelect, label="Adjustment")
     amount = forms.CharField(max_length=32, label="Amount", help_text="For example 12.50")
-    currency = forms.CharField(max_length=3, label="Currency", initial="USD")
+    # A list, checked in clean_currency: posted codes stay case-insensitive, as before.
+    currency = forms.CharField(
+        max_length=3,
+        label="Currency",
+        widget=forms.Select,
+        error_messages={"required": "Choose a currency."},
+    )
     reason = forms.CharField(
         max_length=500,
         label="Reason",
@@ -66,14 +74,31 @@ class AdjustBalanceForm(forms.Form):
     # Set on the confirmation page: a second click or a resubmitted form adjusts once only.
     transaction_id = forms.CharField(max_length=100, required=False, widget=forms.HiddenInput)
 
-    def clean_currency(self) -> str:
-        from billing.money import MoneyError, currency_validate
+    def __init__(self, *args: object, currencies: Sequence[str] = (), **kwargs: object) -> None:
+        """`currencies`: those the organisation offers and the developer's wallets'; the
+        confirmation page renders the form only as hidden fields and needs none."""
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.currencies = list(currencies)
+        field = self.fields["currency"]
+        assert isinstance(field.widget, forms.Select)
+        # The blank first choice shows after a refused code, instead of silently another one.
+        field.widget.choices = [("", "Choose…"), *((code, code) for code in self.currencies)]
+        field.initial = "USD" if "USD" in self.currencies else next(iter(self.currencies), None)
+        if not self.currencies:
+            field.help_text = (
+                "No currency to adjust: the organisation offers none (Monetization settings) "
+                "and the developer has no balance."
+            )
 
+    def clean_currency(self) -> str:
         code = self.cleaned_data["currency"].strip().upper()
-        try:
-            return currency_validate(code)
-        except MoneyError as exc:
-            raise forms.ValidationError(str(exc)) from exc
+        if code not in self.currencies:
+            offered = ", ".join(self.currencies) or "none"
+            raise forms.ValidationError(
+                f"“{code}” cannot be adjusted here: choose a currency the organisation offers "
+                f"or one the developer has a balance in ({offered})."
+            )
+        return code
 
     def clean_reason(self) -> str:
         reason = self.cleaned_data["reason"].strip()

@@ -173,3 +173,81 @@ def ledger_history(*, account: BillingAccount, kind: str = "") -> QuerySet[Any]:
     if kind:
         entries = entries.filter(kind=kind)
     return entries
+
+
+@dataclass(frozen=True)
+class RechargePreview:
+    """The auto-recharge a balance change would set off: the developer's saved card is charged."""
+
+    threshold: Any  # Money
+    amount: Any  # Money: what the claim would charge with today's settings and limits
+    card: str  # e.g. "Visa •••• 4242"
+
+
+def recharge_preview(*, account: BillingAccount, change: Any) -> RechargePreview | None:
+    """What confirming `change` (Money) would charge through auto-recharge, or None.
+
+    Mirrors the ledger's trigger (an enabled auto-recharge and a balance left below its
+    threshold) and auto_recharge_claim's amount; a monthly cap or a back-off may still hold
+    the charge back."""
+    from billing.auto_recharge import recharge_amount
+    from billing.models import AutoRecharge, TopUpLimit, Wallet
+    from billing.money import Money
+    from billing.top_ups import top_up_offer
+
+    recharge = AutoRecharge.objects.filter(
+        billing_account=account, currency=change.currency, enabled=True
+    ).first()
+    limit = TopUpLimit.objects.filter(currency=change.currency).first()
+    if (
+        recharge is None
+        or limit is None  # nothing is charged in a currency no longer offered
+        or not account.stripe_payment_method_id
+        or billing_type_effective(account=account) != BillingType.PREPAID
+    ):
+        return None
+    wallet = Wallet.objects.filter(billing_account=account, currency=change.currency).first()
+    after = (wallet.balance if wallet else 0) + change.nanos
+    if after >= recharge.threshold:
+        return None
+    offer = top_up_offer(account=account, currency=change.currency)
+    maximum = offer.maximum.nanos if offer else limit.maximum
+    return RechargePreview(
+        threshold=Money(recharge.threshold, change.currency),
+        amount=Money(recharge_amount(recharge, after, limit.minimum, maximum), change.currency),
+        card=f"{account.card_brand.title()} •••• {account.card_last4}",
+    )
+
+
+@dataclass(frozen=True)
+class CurrencyRemoval:
+    """A currency whose Add credit limits are about to be removed, and who notices."""
+
+    currency: str
+    auto_recharges_on: int  # developers whose auto-recharge in it stops
+    wallets_with_money: int  # balances stay and can still be spent
+
+
+def top_up_currency_removals(*, kept: list[str]) -> list[CurrencyRemoval]:
+    """The currencies offered now that a save keeping only `kept` would stop offering."""
+    from billing.models import AutoRecharge, TopUpLimit, Wallet
+
+    removed = TopUpLimit.objects.exclude(currency__in=kept).values_list("currency", flat=True)
+    return [
+        CurrencyRemoval(
+            currency=currency,
+            auto_recharges_on=AutoRecharge.objects.filter(currency=currency, enabled=True).count(),
+            wallets_with_money=Wallet.objects.filter(currency=currency).exclude(balance=0).count(),
+        )
+        for currency in removed
+    ]
+
+
+def adjustment_currencies(*, account: BillingAccount) -> list[str]:
+    """Currencies an admin may adjust in: those the organisation offers and the account's
+    wallets' (a currency no longer offered may still hold a balance)."""
+    from billing.models import TopUpLimit, Wallet
+
+    offered = TopUpLimit.objects.values_list("currency", flat=True)
+    held = Wallet.objects.filter(billing_account=account).values_list("currency", flat=True)
+    return sorted({*offered, *held})

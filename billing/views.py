@@ -41,11 +41,15 @@ from billing.models import (
 from billing.money import Money, MoneyError
 from billing.offline import offline_checkout_event, offline_event_deliver_later, offline_setup_event
 from billing.selectors import (
+    CurrencyRemoval,
+    adjustment_currencies,
     billing_type_counts,
     billing_type_effective,
     billing_type_history,
     ledger_history,
     organization_settings_get,
+    recharge_preview,
+    top_up_currency_removals,
     wallets_for,
 )
 from billing.services import (
@@ -187,18 +191,22 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
     if which == "billing_type" and form.is_valid():
         return _default_billing_type_save(request, org, form.cleaned_data["default_billing_type"])
     if which == "top_ups" and top_up_form.is_valid() and limits.is_valid():
+        kept = [
+            f.cleaned_data
+            for f in limits.forms
+            if f.has_changed() or f.initial
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        ]
+        removals = top_up_currency_removals(kept=[limit["currency"] for limit in kept])
+        if removals and "confirm" not in request.POST:
+            return _top_up_currency_removal_confirm(request, removals)
         try:
             organization_top_up_settings_update(
                 changed_by=request.user,
                 top_up_wait_seconds=top_up_form.cleaned_data["top_up_wait_seconds"],
                 prepaid_grace_nanos=top_up_form.cleaned_data["prepaid_grace"],
                 notification_email=top_up_form.cleaned_data["notification_email"],
-                limits=[
-                    f.cleaned_data
-                    for f in limits.forms
-                    if f.has_changed() or f.initial
-                    if f.cleaned_data and not f.cleaned_data.get("DELETE")
-                ],
+                limits=kept,
             )
         except BillingError as exc:  # the service's own checks, should a form ever miss one
             top_up_form.add_error(None, str(exc))
@@ -223,6 +231,24 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
             ],
         },
         status=400 if invalid or (posted and not which) else 200,
+    )
+
+
+def _top_up_currency_removal_confirm(
+    request: PortalRequest, removals: list[CurrencyRemoval]
+) -> HttpResponse:
+    """Removing a currency stops Add credit and auto-recharge in it: confirm first. The page
+    posts the same form again, with `confirm`."""
+    posted = [
+        (name, value)
+        for name in request.POST
+        if name not in ("csrfmiddlewaretoken", "confirm")
+        for value in request.POST.getlist(name)
+    ]
+    return render(
+        request,
+        "billing/top_up_currency_remove_confirm.html",
+        {"removals": removals, "posted": posted},
     )
 
 
@@ -344,7 +370,10 @@ def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
     can_adjust = request.user.has_perm("billing.adjust_any_prepaid_balance")
     if request.method == "POST" and not can_adjust:
         raise PermissionDenied("You need the “Adjust any prepaid balance” permission.")
-    form = AdjustBalanceForm(request.POST if request.method == "POST" else None)
+    form = AdjustBalanceForm(
+        request.POST if request.method == "POST" else None,
+        currencies=adjustment_currencies(account=account),
+    )
     if request.method == "POST" and form.is_valid():
         if "confirm" in request.POST:
             return _adjust_save(request, developer, account, form)
@@ -373,6 +402,7 @@ def _adjust_confirm(request: PortalRequest, context: dict, form: AdjustBalanceFo
             "current": Money(current, change.currency),
             "after": Money(current + change.nanos, change.currency),
             "reason": form.cleaned_data["reason"],
+            "recharge": recharge_preview(account=context["billing_account"], change=change),
             "confirm_form": confirm_form,
         },
     )

@@ -436,3 +436,65 @@ def test_an_attempt_in_flight_is_resumed_only_by_its_task_or_once_stale(account)
     assert auto_recharge_claim(account_id=account.pk, currency="USD", task_id="sweep") == first
     assert auto_recharge_due() == [(account.pk, "USD")]
     assert RechargeAttempt.objects.count() == 1
+
+
+RECHARGE_FORM = {
+    "recharge-USD-enabled": "on",
+    "recharge-USD-threshold": "90",
+    "recharge-USD-mode": "FIXED",
+    "recharge-USD-amount": "5",
+    "recharge-USD-monthly_cap": "",
+}
+
+
+def test_switching_on_again_while_the_runaway_guard_holds_says_when_it_can(client, account):
+    enable(account, threshold="90", amount="5")
+    for n in range(6):
+        debit(account, "20", f"d{n}")
+    client.force_login(account.user)
+    finished = RechargeAttempt.objects.filter(state="SUCCEEDED").order_by("-finished_at")
+    until = f"{finished[3].finished_at + timedelta(minutes=10):%H:%M}"
+    page = client.get(reverse("my_balance")).content.decode()
+    assert "Switched off by the runaway guard" in page
+    assert f"It can be switched on again after {until} UTC" in page
+    url = reverse("auto_recharge_settings", args=["USD"])
+
+    with _committing():
+        refused = client.post(url, RECHARGE_FORM)
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    page = refused.content.decode()
+    assert f"It can be switched on again after {until} UTC. Nothing was changed." in page
+    assert "Auto-recharge for USD is on." not in page
+    assert not AutoRecharge.objects.get().enabled
+    assert RechargeAttempt.objects.count() == 4
+
+    RechargeAttempt.objects.update(finished_at=timezone.now() - timedelta(minutes=11))
+    page = client.get(reverse("my_balance")).content.decode()
+    assert (
+        "Switching it on again charges your saved card (Visa •••• 4242) at once if your USD "
+        "balance is below $90.00." in page
+    )
+    calmer = {**RECHARGE_FORM, "recharge-USD-threshold": "10", "recharge-USD-amount": "50"}
+    with _committing():
+        page = client.post(url, calmer, follow=True).content.decode()
+    assert "Auto-recharge for USD is on." in page and "runaway guard" not in page
+    assert AutoRecharge.objects.get().enabled
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 5  # charged at once
+
+
+def test_after_three_declines_the_page_says_what_switching_on_again_does(client, account):
+    card_save(account=account, payment_method_id=DECLINED, brand="visa", last4="0002")
+    account.refresh_from_db()
+    enable(account)
+    debit(account, "85", "d1")
+    for n in range(2):
+        AutoRecharge.objects.update(retry_after=None)
+        debit(account, "1", f"d{n + 2}")
+    client.force_login(account.user)
+    page = client.get(reverse("my_balance")).content.decode()
+    assert "Switched off after 3 failed charges in a row." in page
+    assert (
+        "Switching it on again starts the count of failed charges afresh and charges your saved "
+        "card (Visa •••• 0002) at once if your USD balance is below $20.00. If that card was "
+        "declined, replace it first." in page
+    )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 import pytest
@@ -200,7 +201,7 @@ def test_admin_adjusts_through_a_confirmation_once(client, portal_admin, prepaid
         ),
         (
             {"direction": "increase", "amount": "5", "currency": "ZZZ", "reason": "x"},
-            "not a known ISO 4217",
+            "“ZZZ” cannot be adjusted here",
         ),
         (
             {"direction": "increase", "amount": "5", "currency": "USD", "reason": "  "},
@@ -316,3 +317,108 @@ def test_an_adjustment_past_the_largest_balance_is_refused_before_the_confirmati
     # Up to the largest balance is allowed.
     client.post(url, {**data, "amount": "1", "confirm": "1", "transaction_id": "adjustment:1"})
     assert Wallet.objects.get().balance == usd("1000000000").nanos
+
+
+def _adjust_confirmation(client, developer, direction: str, amount: str) -> str:
+    url = reverse("people_balance", args=[developer.pk])
+    data = {"direction": direction, "amount": amount, "currency": "USD", "reason": "usage fix"}
+    return client.post(url, data).content.decode()
+
+
+def test_adjust_confirmation_warns_when_it_would_charge_the_saved_card(
+    client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
+):
+    from billing.auto_recharge import auto_recharge_configure, card_save
+
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+
+    def configure(enabled: bool, mode: str, amount: str) -> None:
+        auto_recharge_configure(
+            account=account,
+            currency="USD",
+            enabled=enabled,
+            threshold=usd("20"),
+            mode=mode,
+            amount=usd(amount),
+            monthly_cap=None,
+            changed_by=prepaid_developer,
+        )
+
+    configure(True, "FIXED", "50")
+    client.force_login(portal_admin)
+    # 30 - 10 = 20 is not below the threshold: auto-recharge charges only below it.
+    assert "recharge-warning" not in _adjust_confirmation(
+        client, prepaid_developer, "decrease", "10"
+    )
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "15")
+    assert "Auto-recharge is on for USD with a threshold of $20.00." in page
+    assert "saved card (Visa •••• 4242) <strong>$50.00</strong>" in page
+    configure(True, "TARGET", "60")
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "17.50")
+    assert "<strong>$47.50</strong>" in page  # up to the target from 12.50
+    configure(False, "FIXED", "50")
+    assert "recharge-warning" not in _adjust_confirmation(
+        client, prepaid_developer, "decrease", "15"
+    )
+
+    # The warning tells the truth: confirming does charge the card.
+    configure(True, "FIXED", "50")
+    import re
+
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "15")
+    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("people_balance", args=[prepaid_developer.pk]),
+            {
+                "direction": "decrease",
+                "amount": "15",
+                "currency": "USD",
+                "reason": "usage fix",
+                "transaction_id": transaction_id,
+                "confirm": "1",
+            },
+        )
+    assert Wallet.objects.get().balance == 65 * 10**9  # 30 - 15 + 50
+
+
+def test_adjust_currency_is_chosen_from_offered_currencies_and_existing_wallets(
+    client, portal_admin, prepaid_developer
+):
+    from billing.models import TopUpLimit
+
+    account = prepaid_developer.billing_account
+    TopUpLimit.objects.create(currency="EUR", minimum=10**9, maximum=10**11, default=10**10)
+    # A balance in a currency no longer offered can still be corrected.
+    wallet_credit(
+        account=account, money=money_parse("7", "GBP"), transaction_id="t1", actor=Actor.system()
+    )
+    client.force_login(portal_admin)
+    url = reverse("people_balance", args=[prepaid_developer.pk])
+    page = client.get(url).content.decode()
+    assert '<select name="currency"' in page
+    select = page[page.index('<select name="currency"') :]
+    select = select[: select.index("</select>")]
+    assert re.findall(r'<option value="([A-Z]*)"', select) == ["", "EUR", "GBP", "USD"]
+    assert '<option value="USD" selected>' in page
+
+    data = {"direction": "increase", "amount": "5", "currency": "JPY", "reason": "goodwill"}
+    refused = client.post(url, data)
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    assert (
+        "“JPY” cannot be adjusted here: choose a currency the organisation offers or one the "
+        "developer has a balance in (EUR, GBP, USD)." in refused.content.decode()
+    )
+    refused_select = (
+        refused.content.decode().split('<select name="currency"')[1].split("</select>")[0]
+    )
+    assert " selected" not in refused_select  # "Choose…" shows, not another currency
+    assert not Wallet.objects.filter(currency="JPY").exists()
+    blank = client.post(url, {**data, "currency": ""})
+    assert "Choose a currency." in blank.content.decode()
+
+    confirm = client.post(url, {**data, "currency": "GBP"}).content.decode()
+    assert "Increase the GBP balance by £5.00?" in confirm

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 import pytest
 from django.urls import reverse
 
-from billing.models import AuditLogEntry, TopUp, TopUpLimit
+from billing.models import AuditLogEntry, AutoRecharge, TopUp, TopUpLimit
 from billing.selectors import organization_settings_get
 
 pytestmark = pytest.mark.django_db
@@ -65,14 +66,46 @@ def test_admin_saves_add_credit_settings_and_a_new_currency(client, portal_admin
     assert audit.actor == portal_admin and audit.data["before"]["top_up_wait_seconds"] == 300
 
 
-def test_removing_a_currency_stops_add_credit_in_it(client, portal_admin):
+def test_removing_a_currency_is_confirmed_first_then_stops_add_credit_in_it(
+    client, portal_admin, developer
+):
     client.force_login(portal_admin)
     client.post(reverse("monetization_settings"), form_data())
-    client.post(
-        reverse("monetization_settings"),
-        form_data(**{"limits-INITIAL_FORMS": "2", "limits-1-DELETE": "on"}),
+    AutoRecharge.objects.create(
+        billing_account=developer.billing_account,
+        currency="EUR",
+        enabled=True,
+        threshold=10 * UNIT,
+        amount=20 * UNIT,
     )
+    removal = form_data(
+        **{"limits-INITIAL_FORMS": "2", "limits-1-DELETE": "on", "top_up_wait_seconds": "60"}
+    )
+    response = client.post(reverse("monetization_settings"), removal)
+    assert response.status_code == HTTPStatus.OK
+    page = response.content.decode()
+    assert "Stop Add credit in EUR?" in page
+    assert "developers can no longer add credit in EUR" in page
+    assert "auto-recharge stops for the <strong>1 developer</strong> who has it on" in page
+    assert "Remove and save" in page and "Nothing has been saved yet." in page
+    # Nothing changed until confirmed, not even the other settings on the form.
+    assert list(TopUpLimit.objects.values_list("currency", flat=True)) == ["EUR", "USD"]
+    assert organization_settings_get().top_up_wait_seconds == 120
+
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    assert hidden["limits-1-DELETE"] == "on" and hidden["confirm"] == "1"
+    done = client.post(reverse("monetization_settings"), hidden, follow=True)
+    assert "The Add credit settings have been saved." in done.content.decode()
     assert list(TopUpLimit.objects.values_list("currency", flat=True)) == ["USD"]
+    assert organization_settings_get().top_up_wait_seconds == 60
+
+
+def test_saving_without_removing_a_currency_asks_nothing(client, portal_admin):
+    client.force_login(portal_admin)
+    blank_row = {f"limits-1-{name}": "" for name in ("currency", "minimum", "maximum", "default")}
+    response = client.post(reverse("monetization_settings"), form_data(**blank_row), follow=True)
+    assert "The Add credit settings have been saved." in response.content.decode()
+    assert organization_settings_get().top_up_wait_seconds == 120
 
 
 @pytest.mark.parametrize(
@@ -135,3 +168,25 @@ def test_add_credit_log_is_closed_to_developers_and_anonymous(client, developer)
     client.force_login(developer)
     response = client.get(url)
     assert response.status_code == HTTPStatus.FOUND and "/admin/login/" in response["Location"]
+
+
+def test_add_credit_log_shows_a_top_up_as_money_read_only(client, developer, portal_admin):
+    top_up = TopUp.objects.create(
+        billing_account=developer.billing_account,
+        currency="USD",
+        amount=20_500_000_000,
+        refunded_amount=5 * UNIT,
+        state=TopUp.State.REFUNDED,
+    )
+    client.force_login(portal_admin)
+    response = client.get(reverse("admin:billing_topup_change", args=[top_up.pk]))
+    assert response.status_code == HTTPStatus.OK
+    page = response.content.decode()
+    assert "$20.50" in page and "$5.00" in page and developer.email in page
+    assert "20500000000" not in page and "20,500,000,000" not in page
+    assert "5000000000" not in page and "5,000,000,000" not in page
+    assert '<input type="number"' not in page and 'name="amount"' not in page
+    # Viewing only: a POST cannot change the amount.
+    client.post(reverse("admin:billing_topup_change", args=[top_up.pk]), {"amount": "1"})
+    top_up.refresh_from_db()
+    assert top_up.amount == 20_500_000_000

@@ -41,6 +41,11 @@ State = TopUp.State
 PENDING_COUNTS_FOR = stripe_gateway.CHECKOUT_LIFETIME + timedelta(minutes=10)
 
 
+# The end of the flag reason of a payment Stripe reported with another amount or currency.
+PAYMENT_NOT_CREDITED = "; not credited."
+CREDITED = (State.SUCCEEDED, State.DISPUTED, State.REFUNDED)
+
+
 class TopUpRefused(BillingError):
     """Add credit was refused before any payment; the message names the limit and why."""
 
@@ -78,7 +83,7 @@ def top_up_offer(*, account: BillingAccount, currency: str) -> TopUpOffer | None
 def _counting(account: BillingAccount, currency: str, now: object) -> object:
     """Top-ups that use up limits: succeeded ones, and pending ones still payable."""
     return TopUp.objects.filter(billing_account=account, currency=currency).filter(
-        Q(state__in=[State.SUCCEEDED, State.DISPUTED, State.REFUNDED])
+        Q(state__in=CREDITED)
         | Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR)  # type: ignore[operator]
     )
 
@@ -313,13 +318,15 @@ def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, curren
     """
     paid = money_from_stripe(amount, currency)
     if (paid.nanos, paid.currency) != (top_up.amount, top_up.currency):
+        # Keep Stripe's id, so that a refund or dispute of this payment finds the top-up.
+        top_up_link_payment_intent(top_up=top_up, payment_intent_id=payment_intent_id)
         _flag(
             top_up,
             f"Stripe reported {money_format(paid)} for a top-up of "
-            f"{money_format(Money(top_up.amount, top_up.currency))}; not credited.",
+            f"{money_format(Money(top_up.amount, top_up.currency))}{PAYMENT_NOT_CREDITED}",
         )
         return False
-    if top_up.state in (State.SUCCEEDED, State.DISPUTED, State.REFUNDED):
+    if top_up.state in CREDITED:
         return False
     result = wallet_credit(
         account=top_up.billing_account,
@@ -491,10 +498,30 @@ def top_up_currency_matches(*, top_up: TopUp, money: Money, what: str) -> bool:
     return False
 
 
+def top_up_payment_set_aside(*, top_up: TopUp) -> bool:
+    """Its payment was flagged for an admin instead of credited: it will not be credited by
+    itself, so nothing waits for it."""
+    return top_up.state not in CREDITED and PAYMENT_NOT_CREDITED in top_up.flag_reason
+
+
+def top_up_flag_uncredited(*, top_up: TopUp, what: str, money: Money) -> None:
+    """Money left Stripe for a payment that was flagged and never credited: nothing to take
+    back from the developer, so an admin settles it by hand."""
+    _flag(
+        top_up,
+        f"Stripe reported {what} of {money_format(money)} for this top-up, which was never "
+        "credited; no balance was changed.",
+    )
+
+
 def _flag(top_up: TopUp, reason: str) -> None:
-    if top_up.flagged:
+    """Flag for an admin: one email per distinct reason, however often Stripe repeats it."""
+    current = TopUp.objects.values_list("flag_reason", flat=True).get(pk=top_up.pk)
+    if reason in current:
         return
-    TopUp.objects.filter(pk=top_up.pk).update(flagged=True, flag_reason=reason[:500])
+    combined = f"{current}\n{reason}" if current else reason
+    TopUp.objects.filter(pk=top_up.pk).update(flagged=True, flag_reason=combined[:500])
+    top_up.flagged, top_up.flag_reason = True, combined[:500]
     transaction.on_commit(lambda: notify_admins(f"Top-up {top_up.public_id} needs a look", reason))
 
 

@@ -27,6 +27,7 @@ from billing.auto_recharge import (
 from billing.models import BillingAccount, StripeEvent, TopUp
 from billing.money import money_from_stripe
 from billing.top_ups import (
+    CREDITED,
     DISPUTE_FUNDS_WITHDRAWN,
     REFUND_NOT_MADE,
     notify_admins,
@@ -34,8 +35,10 @@ from billing.top_ups import (
     top_up_dispute,
     top_up_expire,
     top_up_fail,
+    top_up_flag_uncredited,
     top_up_for_stripe,
     top_up_link_payment_intent,
+    top_up_payment_set_aside,
     top_up_refund,
     top_up_refund_fail,
     top_up_succeed,
@@ -44,7 +47,6 @@ from billing.top_ups import (
 logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
 DONE = (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED)
-CREDITED = (TopUp.State.SUCCEEDED, TopUp.State.DISPUTED, TopUp.State.REFUNDED)
 
 
 # How long a refund or dispute that names nothing of ours waits for the payment it refunds.
@@ -304,6 +306,8 @@ def charge_refunded(charge: dict[str, Any]) -> None:
     if not top_up_currency_matches(top_up=top_up, money=refunded, what="a refund"):
         return
     if top_up.state not in CREDITED:
+        if top_up_payment_set_aside(top_up=top_up):
+            return top_up_flag_uncredited(top_up=top_up, what="a refund", money=refunded)
         # Refunding what was never credited would leave a debt: wait for the payment's event.
         raise EventNotReady(f"Refund for top-up {top_up.public_id} before its payment")
     top_up_refund(
@@ -342,6 +346,8 @@ def dispute_changed(dispute: dict[str, Any]) -> None:
     if not top_up_currency_matches(top_up=top_up, money=disputed, what="a dispute"):
         return
     if top_up.state not in CREDITED:
+        if top_up_payment_set_aside(top_up=top_up):
+            return top_up_flag_uncredited(top_up=top_up, what="a dispute", money=disputed)
         # Taking back what was never credited would leave a debt: wait for the payment's event.
         raise EventNotReady(f"Dispute for top-up {top_up.public_id} before its payment")
     top_up_dispute(

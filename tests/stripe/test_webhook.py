@@ -983,6 +983,50 @@ def test_a_refund_in_another_currency_before_the_payment_is_not_retried_forever(
     assert len(mail.outbox) == 1
 
 
+def test_a_refund_or_dispute_of_a_payment_set_aside_is_flagged_not_retried_for_days(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    """Stripe reported $10.00 for a $20.00 top-up (flagged, not credited); the provider then
+    refunds it, and the cardholder disputes it. Nothing was credited, so nothing is taken back:
+    each is answered 200 and told to the admin once, not retried for days."""
+    pi = payment_intent_of(checkout_completed)
+    checkout_completed["data"]["object"].update(amount_total=1000)
+    refunded = fake_stripe.charge_refunded_event(pi, amount=1000)
+    disputed = fake_stripe.dispute_created_event(pi)
+
+    for event in (checkout_completed, refunded, refunded, disputed, disputed):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send(event) == HTTPStatus.OK
+
+    assert balance() is None and ledger() == []
+    top_up.refresh_from_db()
+    assert (top_up.state, top_up.stripe_payment_intent_id) == ("PENDING", pi)
+    assert top_up.flag_reason.splitlines() == [
+        "Stripe reported $10.00 for a top-up of $20.00; not credited.",
+        "Stripe reported a refund of $10.00 for this top-up, which was never credited; "
+        "no balance was changed.",
+        "Stripe reported a dispute of $20.00 for this top-up, which was never credited; "
+        "no balance was changed.",
+    ]
+    assert len(mail.outbox) == 3  # one per reason
+
+
+def test_a_refund_before_its_payment_still_waits_when_the_top_up_is_flagged_for_something_else(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    pi = payment_intent_of(checkout_completed)
+    refunded = fake_stripe.charge_refunded_event(pi, amount=500)
+    in_other_currency = in_euros(fake_stripe, refunded)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(in_other_currency) == HTTPStatus.OK  # flagged
+
+    assert send(refunded) == HTTPStatus.INTERNAL_SERVER_ERROR  # its payment may still come
+    assert send(checkout_completed) == HTTPStatus.OK
+    assert send(refunded) == HTTPStatus.OK
+
+    assert balance() == 15 * UNIT
+
+
 # --- a handler that crashes -------------------------------------------------------------------
 
 

@@ -83,8 +83,7 @@ def top_up_offer(*, account: BillingAccount, currency: str) -> TopUpOffer | None
 def _counting(account: BillingAccount, currency: str, now: object) -> object:
     """Top-ups that use up limits: succeeded ones, and pending ones still payable."""
     return TopUp.objects.filter(billing_account=account, currency=currency).filter(
-        Q(state__in=CREDITED)
-        | Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR)  # type: ignore[operator]
+        Q(state__in=CREDITED) | Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR)  # type: ignore[operator]
     )
 
 
@@ -135,6 +134,19 @@ def top_up_check(
         _check_wait(account, currency, now)
 
 
+def top_up_open(*, account: BillingAccount, currency: str) -> TopUp | None:
+    """The developer's latest payment page in this currency that can still be paid."""
+    since = timezone.now() - stripe_gateway.CHECKOUT_LIFETIME
+    return (
+        TopUp.objects.filter(
+            billing_account=account, currency=currency, state=State.PENDING, created_at__gte=since
+        )
+        .exclude(checkout_url="")
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def _check_wait(account: BillingAccount, currency: str, now: object) -> None:
     wait = organization_settings_get().top_up_wait_seconds
     if not wait:
@@ -151,9 +163,14 @@ def _check_wait(account: BillingAccount, currency: str, now: object) -> None:
         return
     ready = max(last.created_at, last.succeeded_at or last.created_at) + timedelta(seconds=wait)
     seconds = int((ready - now).total_seconds()) + 1
+    unpaid = (
+        " Your last payment page is not paid yet: finish or cancel it (see above)."
+        if last.state == State.PENDING
+        else ""
+    )
     raise TopUpRefused(
         f"Please wait {seconds // 60} min {seconds % 60} s before adding credit in {currency} "
-        f"again: the organisation allows one top-up every {_duration(wait)}."
+        f"again: the organisation allows one top-up every {_duration(wait)}.{unpaid}"
     )
 
 

@@ -69,6 +69,7 @@ from billing.top_ups import (
     top_up_expire_stale_offline,
     top_up_fail,
     top_up_offer,
+    top_up_open,
     top_up_start,
 )
 from billing.webhooks import webhook_receive
@@ -480,7 +481,12 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
     return render(
         request,
         "billing/add_credit.html",
-        {**context, "form": form, "offline": not stripe_enabled()},
+        {
+            **context,
+            "form": form,
+            "offline": not stripe_enabled(),
+            "open_top_up": top_up_open(account=account, currency=offer.currency),
+        },
         status=400 if form.errors else 200,
     )
 

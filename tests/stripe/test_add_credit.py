@@ -248,13 +248,38 @@ def test_the_top_up_wait_refuses_a_second_top_up_within_300_seconds(fake_stripe,
 
     [error] = amount_errors(refused)
     assert error.startswith("Please wait 5 min 0 s before adding credit in USD again")
-    assert error.endswith("the organisation allows one top-up every 5 minutes.")
+    assert error.endswith(
+        "the organisation allows one top-up every 5 minutes. Your last payment page is not "
+        "paid yet: finish or cancel it (see above)."
+    )
+    # Above the form: the open payment, to finish or to cancel.
+    first = latest_top_up()
+    page = page_text(refused)
+    assert "You started adding <strong>$20.00</strong>" in page
+    assert f'href="{first.checkout_url}">Continue to that payment' in page
+    assert f'href="{reverse("top_up_cancel", args=[first.public_id])}">Cancel it' in page
     assert TopUp.objects.count() == 1
     assert len(fake_stripe.received_requests()) == requests_before
 
     no_wait()
     assert add_credit(prepaid_client, "20").status_code == HTTPStatus.FOUND
     assert TopUp.objects.count() == 2
+
+
+def test_no_open_payment_is_shown_once_it_is_paid_cancelled_or_expired(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    page = lambda: page_text(prepaid_client.get(reverse("add_credit", args=["USD"])))  # noqa: E731
+    assert "You started adding" not in page()
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    assert "You started adding <strong>$20.00</strong>" in page()
+
+    TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    assert "You started adding" not in page()  # its page expired
+    TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now())
+    prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]))
+    assert "You started adding" not in page()
 
 
 def test_the_wait_counts_from_the_last_credit_not_only_from_the_start(

@@ -278,18 +278,19 @@ def get_monetization_config(request: HttpRequest, org: str, email: str) -> dict[
 
 @api.put(f"{DEVELOPER}/monetizationConfig", response={200: MonetizationConfig, **ERRORS})
 def update_monetization_config(
-    request: HttpRequest, org: str, email: str, config: MonetizationConfig
+    request: HttpRequest, org: str, email: str, body: MonetizationConfig
 ) -> dict[str, str]:
+    # The parameter is `body` as elsewhere: error messages leave that word out of a field's path.
     account = _developer(request, org, email, "billing.update_any_billing_type")
-    if config.billingType not in BillingType.values:
+    if body.billingType not in BillingType.values:
         raise ApiError(400, "billingType must be PREPAID or POSTPAID.")
     billing_type_set(
         account=account,
-        billing_type=config.billingType,
+        billing_type=body.billingType,
         changed_by=request.auth.user,  # type: ignore[attr-defined]
         source=BillingTypeChange.Source.API,
     )
-    return {"billingType": config.billingType}
+    return {"billingType": body.billingType}
 
 
 @api.get(f"{DEVELOPER}/balance", response={200: BalanceOut, **ERRORS}, exclude_none=True)

@@ -198,6 +198,16 @@ def test_monetization_config_of_a_developer_without_a_type_follows_the_default(c
     assert calls.get_config().json() == {"billingType": "PREPAID"}
 
 
+@pytest.mark.parametrize("body", [{}, {"billingType": 1}], ids=["missing", "not a string"])
+def test_a_bad_monetization_config_names_the_field_as_sent(calls, developer, body):
+    response = calls.put_config(body)
+
+    # The field as the request spells it, not the handler's parameter ("config.billingType").
+    assert error_of(response, HTTPStatus.BAD_REQUEST)["message"].startswith("billingType: ")
+    developer.billing_account.refresh_from_db()
+    assert developer.billing_account.billing_type == ""
+
+
 # ---- balance, credit, adjust: seed 004's examples ----
 
 

@@ -37,6 +37,7 @@ STATUS_NAMES = {
     405: "UNIMPLEMENTED",
     409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
 }
 
 
@@ -133,8 +134,9 @@ def _error(
 
 
 class JsonErrorsUnderV1:
-    """Middleware: an unknown path or method under /v1/ answers with the API's error JSON, not
-    Django's HTML pages, so that scripts can read every error the same way."""
+    """Middleware: every error Django answers under /v1/ itself (unknown path or method, a body
+    too large to read, a failure on the server) comes as the API's error JSON, not an HTML page,
+    so that scripts can read every error the same way."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -142,20 +144,30 @@ class JsonErrorsUnderV1:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if (
-            response.status_code in (404, 405)
+            response.status_code >= 400
             and request.path.startswith("/v1/")
             and not response.get("Content-Type", "").startswith("application/json")
         ):
-            message = (
-                f"No API endpoint at {request.path}."
-                if response.status_code == 404
-                else f"{request.method} is not allowed here; allowed: {response.get('Allow', '')}."
-            )
+            message = self._message(request, response)
             json_response = _error(request, response.status_code, message)
             if response.has_header("Allow"):
                 json_response["Allow"] = response["Allow"]
             return json_response
         return response
+
+    @staticmethod
+    def _message(request: HttpRequest, response: HttpResponse) -> str:
+        if response.status_code == 404:
+            return f"No API endpoint at {request.path}."
+        if response.status_code == 405:
+            return f"{request.method} is not allowed here; allowed: {response.get('Allow', '')}."
+        if response.status_code == 400:
+            # Django refuses such a request before the API sees it; too large is the usual cause.
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return f"The request could not be read: a body may hold at most {limit:,} bytes."
+        if response.status_code >= 500:
+            return "The server failed to handle this request. Try again later."
+        return f"{response.reason_phrase}."
 
 
 @api.exception_handler(ApiError)
@@ -266,18 +278,19 @@ def get_monetization_config(request: HttpRequest, org: str, email: str) -> dict[
 
 @api.put(f"{DEVELOPER}/monetizationConfig", response={200: MonetizationConfig, **ERRORS})
 def update_monetization_config(
-    request: HttpRequest, org: str, email: str, config: MonetizationConfig
+    request: HttpRequest, org: str, email: str, body: MonetizationConfig
 ) -> dict[str, str]:
+    # The parameter is `body` as elsewhere: error messages leave that word out of a field's path.
     account = _developer(request, org, email, "billing.update_any_billing_type")
-    if config.billingType not in BillingType.values:
+    if body.billingType not in BillingType.values:
         raise ApiError(400, "billingType must be PREPAID or POSTPAID.")
     billing_type_set(
         account=account,
-        billing_type=config.billingType,
+        billing_type=body.billingType,
         changed_by=request.auth.user,  # type: ignore[attr-defined]
         source=BillingTypeChange.Source.API,
     )
-    return {"billingType": config.billingType}
+    return {"billingType": body.billingType}
 
 
 @api.get(f"{DEVELOPER}/balance", response={200: BalanceOut, **ERRORS}, exclude_none=True)

@@ -295,6 +295,9 @@ class TopUp(models.Model):
     succeeded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # The Drupal module's name for the list of top-ups, as the admin and issue 4 call it.
+        verbose_name = "top-up"
+        verbose_name_plural = "add credit log"
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(

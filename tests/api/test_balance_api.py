@@ -198,6 +198,16 @@ def test_monetization_config_of_a_developer_without_a_type_follows_the_default(c
     assert calls.get_config().json() == {"billingType": "PREPAID"}
 
 
+@pytest.mark.parametrize("body", [{}, {"billingType": 1}], ids=["missing", "not a string"])
+def test_a_bad_monetization_config_names_the_field_as_sent(calls, developer, body):
+    response = calls.put_config(body)
+
+    # The field as the request spells it, not the handler's parameter ("config.billingType").
+    assert error_of(response, HTTPStatus.BAD_REQUEST)["message"].startswith("billingType: ")
+    developer.billing_account.refresh_from_db()
+    assert developer.billing_account.billing_type == ""
+
+
 # ---- balance, credit, adjust: seed 004's examples ----
 
 
@@ -999,6 +1009,34 @@ def test_a_method_an_endpoint_does_not_take_answers_json_405(api, developer, own
     error = error_of(response, HTTPStatus.METHOD_NOT_ALLOWED)
     assert "DELETE is not allowed" in error["message"]
     assert "GET" in response["Allow"]
+
+
+def test_a_body_too_large_to_read_answers_json_400_and_changes_nothing(api, admin_token, developer):
+    before = billing_state()
+    body = {**credit_body("USD", "1", tx="big"), "memo": "x" * 3_000_000}
+
+    response = api.call(
+        "POST", developer_path(developer.email, "balance:credit"), body, token=admin_token
+    )
+
+    error = error_of(response, HTTPStatus.BAD_REQUEST)
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert "2,621,440 bytes" in error["message"]
+    assert billing_state() == before
+
+
+def test_a_failure_on_the_server_answers_json_500(api, owner_token, developer, monkeypatch):
+    def database_gone(**kwargs: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    # A stand-in for any unexpected failure below the API: the answer is what is tested.
+    monkeypatch.setattr("billing.api.wallets_balance", database_gone)
+
+    response = api.call("GET", developer_path(developer.email, "balance"), token=owner_token)
+
+    error = error_of(response, HTTPStatus.INTERNAL_SERVER_ERROR)
+    assert error["status"] == "INTERNAL"
+    assert "database" not in error["message"]  # nothing of the failure leaks to the caller
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,18 @@ def test_add_credit_log_needs_its_permission(client, request, developer, role, e
         assert developer.email in page and "$20.00" in page and "Pending" in page
 
 
+def test_the_admin_calls_it_the_add_credit_log(client, portal_admin):
+    client.force_login(portal_admin)
+
+    index = client.get(reverse("admin:index")).content.decode()
+    changelist = client.get(reverse("admin:billing_topup_changelist")).content.decode()
+
+    log = reverse("admin:billing_topup_changelist")
+    assert f'<a href="{log}">Add credit log</a>' in index
+    assert "Top ups" not in index
+    assert "<title>Select top-up to view |" in changelist
+
+
 def test_add_credit_log_is_closed_to_developers_and_anonymous(client, developer):
     url = reverse("admin:billing_topup_changelist")
     assert client.get(url).status_code == HTTPStatus.FOUND

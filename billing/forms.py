@@ -178,7 +178,10 @@ class TopUpSettingsForm(forms.Form):
     notification_email = forms.EmailField(
         required=False,
         label="Notify about failed crediting",
-        help_text="Empty: the site administrators (ADMINS).",
+        help_text=(
+            "Empty: the site administrators (ADMINS), else everyone who may view the Add "
+            "credit log."
+        ),
     )
 
     def clean_prepaid_grace(self) -> int:

@@ -19,6 +19,7 @@ from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import User
 from billing import stripe_gateway
 from billing.exceptions import BillingError
 from billing.ledger import Actor, ledger_apply, wallet_credit
@@ -543,17 +544,36 @@ def _flag(top_up: TopUp, reason: str) -> None:
 
 
 def notify_admins(subject: str, message: str) -> None:
-    """Email the organisation's notification address, else Django's ADMINS. After commits only."""
-    recipient = organization_settings_get().notification_email
+    """Email the organisation's notification address, else Django's ADMINS, else everyone who
+    may read the Add credit log: out of the box somebody hears of it. After commits only."""
     try:
-        if recipient:
+        if settings.ADMINS and not organization_settings_get().notification_email:
+            mail_admins(subject, message)
+            return
+        recipients = _notification_recipients()
+        if recipients:
             send_mail(
-                f"[Developer portal] {subject}", message, settings.DEFAULT_FROM_EMAIL, [recipient]
+                f"[Developer portal] {subject}", message, settings.DEFAULT_FROM_EMAIL, recipients
             )
         else:
-            mail_admins(subject, message)
+            logger.error("Nobody to email about: %s. %s", subject, message)
     except Exception:  # an unreachable mail server must not turn a handled event into a failure
         logger.exception("Could not email the administrators: %s", subject)
+
+
+def _notification_recipients() -> list[str]:
+    configured = organization_settings_get().notification_email
+    if configured:
+        return [configured]
+    may_read_the_log = Q(
+        user_permissions__codename="view_add_credit_log",
+        user_permissions__content_type__app_label="billing",
+    ) | Q(
+        groups__permissions__codename="view_add_credit_log",
+        groups__permissions__content_type__app_label="billing",
+    )
+    users = User.objects.filter(Q(is_superuser=True) | may_read_the_log, is_active=True)
+    return sorted(set(users.values_list("email", flat=True)))
 
 
 def add_credit_rows(*, account: BillingAccount) -> list[dict]:

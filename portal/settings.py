@@ -56,7 +56,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = _env_or_fail(env.list, "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-PORTAL_ORG = env.str("PORTAL_ORG", default="demo-org")
+PORTAL_ORG = env.str("PORTAL_ORG", default="demo-org").strip()
+if not PORTAL_ORG:
+    raise ImproperlyConfigured("PORTAL_ORG must not be empty: it is the {org} in every API path.")
 # Where links in emails sent by workers point (no request to build them from).
 PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
@@ -223,7 +225,7 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
-STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+STRIPE_MAX_NETWORK_RETRIES = _env_or_fail(env.int, "STRIPE_MAX_NETWORK_RETRIES", default=2)
 if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
     raise ImproperlyConfigured(
         "STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY: without it no payment "

@@ -68,7 +68,10 @@ def chromium_path() -> str:
 
 @pytest.fixture
 def browser(chromium_path: str):
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    try:
+        import playwright.sync_api as playwright_api
+    except ImportError:
+        require(False, "needs the playwright package (make install)")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
     # between page actions are still synchronous, so Django's async guard is lifted here only.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

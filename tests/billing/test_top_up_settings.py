@@ -202,3 +202,33 @@ def test_add_credit_log_shows_a_top_up_as_money_read_only(client, developer, por
     client.post(reverse("admin:billing_topup_change", args=[top_up.pk]), {"amount": "1"})
     top_up.refresh_from_db()
     assert top_up.amount == 20_500_000_000
+
+
+def test_without_a_notification_address_the_add_credit_log_readers_are_emailed(settings):
+    """Issue 4: an administrator is emailed when crediting fails. With neither the settings
+    page's address nor ADMINS, that is everyone who may read the Add credit log."""
+    from django.contrib.auth.models import Permission
+    from django.core import mail
+
+    from billing.top_ups import notify_admins
+    from tests.factories import AdminFactory, DeveloperFactory
+
+    settings.ADMINS = []
+    group_admin = AdminFactory(portal_admin=True)
+    direct = AdminFactory()
+    direct.user_permissions.add(Permission.objects.get(codename="view_add_credit_log"))
+    superuser = AdminFactory(is_superuser=True)
+    AdminFactory()  # staff without the permission
+    DeveloperFactory()
+    AdminFactory(portal_admin=True, is_active=False)
+
+    notify_admins("Crediting failed", "details")
+
+    [email] = mail.outbox
+    assert sorted(email.to) == sorted([group_admin.email, direct.email, superuser.email])
+    assert email.subject == "[Developer portal] Crediting failed"
+
+    mail.outbox.clear()
+    organization_settings_get().__class__.objects.update(notification_email="ops@example.com")
+    notify_admins("Crediting failed", "details")
+    assert mail.outbox[0].to == ["ops@example.com"]

@@ -62,7 +62,13 @@ def test_a_half_configured_stripe_refuses_to_start(stripe, message):
 
 @pytest.mark.parametrize(
     "variable, value",
-    [("DATABASE_URL", "garbage"), ("CACHE_URL", "nonsense://x"), ("DJANGO_DEBUG", "maybe")],
+    [
+        ("DATABASE_URL", "garbage"),
+        ("CACHE_URL", "nonsense://x"),
+        ("DJANGO_DEBUG", "maybe"),
+        ("STRIPE_MAX_NETWORK_RETRIES", "two"),
+        ("PORTAL_ORG", " "),
+    ],
 )
 def test_a_malformed_variable_stops_the_start_with_its_name(variable, value):
     result = start(**{variable: value})

@@ -107,3 +107,23 @@ def test_revoking_a_token_in_the_admin_is_audited_once(superuser_client):
     assert revoked.actor.email == "root@example.com" and revoked.target_user == developer
     assert revoked.data == {"token": token.prefix, "name": "gateway"}
     assert AuditLogEntry.objects.filter(action="api_token.create").count() == 1
+
+
+@pytest.mark.parametrize("portal_admin, status", [(True, 200), (False, 403)])
+def test_portal_admins_list_and_revoke_tokens_other_staff_cannot(client, portal_admin, status):
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create
+    from tests.factories import AdminFactory
+
+    developer = User.objects.create_user("dev@example.com")
+    token, _ = api_token_create(user=developer, name="gateway")
+    client.force_login(AdminFactory(portal_admin=portal_admin))
+
+    listing = client.get("/admin/accounts/apitoken/")
+    client.post("/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+
+    assert listing.status_code == status
+    if status == 200:
+        assert token.prefix in listing.content.decode()
+        assert "token_hash" not in listing.content.decode()
+    assert (ApiToken.objects.get().revoked_at is not None) == portal_admin

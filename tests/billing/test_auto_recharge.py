@@ -387,6 +387,15 @@ def test_balance_page_saves_settings_and_shows_attempts(client, account):
     assert "Succeeded" in page and "Auto-recharge" in page
 
 
+def test_last_recharges_say_their_times_are_utc_like_the_transactions(client, account):
+    enable(account)
+    debit(account, "85", "d1")
+    client.force_login(account.user)
+    page = client.get(reverse("my_balance")).content.decode()
+    attempts = page[page.index('data-testid="recharge-attempts"') :]
+    assert attempts.index("<th>When (UTC)</th>") < attempts.index("Succeeded")
+
+
 def test_reloading_the_settings_address_after_a_refused_save_shows_the_balance_page(
     client, account
 ):

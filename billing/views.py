@@ -614,8 +614,11 @@ def test_card(request: PortalRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def auto_recharge_settings(request: PortalRequest, currency: str) -> HttpResponse:
+    if request.method == "GET":
+        # A refused save leaves the browser on this address; reloading it must not be a blank 405.
+        return redirect(reverse("my_balance") + "#auto-recharge")
     account = billing_account_get_or_create(user=request.user)
     currency = currency.upper()
     form = AutoRechargeForm(request.POST, currency=currency)

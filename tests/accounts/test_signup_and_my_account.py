@@ -142,3 +142,38 @@ def test_people_shows_balances_to_admins_who_may_view_them(
     page = client.get(reverse("people_list")).content.decode()
     assert developer.email in page
     assert "Balances" not in page and "$12.50" not in page
+
+
+def test_signup_errors_show_under_the_input_they_are_about(client):
+    """allauth's default puts an error above the label, where it reads as the previous field's."""
+    page = client.post(
+        reverse("account_signup"),
+        {"email": "not-an-email", "first_name": "Ada", "last_name": "", "password1": "x"},
+    ).content.decode()
+    email_input = page.index('name="email"')
+    email_error = page.index("Enter a valid email address.")
+    last_name_input = page.index('name="last_name"')
+    last_name_error = page.index("This field is required.", last_name_input)
+    password_input = page.index('name="password1"')
+    assert email_input < email_error < page.index('name="first_name"')
+    assert last_name_input < last_name_error < password_input
+    assert User.objects.count() == 0
+
+
+def test_my_account_links_to_changing_the_password_and_email_addresses(client, developer):
+    """allauth's pages existed, but nothing in the portal led to them."""
+    client.force_login(developer)
+    page = client.get(reverse("my_account")).content.decode()
+    assert f'<a href="{reverse("account_change_password")}">Change password</a>' in page
+    assert f'<a href="{reverse("account_email")}">Email addresses</a>' in page
+    assert client.get(reverse("account_change_password")).status_code == HTTPStatus.OK
+    assert client.get(reverse("account_email")).status_code == HTTPStatus.OK
+
+
+def test_an_admin_viewing_a_developer_gets_no_link_to_their_own_password(
+    client, developer, portal_admin
+):
+    client.force_login(portal_admin)
+    page = client.get(reverse("people_account", args=[developer.pk])).content.decode()
+    assert developer.email in page
+    assert reverse("account_change_password") not in page

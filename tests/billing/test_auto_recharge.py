@@ -387,6 +387,33 @@ def test_balance_page_saves_settings_and_shows_attempts(client, account):
     assert "Succeeded" in page and "Auto-recharge" in page
 
 
+def test_last_recharges_say_their_times_are_utc_like_the_transactions(client, account):
+    enable(account)
+    debit(account, "85", "d1")
+    client.force_login(account.user)
+    page = client.get(reverse("my_balance")).content.decode()
+    attempts = page[page.index('data-testid="recharge-attempts"') :]
+    assert attempts.index("<th>When (UTC)</th>") < attempts.index("Succeeded")
+
+
+def test_reloading_the_settings_address_after_a_refused_save_shows_the_balance_page(
+    client, account
+):
+    """A refused save renders the balance page at the settings address; reloading it (a GET)
+    was a blank 405 page."""
+    client.force_login(account.user)
+    url = reverse("auto_recharge_settings", args=["USD"])
+    refused = client.post(url, {"recharge-USD-enabled": "on", "recharge-USD-threshold": "x"})
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    reloaded = client.get(url)
+    assert reloaded.status_code == HTTPStatus.FOUND
+    assert reloaded["Location"] == reverse("my_balance") + "#auto-recharge"
+    assert 'id="auto-recharge"' in client.get(reloaded["Location"]).content.decode()
+    assert not AutoRecharge.objects.filter(billing_account=account, enabled=True).exists()
+    client.logout()
+    assert client.get(url)["Location"].startswith(reverse("account_login"))
+
+
 def test_offline_test_card_page_saves_a_card_through_the_webhook(client, developer, settings):
     client.force_login(developer)
     page = client.get(reverse("test_card")).content.decode()

@@ -108,6 +108,9 @@ def test_portal_admin_group_holds_the_drupal_permission_titles():
         "Adjust any prepaid balance",
         "View Add Credit Log",
         "Charge usage to any prepaid balance",
+        # The Django admin's token list, to revoke a leaked gateway token.
+        "Can view api token",
+        "Can change api token",
     }
 
 

@@ -180,3 +180,22 @@ def test_an_admin_viewing_a_developer_gets_no_link_to_their_own_password(
     page = client.get(reverse("people_account", args=[developer.pk])).content.decode()
     assert developer.email in page
     assert reverse("account_change_password") not in page
+
+
+@pytest.mark.parametrize(
+    "url, wording",
+    [
+        ("/accounts/login/", ["Sign in", "Remember me"]),
+        ("/accounts/signup/", ["Sign up"]),
+        ("/accounts/password/reset/", ["Password reset"]),
+    ],
+)
+def test_allauths_pages_use_the_portals_sentence_case(client, url, wording):
+    import html
+    import re
+
+    text = html.unescape(re.sub(r"<[^>]+>", " ", client.get(url).content.decode()))
+    for words in wording:
+        assert words in text
+    for title_case in ("Sign In", "Sign Up", "Remember Me", "Password Reset"):
+        assert title_case not in text

@@ -3,17 +3,30 @@ the wallet row (billing/ledger.py); anything that locks the account FOR UPDATE a
 a lock a debit's transaction holds closes a cycle. With 200 concurrent debits, the auto-recharge
 claim did exactly that (claim -> debit -> the recharge's credit -> claim): "deadlock detected".
 These tests hold a debit's account lock open and check that the claim and Add credit do not wait
-for it."""
+for it.
+
+The other pairs below are checked the same way, one lock at a time: another session takes the
+first lock of one transaction, the code under test runs in a thread until it waits for that
+lock, and the session then asks (NOWAIT) for the lock its transaction would take next. Getting
+it means the code did not take the two locks in the opposite order, so the pair cannot
+deadlock."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 
-from billing.auto_recharge import auto_recharge_claim, auto_recharge_configure, card_save
+from billing.auto_recharge import (
+    auto_recharge_claim,
+    auto_recharge_configure,
+    card_save,
+    recharge_attempt_succeed,
+)
 from billing.ledger import Actor, wallet_credit
 from billing.models import BillingTypeChange, TopUp, Wallet
 from billing.money import money_parse
@@ -22,6 +35,9 @@ from billing.top_ups import top_up_start
 from tests.factories import DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+UNIT = 10**9
 
 
 def usd(text: str):
@@ -99,3 +115,132 @@ def test_add_credit_does_not_wait_for_a_debit(account, debit_holds_the_account):
     top_up = top_up_start(account=account, money=usd("20"), base_url="http://127.0.0.1")
 
     assert TopUp.objects.get(pk=top_up.pk).state == TopUp.State.PENDING
+
+
+# ---- One lock at a time ----
+
+
+class OtherSession:
+    """A second database session driven from the test's thread, like another process."""
+
+    def __init__(self) -> None:
+        self.db = connections.create_connection("default")
+
+    def run(self, sql: str, params: list[Any] | None = None) -> None:
+        with self.db.cursor() as cursor:
+            cursor.execute(sql, params or [])
+
+    def can_lock(self, sql: str, params: list[Any]) -> bool:
+        """Whether a NOWAIT lock is free now; a refusal aborts the session's transaction."""
+        try:
+            self.run(sql, params)
+        except OperationalError:
+            return False
+        return True
+
+
+@pytest.fixture
+def other_session(postgres) -> Iterator[OtherSession]:
+    session = OtherSession()
+    yield session
+    session.run("ROLLBACK")
+    session.db.close()
+
+
+def in_thread(call: Callable[[], Any]) -> Callable[[], Any]:
+    """Start `call` on its own connection; the returned function waits for its result."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:  # raised again in the test's thread
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def result() -> Any:
+        thread.join(30)
+        assert not thread.is_alive()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    result.thread = thread  # type: ignore[attr-defined]
+    return result
+
+
+def wait_until_blocked(result: Callable[[], Any]) -> bool:
+    """True once a session of the test database waits for a row lock; False if the thread
+    finished (or ten seconds passed) without waiting."""
+    thread = result.thread  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def recharge_due(account) -> None:
+    """Auto-recharge of 50 USD below 20, and a balance of 5: a recharge is due."""
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+    wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
+    auto_recharge_configure(
+        account=account,
+        currency="USD",
+        enabled=True,
+        threshold=usd("20"),
+        mode="FIXED",
+        amount=usd("50"),
+        monthly_cap=None,
+        changed_by=account.user,
+    )
+    Wallet.objects.update(balance=5 * UNIT)  # below the threshold, no debit to trigger it
+
+
+@pytest.fixture
+def recharge_in_flight(account, recharge_due):
+    """An auto-recharge attempt claimed and charged, its credit not yet made."""
+    attempt = auto_recharge_claim(account_id=account.pk, currency="USD", task_id="t1")
+    assert attempt is not None
+    return attempt
+
+
+def test_a_recharge_credit_does_not_hold_the_wallet_while_waiting_for_the_settings(
+    account, recharge_in_flight, other_session
+):
+    """Saving auto-recharge settings locks the auto-recharge, then writes the wallet's
+    threshold. The recharge's success credited the wallet first and then reset the failure
+    count on the auto-recharge: the opposite order, so the two could deadlock."""
+    attempt = recharge_in_flight
+    other_session.run("BEGIN")
+    other_session.run(
+        "SELECT id FROM billing_autorecharge WHERE id = %s FOR UPDATE", [attempt.auto_recharge_id]
+    )
+    succeed = in_thread(
+        lambda: recharge_attempt_succeed(
+            attempt_id=attempt.pk, payment_intent_id="pi_lock_order", amount=5000, currency="usd"
+        )
+    )
+    assert wait_until_blocked(succeed)
+
+    wallet_free = other_session.can_lock(
+        "SELECT id FROM billing_wallet WHERE billing_account_id = %s FOR NO KEY UPDATE NOWAIT",
+        [account.pk],
+    )
+    other_session.run("ROLLBACK")
+    succeed()
+
+    assert wallet_free, "the credit held the wallet while it waited for the auto-recharge"
+    assert Wallet.objects.get(billing_account=account).balance == 55 * UNIT

@@ -27,8 +27,8 @@ from billing.auto_recharge import (
     card_save,
     recharge_attempt_succeed,
 )
-from billing.ledger import Actor, wallet_credit
-from billing.models import BillingTypeChange, TopUp, Wallet
+from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.models import BillingAccount, BillingTypeChange, TopUp, Wallet
 from billing.money import money_parse
 from billing.services import billing_type_set
 from billing.top_ups import top_up_start
@@ -244,3 +244,32 @@ def test_a_recharge_credit_does_not_hold_the_wallet_while_waiting_for_the_settin
 
     assert wallet_free, "the credit held the wallet while it waited for the auto-recharge"
     assert Wallet.objects.get(billing_account=account).balance == 55 * UNIT
+
+
+def test_a_billing_type_change_takes_the_organisation_before_the_account(other_session):
+    """Changing the organisation default locks the settings row, then reads each following
+    developer's account (their history rows, their ledger entries). A developer's own change
+    locked the account, then waited for the settings row in its ledger entry: a deadlock."""
+    account = DeveloperFactory().billing_account  # follows the default, Postpaid
+    wallet_debit(account=account, money=usd("5"), transaction_id="usage", actor=Actor.system())
+    other_session.run("BEGIN")
+    other_session.run("SELECT id FROM billing_organizationsettings FOR UPDATE")
+    change = in_thread(
+        lambda: billing_type_set(
+            account=account,
+            billing_type="PREPAID",
+            changed_by=None,
+            source=BillingTypeChange.Source.ADMIN,
+        )
+    )
+    assert wait_until_blocked(change)
+
+    account_free = other_session.can_lock(
+        "SELECT id FROM billing_billingaccount WHERE id = %s FOR KEY SHARE NOWAIT", [account.pk]
+    )
+    other_session.run("ROLLBACK")
+    change()
+
+    assert account_free, "the change locked the account before the organisation settings"
+    assert BillingAccount.objects.get(pk=account.pk).billing_type == "PREPAID"
+    assert Wallet.objects.get(billing_account=account).balance == 0  # usage invoiced apart

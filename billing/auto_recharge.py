@@ -49,6 +49,7 @@ from billing.top_ups import (
     stripe_customer_ensure,
     top_up_check,
     top_up_fail,
+    top_up_limits_lock,
     top_up_lock,
     top_up_offer,
     top_up_succeed,
@@ -297,6 +298,8 @@ def auto_recharge_claim(
             and _month_total(recharge, now) + amount > recharge.monthly_cap
         ):
             return None
+        # After the auto-recharge row: nothing locks the account and then the auto-recharge.
+        top_up_limits_lock(account=account)
         try:
             top_up_check(
                 account=account, money=Money(amount, currency), source=TopUp.Source.AUTO_RECHARGE

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connection, connections
+from django.db import OperationalError, connection, connections, transaction
 
 from billing.auto_recharge import (
     auto_recharge_claim,
@@ -28,10 +28,10 @@ from billing.auto_recharge import (
     recharge_attempt_succeed,
 )
 from billing.ledger import Actor, wallet_credit, wallet_debit
-from billing.models import BillingAccount, BillingTypeChange, TopUp, Wallet
+from billing.models import BillingAccount, BillingTypeChange, TopUp, TrustTier, Wallet
 from billing.money import money_parse
 from billing.services import billing_type_set
-from billing.top_ups import top_up_start
+from billing.top_ups import top_up_check, top_up_start
 from tests.factories import DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -273,3 +273,38 @@ def test_a_billing_type_change_takes_the_organisation_before_the_account(other_s
     assert account_free, "the change locked the account before the organisation settings"
     assert BillingAccount.objects.get(pk=account.pk).billing_type == "PREPAID"
     assert Wallet.objects.get(billing_account=account).balance == 0  # usage invoiced apart
+
+
+def test_a_recharge_claim_counts_an_add_credit_being_started_in_the_monthly_total(
+    account, recharge_due
+):
+    """The trust tier's monthly total counts Add credit and auto-recharge together. Add credit
+    checks it under a lock on the account; the claim checked it without, so a checkout started
+    at the same moment was not counted and both passed the total together."""
+    TrustTier.objects.filter(level=account.trust_tier, currency="USD").update(
+        max_monthly_total=100 * UNIT
+    )
+    held, done = threading.Event(), threading.Event()
+
+    def add_credit_being_started() -> None:
+        # What top_up_start does before it commits: lock, check, record the pending top-up.
+        try:
+            with transaction.atomic():
+                BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
+                top_up_check(account=account, money=usd("60"))
+                TopUp.objects.create(billing_account=account, currency="USD", amount=60 * UNIT)
+                held.set()
+                done.wait(30)
+        finally:
+            connection.close()
+
+    starting = threading.Thread(target=add_credit_being_started)
+    starting.start()
+    assert held.wait(10)
+    claim = in_thread(lambda: auto_recharge_claim(account_id=account.pk, currency="USD"))
+    wait_until_blocked(claim)  # with the fix; without it the claim goes through at once
+    done.set()
+    starting.join(30)
+
+    assert claim() is None  # 60 + 50 would pass the tier's 100 a month
+    assert list(TopUp.objects.values_list("source", "amount")) == [("CHECKOUT", 60 * UNIT)]

@@ -164,9 +164,18 @@ def top_up_limits_lock(*, account: BillingAccount) -> None:
     auto-recharge claim take turns per account, so that neither misses the other's top-up in
     the wait or the trust tier's monthly total.
 
-    NO KEY UPDATE: debits, which read the account FOR KEY SHARE, are not held up.
+    NO KEY UPDATE: debits, which read the account FOR KEY SHARE, are not held up. What the
+    checks read of the account is read again under the lock: a billing type or trust tier
+    changed while this waited applies, not the one read before.
     """
-    BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
+    locked = (
+        BillingAccount.objects.select_for_update(no_key=True)
+        .filter(pk=account.pk)
+        .values("billing_type", "trust_tier")
+        .first()
+    )
+    if locked is not None:
+        account.billing_type, account.trust_tier = locked["billing_type"], locked["trust_tier"]
 
 
 def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> TopUp:

@@ -308,3 +308,24 @@ def test_a_recharge_claim_counts_an_add_credit_being_started_in_the_monthly_tota
 
     assert claim() is None  # 60 + 50 would pass the tier's 100 a month
     assert list(TopUp.objects.values_list("source", "amount")) == [("CHECKOUT", 60 * UNIT)]
+
+
+def test_a_recharge_claim_waiting_for_a_billing_type_change_sees_the_new_type(
+    account, recharge_due, other_session
+):
+    """An admin switches the developer to Postpaid while a recharge is being claimed: the claim
+    waits for the change (the account lock) and must then judge by the new type, not by the
+    account it read before waiting, or it charges the card of a postpaid developer."""
+    other_session.run("BEGIN")
+    other_session.run(
+        "SELECT id FROM billing_billingaccount WHERE id = %s FOR UPDATE", [account.pk]
+    )
+    other_session.run(
+        "UPDATE billing_billingaccount SET billing_type = 'POSTPAID' WHERE id = %s", [account.pk]
+    )
+    claim = in_thread(lambda: auto_recharge_claim(account_id=account.pk, currency="USD"))
+    assert wait_until_blocked(claim)
+    other_session.run("COMMIT")
+
+    assert claim() is None
+    assert not TopUp.objects.filter(source="AUTO_RECHARGE").exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
@@ -9,8 +10,20 @@ from billing.models import BillingAccount
 from billing.services import audit_log
 
 
+class BillingAccountInlineForm(forms.ModelForm):
+    def save(self, commit: bool = True) -> BillingAccount:
+        if not commit or self.instance._state.adding:
+            return super().save(commit)
+        # Only the fields the admin changed: a whole-row save wrote back the card, customer and
+        # billing type as this form read them, undoing a card saved or a billing type changed
+        # by someone else meanwhile.
+        self.instance.save(update_fields=self.changed_data)
+        return self.instance
+
+
 class BillingAccountInline(admin.StackedInline):
     model = BillingAccount
+    form = BillingAccountInlineForm
     can_delete = False
     # Billing type changes go through the Billing type tab so that each one is confirmed and logged.
     readonly_fields = ["billing_type", "stripe_customer_id", "created_at"]

@@ -49,6 +49,7 @@ from billing.top_ups import (
     stripe_customer_ensure,
     top_up_check,
     top_up_fail,
+    top_up_limits_lock,
     top_up_lock,
     top_up_offer,
     top_up_succeed,
@@ -297,6 +298,8 @@ def auto_recharge_claim(
             and _month_total(recharge, now) + amount > recharge.monthly_cap
         ):
             return None
+        # After the auto-recharge row: nothing locks the account and then the auto-recharge.
+        top_up_limits_lock(account=account)
         try:
             top_up_check(
                 account=account, money=Money(amount, currency), source=TopUp.Source.AUTO_RECHARGE
@@ -445,15 +448,11 @@ def recharge_attempt_succeed(
     """Credit through the same exactly-once path as a manual top-up, then close the attempt."""
     top_up_id = RechargeAttempt.objects.values_list("top_up_id", flat=True).get(pk=attempt_id)
     with transaction.atomic():
-        # Lock order everywhere: top-up, then attempt (the webhook path locks the top-up first).
+        # Lock order everywhere: top-up, attempt (the webhook path locks the top-up first), then
+        # the auto-recharge before the wallet, as saving the settings does: crediting first
+        # held the wallet while waiting for the auto-recharge, a deadlock with that save.
         top_up = top_up_lock(top_up_id=top_up_id)
         attempt = RechargeAttempt.objects.select_for_update().get(pk=attempt_id)
-        top_up_succeed(
-            top_up=top_up,
-            payment_intent_id=payment_intent_id,
-            amount=amount,
-            currency=currency,
-        )
         if attempt.state == Attempt.IN_FLIGHT:
             RechargeAttempt.objects.filter(pk=attempt.pk).update(
                 state=Attempt.SUCCEEDED,
@@ -463,6 +462,12 @@ def recharge_attempt_succeed(
             AutoRecharge.objects.filter(pk=attempt.auto_recharge_id).update(
                 consecutive_failures=0, retry_after=None
             )
+        top_up_succeed(
+            top_up=top_up,
+            payment_intent_id=payment_intent_id,
+            amount=amount,
+            currency=currency,
+        )
 
 
 def recharge_attempt_fail(*, attempt_id: int, reason: str, payment_intent_id: str = "") -> None:

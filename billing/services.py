@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.models import User
 from billing.exceptions import BillingError, BillingTypeConflict, TransactionConflict
@@ -64,6 +64,7 @@ def billing_type_set(
     change landed in between, the admin must look again instead of overwriting it blindly.
     """
     new_type = _valid_billing_type(billing_type)
+    _organization_settings_hold()
     account = BillingAccount.objects.select_for_update().get(pk=account.pk)
     if expected_current is not None and account.billing_type != expected_current:
         raise BillingTypeConflict(
@@ -94,6 +95,24 @@ def billing_type_set(
     )
     _record_billing_type_change_in_ledger(change=change, actor=_actor(changed_by))
     return change
+
+
+def _organization_settings_hold() -> None:
+    """Lock the organisation settings as a debit does (FOR KEY SHARE), before the account.
+
+    Changing the default locks the settings and then each following developer's account; a
+    developer's own change must take them in the same order, or, locking the account and then
+    waiting for the settings in its ledger entry, it deadlocks with the default's change.
+    Also keeps the default read below from changing meanwhile. SQLite has one writer at a time.
+    """
+    org = organization_settings_get()  # the row exists from here on
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {OrganizationSettings._meta.db_table} WHERE id = %s FOR KEY SHARE",  # noqa: S608
+            [org.pk],
+        )
 
 
 @transaction.atomic

@@ -182,6 +182,25 @@ def _duration(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
+def top_up_limits_lock(*, account: BillingAccount) -> None:
+    """Inside a transaction, before top_up_check and recording the top-up: Add credit and the
+    auto-recharge claim take turns per account, so that neither misses the other's top-up in
+    the wait or the trust tier's monthly total.
+
+    NO KEY UPDATE: debits, which read the account FOR KEY SHARE, are not held up. What the
+    checks read of the account is read again under the lock: a billing type or trust tier
+    changed while this waited applies, not the one read before.
+    """
+    locked = (
+        BillingAccount.objects.select_for_update(no_key=True)
+        .filter(pk=account.pk)
+        .values("billing_type", "trust_tier")
+        .first()
+    )
+    if locked is not None:
+        account.billing_type, account.trust_tier = locked["billing_type"], locked["trust_tier"]
+
+
 def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> TopUp:
     """Check the limits, record a pending top-up and open a payment page for it.
 
@@ -189,9 +208,7 @@ def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> Top
     pass the wait or the monthly cap. Stripe is called after the commit.
     """
     with transaction.atomic():
-        # NO KEY UPDATE: serialises Add credit per account without holding up debits (which
-        # read the account FOR KEY SHARE) while the limits are checked.
-        BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
+        top_up_limits_lock(account=account)
         top_up_check(account=account, money=money)
         top_up = TopUp.objects.create(
             billing_account=account, currency=money.currency, amount=money.nanos

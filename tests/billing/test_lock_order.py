@@ -3,25 +3,41 @@ the wallet row (billing/ledger.py); anything that locks the account FOR UPDATE a
 a lock a debit's transaction holds closes a cycle. With 200 concurrent debits, the auto-recharge
 claim did exactly that (claim -> debit -> the recharge's credit -> claim): "deadlock detected".
 These tests hold a debit's account lock open and check that the claim and Add credit do not wait
-for it."""
+for it.
+
+The other pairs below are checked the same way, one lock at a time: another session takes the
+first lock of one transaction, the code under test runs in a thread until it waits for that
+lock, and the session then asks (NOWAIT) for the lock its transaction would take next. Getting
+it means the code did not take the two locks in the opposite order, so the pair cannot
+deadlock."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections, transaction
 
-from billing.auto_recharge import auto_recharge_claim, auto_recharge_configure, card_save
-from billing.ledger import Actor, wallet_credit
-from billing.models import BillingTypeChange, TopUp, Wallet
+from billing.auto_recharge import (
+    auto_recharge_claim,
+    auto_recharge_configure,
+    card_save,
+    recharge_attempt_succeed,
+)
+from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.models import BillingAccount, BillingTypeChange, TopUp, TrustTier, Wallet
 from billing.money import money_parse
 from billing.services import billing_type_set
-from billing.top_ups import top_up_start
+from billing.top_ups import top_up_check, top_up_start
 from tests.factories import DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+UNIT = 10**9
 
 
 def usd(text: str):
@@ -99,3 +115,217 @@ def test_add_credit_does_not_wait_for_a_debit(account, debit_holds_the_account):
     top_up = top_up_start(account=account, money=usd("20"), base_url="http://127.0.0.1")
 
     assert TopUp.objects.get(pk=top_up.pk).state == TopUp.State.PENDING
+
+
+# ---- One lock at a time ----
+
+
+class OtherSession:
+    """A second database session driven from the test's thread, like another process."""
+
+    def __init__(self) -> None:
+        self.db = connections.create_connection("default")
+
+    def run(self, sql: str, params: list[Any] | None = None) -> None:
+        with self.db.cursor() as cursor:
+            cursor.execute(sql, params or [])
+
+    def can_lock(self, sql: str, params: list[Any]) -> bool:
+        """Whether a NOWAIT lock is free now; a refusal aborts the session's transaction."""
+        try:
+            self.run(sql, params)
+        except OperationalError:
+            return False
+        return True
+
+
+@pytest.fixture
+def other_session(postgres) -> Iterator[OtherSession]:
+    session = OtherSession()
+    yield session
+    session.run("ROLLBACK")
+    session.db.close()
+
+
+def in_thread(call: Callable[[], Any]) -> Callable[[], Any]:
+    """Start `call` on its own connection; the returned function waits for its result."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:  # raised again in the test's thread
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def result() -> Any:
+        thread.join(30)
+        assert not thread.is_alive()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    result.thread = thread  # type: ignore[attr-defined]
+    return result
+
+
+def wait_until_blocked(result: Callable[[], Any]) -> bool:
+    """True once a session of the test database waits for a row lock; False if the thread
+    finished (or ten seconds passed) without waiting."""
+    thread = result.thread  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def recharge_due(account) -> None:
+    """Auto-recharge of 50 USD below 20, and a balance of 5: a recharge is due."""
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+    wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
+    auto_recharge_configure(
+        account=account,
+        currency="USD",
+        enabled=True,
+        threshold=usd("20"),
+        mode="FIXED",
+        amount=usd("50"),
+        monthly_cap=None,
+        changed_by=account.user,
+    )
+    Wallet.objects.update(balance=5 * UNIT)  # below the threshold, no debit to trigger it
+
+
+@pytest.fixture
+def recharge_in_flight(account, recharge_due):
+    """An auto-recharge attempt claimed and charged, its credit not yet made."""
+    attempt = auto_recharge_claim(account_id=account.pk, currency="USD", task_id="t1")
+    assert attempt is not None
+    return attempt
+
+
+def test_a_recharge_credit_does_not_hold_the_wallet_while_waiting_for_the_settings(
+    account, recharge_in_flight, other_session
+):
+    """Saving auto-recharge settings locks the auto-recharge, then writes the wallet's
+    threshold. The recharge's success credited the wallet first and then reset the failure
+    count on the auto-recharge: the opposite order, so the two could deadlock."""
+    attempt = recharge_in_flight
+    other_session.run("BEGIN")
+    other_session.run(
+        "SELECT id FROM billing_autorecharge WHERE id = %s FOR UPDATE", [attempt.auto_recharge_id]
+    )
+    succeed = in_thread(
+        lambda: recharge_attempt_succeed(
+            attempt_id=attempt.pk, payment_intent_id="pi_lock_order", amount=5000, currency="usd"
+        )
+    )
+    assert wait_until_blocked(succeed)
+
+    wallet_free = other_session.can_lock(
+        "SELECT id FROM billing_wallet WHERE billing_account_id = %s FOR NO KEY UPDATE NOWAIT",
+        [account.pk],
+    )
+    other_session.run("ROLLBACK")
+    succeed()
+
+    assert wallet_free, "the credit held the wallet while it waited for the auto-recharge"
+    assert Wallet.objects.get(billing_account=account).balance == 55 * UNIT
+
+
+def test_a_billing_type_change_takes_the_organisation_before_the_account(other_session):
+    """Changing the organisation default locks the settings row, then reads each following
+    developer's account (their history rows, their ledger entries). A developer's own change
+    locked the account, then waited for the settings row in its ledger entry: a deadlock."""
+    account = DeveloperFactory().billing_account  # follows the default, Postpaid
+    wallet_debit(account=account, money=usd("5"), transaction_id="usage", actor=Actor.system())
+    other_session.run("BEGIN")
+    other_session.run("SELECT id FROM billing_organizationsettings FOR UPDATE")
+    change = in_thread(
+        lambda: billing_type_set(
+            account=account,
+            billing_type="PREPAID",
+            changed_by=None,
+            source=BillingTypeChange.Source.ADMIN,
+        )
+    )
+    assert wait_until_blocked(change)
+
+    account_free = other_session.can_lock(
+        "SELECT id FROM billing_billingaccount WHERE id = %s FOR KEY SHARE NOWAIT", [account.pk]
+    )
+    other_session.run("ROLLBACK")
+    change()
+
+    assert account_free, "the change locked the account before the organisation settings"
+    assert BillingAccount.objects.get(pk=account.pk).billing_type == "PREPAID"
+    assert Wallet.objects.get(billing_account=account).balance == 0  # usage invoiced apart
+
+
+def test_a_recharge_claim_counts_an_add_credit_being_started_in_the_monthly_total(
+    account, recharge_due
+):
+    """The trust tier's monthly total counts Add credit and auto-recharge together. Add credit
+    checks it under a lock on the account; the claim checked it without, so a checkout started
+    at the same moment was not counted and both passed the total together."""
+    TrustTier.objects.filter(level=account.trust_tier, currency="USD").update(
+        max_monthly_total=100 * UNIT
+    )
+    held, done = threading.Event(), threading.Event()
+
+    def add_credit_being_started() -> None:
+        # What top_up_start does before it commits: lock, check, record the pending top-up.
+        try:
+            with transaction.atomic():
+                BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
+                top_up_check(account=account, money=usd("60"))
+                TopUp.objects.create(billing_account=account, currency="USD", amount=60 * UNIT)
+                held.set()
+                done.wait(30)
+        finally:
+            connection.close()
+
+    starting = threading.Thread(target=add_credit_being_started)
+    starting.start()
+    assert held.wait(10)
+    claim = in_thread(lambda: auto_recharge_claim(account_id=account.pk, currency="USD"))
+    wait_until_blocked(claim)  # with the fix; without it the claim goes through at once
+    done.set()
+    starting.join(30)
+
+    assert claim() is None  # 60 + 50 would pass the tier's 100 a month
+    assert list(TopUp.objects.values_list("source", "amount")) == [("CHECKOUT", 60 * UNIT)]
+
+
+def test_a_recharge_claim_waiting_for_a_billing_type_change_sees_the_new_type(
+    account, recharge_due, other_session
+):
+    """An admin switches the developer to Postpaid while a recharge is being claimed: the claim
+    waits for the change (the account lock) and must then judge by the new type, not by the
+    account it read before waiting, or it charges the card of a postpaid developer."""
+    other_session.run("BEGIN")
+    other_session.run(
+        "SELECT id FROM billing_billingaccount WHERE id = %s FOR UPDATE", [account.pk]
+    )
+    other_session.run(
+        "UPDATE billing_billingaccount SET billing_type = 'POSTPAID' WHERE id = %s", [account.pk]
+    )
+    claim = in_thread(lambda: auto_recharge_claim(account_id=account.pk, currency="USD"))
+    assert wait_until_blocked(claim)
+    other_session.run("COMMIT")
+
+    assert claim() is None
+    assert not TopUp.objects.filter(source="AUTO_RECHARGE").exists()

@@ -144,3 +144,49 @@ def test_concurrent_refund_events_debit_the_refunded_total_once(
     top_up.refresh_from_db()
     assert top_up.refunded_amount == 12 * UNIT
     assert ledger_mismatches() == []
+
+
+def deliver_until_accepted(url: str, deliveries: list[tuple[bytes, str]]) -> list[int]:
+    """All at once, then again (as Stripe retries) each one answered with a 5xx; the first
+    round's answers."""
+    first = deliver_at_once(url, deliveries)
+    retry = [delivery for delivery, answer in zip(deliveries, first, strict=True) if answer >= 500]
+    for _ in range(5):
+        retry = [delivery for delivery in retry if post(url, *delivery) >= 500]
+    assert retry == []
+    return first
+
+
+def test_a_payment_its_refund_and_its_dispute_reported_at_once_end_the_same(
+    paid_top_up, fake_stripe, live_server
+):
+    """Checkout completed, payment_intent.succeeded, a partial refund, a dispute and the
+    dispute won, all at the same moment: whatever order they are processed in (an event that
+    comes before the payment's is answered 5xx and sent again), the wallet ends credited once,
+    refunded once and with the won dispute given back."""
+    top_up, completed = paid_top_up
+    pi = completed["data"]["object"]["payment_intent"]
+    events = [
+        completed,
+        fake_stripe.payment_intent_succeeded_event(pi),
+        fake_stripe.charge_refunded_event(pi, amount=500),
+        fake_stripe.dispute_created_event(pi, amount=1500),
+        fake_stripe.dispute_closed_event(pi, status="won"),
+    ]
+
+    deliver_until_accepted(
+        webhook_url(live_server), [signed_event(event, WEBHOOK_SECRET) for event in events] * 2
+    )
+
+    entries = LedgerEntry.objects.order_by("kind", "amount").values_list("kind", "amount")
+    assert list(entries) == [
+        ("DISPUTE", -15 * UNIT),
+        ("DISPUTE", 15 * UNIT),
+        ("REFUND", -5 * UNIT),
+        ("TOP_UP", 20 * UNIT),
+    ]
+    assert Wallet.objects.get(currency="USD").balance == 15 * UNIT
+    top_up.refresh_from_db()
+    assert (top_up.state, top_up.refunded_amount) == ("SUCCEEDED", 5 * UNIT)
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"PROCESSED"}
+    assert ledger_mismatches() == []

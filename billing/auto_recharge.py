@@ -28,6 +28,7 @@ from billing.models import (
     AutoRecharge,
     BillingAccount,
     BillingType,
+    LedgerEntry,
     RechargeAttempt,
     TopUp,
     TopUpLimit,
@@ -284,7 +285,7 @@ def auto_recharge_claim(
         ) or 0
         if balance >= recharge.threshold:
             return None
-        if _runaway(recharge, now):
+        if recharge_waits_for_rise(recharge) or _runaway(recharge, now):
             return None
         limit = TopUpLimit.objects.filter(currency=currency).first()
         if limit is None:
@@ -321,6 +322,32 @@ def auto_recharge_claim(
         except IntegrityError:  # another worker claimed it first (the row lock makes this rare)
             transaction.set_rollback(True)
             return None
+
+
+def recharge_waits_for_rise(recharge: AutoRecharge) -> bool:
+    """One charge per fall below the threshold. A recharge that left the balance below it (a
+    fixed amount smaller than the gap) is not repeated every minute by the sweep until the
+    runaway guard switches it off: the next waits until the balance has been back at or above
+    the threshold, or the developer saves the settings again."""
+    last = (
+        recharge.attempts.filter(state=Attempt.SUCCEEDED, finished_at__gte=recharge.updated_at)
+        .exclude(stripe_payment_intent_id="")
+        .order_by("-finished_at")
+        .first()
+    )
+    if last is None:
+        return False
+    credit = (
+        LedgerEntry.objects.filter(transaction_id=last.stripe_payment_intent_id)
+        .values("id", "wallet_id")
+        .first()
+    )
+    if credit is None:
+        return False
+    risen = LedgerEntry.objects.filter(
+        wallet_id=credit["wallet_id"], id__gte=credit["id"], balance_after__gte=recharge.threshold
+    )
+    return not risen.exists()
 
 
 def runaway_guard_until(recharge: AutoRecharge, now: datetime) -> datetime | None:
@@ -629,6 +656,9 @@ def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
                 "summary": recharge_summary(recharge) if recharge else "",
                 "form": AutoRechargeForm(initial=initial, currency=currency),
                 "attempts": list(recharge.attempts.all()[:5]) if recharge else [],
+                "waits_for_rise": bool(
+                    recharge and recharge.enabled and recharge_waits_for_rise(recharge)
+                ),
                 **_switched_off(recharge, now),
             }
         )

@@ -307,9 +307,9 @@ def test_decline_backs_off_emails_and_switches_off_after_three(account):
 
 def test_runaway_guard_stops_after_more_than_three_in_ten_minutes(account, settings):
     settings.ADMINS = [("Ops", "ops@example.com")]
-    enable(account, threshold="90", amount="5")
+    enable(account, threshold="90", amount="50")  # each recharge lifts it above again
     for n in range(6):
-        debit(account, "20", f"d{n}")
+        debit(account, "45", f"d{n}")
     recharge = AutoRecharge.objects.get()
     assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 4
     assert not recharge.enabled and "runaway guard" in recharge.disabled_reason
@@ -475,9 +475,9 @@ RECHARGE_FORM = {
 
 
 def test_switching_on_again_while_the_runaway_guard_holds_says_when_it_can(client, account):
-    enable(account, threshold="90", amount="5")
+    enable(account, threshold="90", amount="50")  # each recharge lifts it above again
     for n in range(6):
-        debit(account, "20", f"d{n}")
+        debit(account, "45", f"d{n}")
     client.force_login(account.user)
     finished = RechargeAttempt.objects.filter(state="SUCCEEDED").order_by("-finished_at")
     until = f"{finished[3].finished_at + timedelta(minutes=10):%H:%M}"
@@ -501,7 +501,7 @@ def test_switching_on_again_while_the_runaway_guard_holds_says_when_it_can(clien
         "Switching it on again charges your saved card (Visa •••• 4242) at once if your USD "
         "balance is below $90.00." in page
     )
-    calmer = {**RECHARGE_FORM, "recharge-USD-threshold": "10", "recharge-USD-amount": "50"}
+    calmer = {**RECHARGE_FORM, "recharge-USD-threshold": "50", "recharge-USD-amount": "50"}
     with _committing():
         page = client.post(url, calmer, follow=True).content.decode()
     assert "Auto-recharge for USD is on." in page and "runaway guard" not in page
@@ -525,3 +525,41 @@ def test_after_three_declines_the_page_says_what_switching_on_again_does(client,
         "card (Visa •••• 0002) at once if your USD balance is below $20.00. If that card was "
         "declined, replace it first." in page
     )
+
+
+def test_a_recharge_that_leaves_the_balance_below_is_not_repeated_until_it_rises(client, account):
+    """A fixed $10 when $41 is missing: one charge for this fall, not one a minute until the
+    runaway guard switches auto-recharge off."""
+    from billing.tasks import auto_recharge_sweep
+
+    enable(account, threshold="50", amount="10")
+    debit(account, "91", "big")  # 100 -> 9
+    assert balance(account) == 19 * 10**9
+    for n in range(3):
+        with _committing():
+            auto_recharge_sweep.delay()
+        debit(account, "1", f"small{n}")
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 1
+    assert balance(account) == 16 * 10**9
+    client.force_login(account.user)
+    page = client.get(reverse("my_balance")).content.decode()
+    assert "Your last recharge left the balance below $50.00, so auto-recharge waits" in page
+    assert AutoRecharge.objects.get().enabled
+
+    # Back at the threshold, the next fall is a new need.
+    wallet_credit(account=account, money=usd("34"), transaction_id="manual", actor=Actor.system())
+    debit(account, "1", "falls-again")
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 2
+    assert balance(account) == 59 * 10**9
+    assert "auto-recharge waits" not in client.get(reverse("my_balance")).content.decode()
+
+
+def test_saving_the_settings_again_ends_the_wait(account):
+    enable(account, threshold="50", amount="10")
+    debit(account, "91", "big")  # 9 -> recharged to 19, still below
+    enable(account, threshold="50", amount="40")  # the developer raises the amount
+
+    debit(account, "1", "next")
+
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 2
+    assert balance(account) == 58 * 10**9

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts.models import User
 from accounts.views import account_context
@@ -338,7 +338,7 @@ def _render_balance(request: PortalRequest, context: dict, status: int = 200) ->
 
 
 @login_required
-@require_GET
+@require_safe
 def my_balance(request: PortalRequest) -> HttpResponse:
     account = billing_account_get_or_create(user=request.user)
     context = {
@@ -492,7 +492,7 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def top_up_status(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Where Stripe sends the developer back: pending until the webhook confirms (htmx polls)."""
     top_up = _own_top_up(request, public_id)
@@ -585,7 +585,7 @@ def card_setup(request: PortalRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def card_saved(request: PortalRequest) -> HttpResponse:
     messages.success(request, "Thank you: your card is being saved. It shows here in a moment.")
     return redirect(reverse("my_balance") + "?card=saving")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from accounts.models import User
 from accounts.views import account_context
@@ -13,19 +13,19 @@ from portal.access import PortalRequest, admin_required
 PEOPLE_PER_PAGE = 25
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
     """For load balancers, and the trivial baseline of the benchmarks."""
     return HttpResponse("ok", content_type="text/plain")
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/home.html")
 
 
 @admin_required()
-@require_GET
+@require_safe
 def people_list(request: PortalRequest) -> HttpResponse:
     """People: one view for the page and, for htmx searches, just the table."""
     search = request.GET.get("q", "").strip()[:100]
@@ -37,7 +37,7 @@ def people_list(request: PortalRequest) -> HttpResponse:
 
 
 @admin_required()
-@require_GET
+@require_safe
 def people_account(request: HttpRequest, user_id: int) -> HttpResponse:
     developer = get_object_or_404(User, pk=user_id, is_staff=False)
     context = {**account_context(developer=developer), "tab": "account", "admin_view": True}

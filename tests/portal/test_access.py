@@ -189,3 +189,12 @@ def test_the_admin_sign_in_form_is_allauths_which_limits_failed_attempts(client,
     )
     assert limited.status_code == 429
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/account/balance/"])
+def test_head_requests_are_answered_like_get(client, developer, path):
+    """Uptime checks and link checkers send HEAD; a 405 made pages look broken."""
+    client.force_login(developer)
+    get, head = client.get(path), client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""

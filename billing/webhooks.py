@@ -15,7 +15,6 @@ from typing import Any
 
 import stripe
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from billing import stripe_gateway
@@ -144,12 +143,18 @@ def event_process(*, event_id: str, event_type: str, obj: dict[str, Any]) -> tup
 
 
 def _failed(event_id: str, event_type: str, exc: Exception) -> tuple[int, str]:
-    StripeEvent.objects.filter(pk=event_id).exclude(status__in=DONE).update(
-        status=StripeEvent.Status.FAILED, error=repr(exc)[:2000], attempts=F("attempts") + 1
-    )
-    attempts = StripeEvent.objects.filter(pk=event_id).values_list("attempts", flat=True)
+    # The count comes back from the same statement: two deliveries failing at once each see
+    # their own number, so exactly one of them sees 1.
+    done = ", ".join(["%s"] * len(DONE))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_EVENTS} SET status = %s, error = %s, attempts = attempts + 1 "  # noqa: S608
+            f"WHERE id = %s AND status NOT IN ({done}) RETURNING attempts",
+            [StripeEvent.Status.FAILED, repr(exc)[:2000], event_id, *DONE],
+        )
+        row = cursor.fetchone()
     # Stripe retries for days: tell the admins once per event, not at every retry.
-    if not isinstance(exc, EventNotReady) and attempts.first() == 1:
+    if not isinstance(exc, EventNotReady) and row is not None and row[0] == 1:
         logger.exception("Stripe event %s (%s) failed", event_id, event_type)
         notify_admins(
             f"Crediting failed for Stripe event {event_id}",

@@ -190,3 +190,50 @@ def test_a_payment_its_refund_and_its_dispute_reported_at_once_end_the_same(
     assert (top_up.state, top_up.refunded_amount) == ("SUCCEEDED", 5 * UNIT)
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"PROCESSED"}
     assert ledger_mismatches() == []
+
+
+def test_two_deliveries_failing_at_once_email_the_admins_exactly_once(settings):
+    """Both failures count the attempt; the one that counts the first tells the admins. The count
+    was read in a second query, so two failures meeting on the row could both read 2."""
+    from django.core import mail
+    from django.db import connection, connections
+
+    from billing.webhooks import _failed
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    StripeEvent.objects.create(id="evt_failing", type="payment_intent.succeeded", payload={})
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    "SELECT 1 FROM billing_stripeevent WHERE id = 'evt_failing' FOR UPDATE"
+                )
+                held.set()
+                release.wait(10)
+                cursor.execute("COMMIT")
+        finally:
+            other.close()
+
+    def fail() -> None:
+        try:
+            _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert held.wait(10)
+    failing = [threading.Thread(target=fail) for _ in range(2)]
+    for thread in failing:
+        thread.start()
+    threading.Event().wait(0.5)  # both are now waiting for the row
+    release.set()
+    for thread in [holder, *failing]:
+        thread.join(20)
+
+    assert StripeEvent.objects.get(id="evt_failing").attempts == 2
+    assert len(mail.outbox) == 1

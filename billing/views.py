@@ -380,7 +380,14 @@ def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
             return _adjust_save(request, developer, account, form)
         return _adjust_confirm(request, context, form)
     context["adjust_form"] = form if can_adjust else None
+    if form.errors:
+        _say_adjustment_not_saved(request)
     return _render_balance(request, context, status=400 if form.errors else 200)
+
+
+def _say_adjustment_not_saved(request: PortalRequest) -> None:
+    # The form is below the wallets (far down on a phone): say at the top that nothing changed.
+    messages.error(request, "The adjustment was not saved: see Adjust balance below.")
 
 
 def _adjust_confirm(request: PortalRequest, context: dict, form: AdjustBalanceForm) -> HttpResponse:
@@ -388,6 +395,7 @@ def _adjust_confirm(request: PortalRequest, context: dict, form: AdjustBalanceFo
     refusal = wallet_adjust_refusal(account=context["billing_account"], change=change)
     if refusal:  # say it now, not after the admin has confirmed
         form.add_error("amount", refusal)
+        _say_adjustment_not_saved(request)
         return _render_balance(request, {**context, "adjust_form": form}, status=400)
     current = next((w.balance for w in context["wallets"] if w.currency == change.currency), 0)
     confirm_form = AdjustBalanceForm(

@@ -226,6 +226,9 @@ def test_bad_adjustments_are_refused_with_a_message(
         response = client.post(url, {**data, **extra})
         assert response.status_code == HTTPStatus.BAD_REQUEST
         assert message in response.content.decode()
+        assert "The adjustment was not saved: see Adjust balance below." in (
+            response.content.decode()
+        )
     assert (
         not LedgerEntry.objects.exists()
         and not AuditLogEntry.objects.filter(action="balance.adjust").exists()

@@ -96,6 +96,7 @@ class AddCreditLogAdmin(AddCreditLogPermission, ReadOnlyAdmin):
         "developer",
         "amount_display",
         "refunded_amount_display",
+        "refund_failed_amount_display",
         "state",
         "source",
         "failure_reason",
@@ -122,6 +123,10 @@ class AddCreditLogAdmin(AddCreditLogPermission, ReadOnlyAdmin):
     @admin.display(description="refunded", ordering="refunded_amount")
     def refunded_amount_display(self, top_up: TopUp) -> str:
         return money_format(Money(top_up.refunded_amount, top_up.currency))
+
+    @admin.display(description="refunds failed (given back)", ordering="refund_failed_amount")
+    def refund_failed_amount_display(self, top_up: TopUp) -> str:
+        return money_format(Money(top_up.refund_failed_amount, top_up.currency))
 
 
 @admin.register(StripeEvent)

@@ -190,7 +190,9 @@ def recharge_preview(*, account: BillingAccount, change: Any) -> RechargePreview
     Mirrors the ledger's trigger (an enabled auto-recharge and a balance left below its
     threshold) and auto_recharge_claim's amount; a monthly cap or a back-off may still hold
     the charge back."""
-    from billing.auto_recharge import recharge_amount
+    from django.utils import timezone
+
+    from billing.auto_recharge import recharge_amount, recharge_waits_for_rise, runaway_guard_until
     from billing.models import AutoRecharge, TopUpLimit, Wallet
     from billing.money import Money
     from billing.top_ups import top_up_offer
@@ -204,6 +206,8 @@ def recharge_preview(*, account: BillingAccount, change: Any) -> RechargePreview
         or limit is None  # nothing is charged in a currency no longer offered
         or not account.stripe_payment_method_id
         or billing_type_effective(account=account) != BillingType.PREPAID
+        or recharge_waits_for_rise(recharge)  # the claim charges nothing until the balance rises
+        or runaway_guard_until(recharge, timezone.now())  # the claim switches it off instead
     ):
         return None
     wallet = Wallet.objects.filter(billing_account=account, currency=change.currency).first()

@@ -331,6 +331,10 @@ def refund_changed(refund: dict[str, Any]) -> None:
     payment_intent_id = _stripe_id(refund.get("payment_intent"))
     top_up = _top_up(refund, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
+    if top_up_payment_set_aside(top_up=top_up):
+        # Its refund debited nothing, so nothing is given back and nothing will come to wait for.
+        money = money_from_stripe(refund["amount"], refund["currency"])
+        return top_up_flag_uncredited(top_up=top_up, what="a failed refund", money=money)
     given_back = top_up_refund_fail(
         top_up=top_up, refund_id=refund["id"], amount=refund["amount"], currency=refund["currency"]
     )

@@ -388,6 +388,88 @@ def test_adjust_confirmation_warns_when_it_would_charge_the_saved_card(
     assert Wallet.objects.get().balance == 65 * 10**9  # 30 - 15 + 50
 
 
+def test_adjust_confirmation_does_not_warn_of_a_charge_while_auto_recharge_waits_for_a_rise(
+    client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
+):
+    """A fixed $10 recharge left $40 below the $50 threshold: the next charge waits until the
+    balance has been back at the threshold, so a further decrease charges nothing."""
+    from billing.auto_recharge import auto_recharge_configure, card_save
+
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        auto_recharge_configure(
+            account=account,
+            currency="USD",
+            enabled=True,
+            threshold=usd("50"),
+            mode="FIXED",
+            amount=usd("10"),
+            monthly_cap=None,
+            changed_by=prepaid_developer,
+        )
+    assert Wallet.objects.get().balance == 40 * 10**9  # charged once, still below
+    client.force_login(portal_admin)
+
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "5")
+
+    assert "recharge-warning" not in page
+    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
+    data = {"direction": "decrease", "amount": "5", "currency": "USD", "reason": "usage fix"}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("people_balance", args=[prepaid_developer.pk]),
+            {**data, "transaction_id": transaction_id, "confirm": "1"},
+        )
+    assert Wallet.objects.get().balance == 35 * 10**9  # no charge, as the page said
+
+
+def test_adjust_confirmation_does_not_warn_of_a_charge_the_runaway_guard_stops(
+    client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
+):
+    """Four recharges in ten minutes: the next one is not charged, the runaway guard switches
+    auto-recharge off instead, so the page must not say confirming charges the card."""
+    from billing.auto_recharge import auto_recharge_configure, card_save
+    from billing.models import AutoRecharge, RechargeAttempt
+
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+    auto_recharge_configure(
+        account=account,
+        currency="USD",
+        enabled=True,
+        threshold=usd("20"),
+        mode="FIXED",
+        amount=usd("10"),
+        monthly_cap=None,
+        changed_by=prepaid_developer,
+    )
+    for n, amount in enumerate(["15", "10", "10", "10"]):  # each falls to 15, recharged to 25
+        with django_capture_on_commit_callbacks(execute=True):
+            wallet_debit(
+                account=account, money=usd(amount), transaction_id=f"use{n}", actor=Actor.system()
+            )
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 4
+    client.force_login(portal_admin)
+
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "10")
+
+    assert "recharge-warning" not in page
+    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
+    data = {"direction": "decrease", "amount": "10", "currency": "USD", "reason": "usage fix"}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("people_balance", args=[prepaid_developer.pk]),
+            {**data, "transaction_id": transaction_id, "confirm": "1"},
+        )
+    assert Wallet.objects.get().balance == 15 * 10**9  # not charged: switched off instead
+    assert not AutoRecharge.objects.get().enabled
+
+
 def test_adjust_currency_is_chosen_from_offered_currencies_and_existing_wallets(
     client, portal_admin, prepaid_developer
 ):

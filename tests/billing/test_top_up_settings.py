@@ -204,6 +204,27 @@ def test_add_credit_log_shows_a_top_up_as_money_read_only(client, developer, por
     assert top_up.amount == 20_500_000_000
 
 
+def test_add_credit_log_shows_refunds_that_failed_and_were_given_back(
+    client, developer, portal_admin
+):
+    """$20.00 refunded of which $5.00 failed at Stripe and was given back: the log must not
+    read as if all $20.00 had gone back to the card."""
+    top_up = TopUp.objects.create(
+        billing_account=developer.billing_account,
+        currency="USD",
+        amount=20 * UNIT,
+        refunded_amount=20 * UNIT,
+        refund_failed_amount=5 * UNIT,
+        state=TopUp.State.SUCCEEDED,
+    )
+    client.force_login(portal_admin)
+
+    page = client.get(reverse("admin:billing_topup_change", args=[top_up.pk])).content.decode()
+
+    assert "Refunds failed (given back)" in page
+    assert "$5.00" in page
+
+
 def test_without_a_notification_address_the_add_credit_log_readers_are_emailed(settings):
     """Issue 4: an administrator is emailed when crediting fails. With neither the settings
     page's address nor ADMINS, that is everyone who may read the Add credit log."""

@@ -1011,6 +1011,33 @@ def test_a_refund_or_dispute_of_a_payment_set_aside_is_flagged_not_retried_for_d
     assert len(mail.outbox) == 3  # one per reason
 
 
+def test_a_failed_refund_of_a_payment_set_aside_is_flagged_not_retried_for_days(
+    fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
+):
+    """The provider refunds a payment that was set aside (never credited) and the refund fails:
+    there is no debit to give back, so the failure is told to the admin, not waited on."""
+    pi = payment_intent_of(checkout_completed)
+    checkout_completed["data"]["object"].update(amount_total=1000)
+    refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=1000)
+    for event in (checkout_completed, refunded):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send(event) == HTTPStatus.OK
+
+    for event in (*failed, *failed):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send(event) == HTTPStatus.OK
+
+    assert balance() is None and ledger() == []
+    assert set(events().values()) == {"PROCESSED"}
+    top_up.refresh_from_db()
+    assert (top_up.state, top_up.refund_failed_amount) == ("PENDING", 0)
+    assert top_up.flag_reason.splitlines()[-1] == (
+        "Stripe reported a failed refund of $10.00 for this top-up, which was never credited; "
+        "no balance was changed."
+    )
+    assert len(mail.outbox) == 3  # the payment, its refund, the refund's failure
+
+
 def test_a_refund_before_its_payment_still_waits_when_the_top_up_is_flagged_for_something_else(
     fake_stripe, top_up, checkout_completed, send, django_capture_on_commit_callbacks
 ):

@@ -289,7 +289,12 @@ class TopUp(models.Model):
     failure_reason = models.CharField(max_length=500, blank=True, default="")
     # Stripe reported another amount or currency than we asked for: an admin must look.
     flagged = models.BooleanField(default=False)
-    flag_reason = models.CharField(max_length=500, blank=True, default="")
+    # Every reason an admin was told, one per line (a TextField: never cut, so a repeated
+    # reason is always recognised and not emailed again).
+    flag_reason = models.TextField(blank=True, default="")
+    # Stripe reported another amount or currency for the payment: it is not credited, and its
+    # refunds and disputes move nothing.
+    payment_set_aside = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)

@@ -42,8 +42,6 @@ State = TopUp.State
 PENDING_COUNTS_FOR = stripe_gateway.CHECKOUT_LIFETIME + timedelta(minutes=10)
 
 
-# The end of the flag reason of a payment Stripe reported with another amount or currency.
-PAYMENT_NOT_CREDITED = "; not credited."
 CREDITED = (State.SUCCEEDED, State.DISPUTED, State.REFUNDED)
 
 
@@ -355,10 +353,12 @@ def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, curren
     if (paid.nanos, paid.currency) != (top_up.amount, top_up.currency):
         # Keep Stripe's id, so that a refund or dispute of this payment finds the top-up.
         top_up_link_payment_intent(top_up=top_up, payment_intent_id=payment_intent_id)
+        TopUp.objects.filter(pk=top_up.pk).update(payment_set_aside=True)
+        top_up.payment_set_aside = True
         _flag(
             top_up,
             f"Stripe reported {money_format(paid)} for a top-up of "
-            f"{money_format(Money(top_up.amount, top_up.currency))}{PAYMENT_NOT_CREDITED}",
+            f"{money_format(Money(top_up.amount, top_up.currency))}; not credited.",
         )
         return False
     if top_up.state in CREDITED:
@@ -536,7 +536,7 @@ def top_up_currency_matches(*, top_up: TopUp, money: Money, what: str) -> bool:
 def top_up_payment_set_aside(*, top_up: TopUp) -> bool:
     """Its payment was flagged for an admin instead of credited: it will not be credited by
     itself, so nothing waits for it."""
-    return top_up.state not in CREDITED and PAYMENT_NOT_CREDITED in top_up.flag_reason
+    return top_up.state not in CREDITED and top_up.payment_set_aside
 
 
 def top_up_flag_uncredited(*, top_up: TopUp, what: str, money: Money) -> None:
@@ -555,8 +555,8 @@ def _flag(top_up: TopUp, reason: str) -> None:
     if reason in current:
         return
     combined = f"{current}\n{reason}" if current else reason
-    TopUp.objects.filter(pk=top_up.pk).update(flagged=True, flag_reason=combined[:500])
-    top_up.flagged, top_up.flag_reason = True, combined[:500]
+    TopUp.objects.filter(pk=top_up.pk).update(flagged=True, flag_reason=combined)
+    top_up.flagged, top_up.flag_reason = True, combined
     transaction.on_commit(lambda: notify_admins(f"Top-up {top_up.public_id} needs a look", reason))
 
 

@@ -1001,6 +1001,7 @@ def test_a_refund_or_dispute_of_a_payment_set_aside_is_flagged_not_retried_for_d
     assert balance() is None and ledger() == []
     top_up.refresh_from_db()
     assert (top_up.state, top_up.stripe_payment_intent_id) == ("PENDING", pi)
+    assert top_up.payment_set_aside
     assert top_up.flag_reason.splitlines() == [
         "Stripe reported $10.00 for a top-up of $20.00; not credited.",
         "Stripe reported a refund of $10.00 for this top-up, which was never credited; "
@@ -1100,3 +1101,18 @@ def test_a_crashed_event_does_not_block_the_real_confirmation(
     assert send(checkout_completed) == HTTPStatus.OK
 
     assert_credited_once(top_up, payment_intent_of(checkout_completed))
+
+
+def test_a_long_flag_is_kept_whole_and_a_repeated_reason_is_not_emailed_again(
+    top_up, django_capture_on_commit_callbacks
+):
+    from billing.top_ups import _flag
+
+    reasons = [f"Reason {n}: " + "x" * 300 for n in range(3)]
+    for reason in [*reasons, *reasons]:
+        with django_capture_on_commit_callbacks(execute=True):
+            _flag(top_up, reason)
+
+    top_up.refresh_from_db()
+    assert top_up.flag_reason.splitlines() == reasons
+    assert len(mail.outbox) == 3

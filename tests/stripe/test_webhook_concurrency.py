@@ -192,7 +192,7 @@ def test_a_payment_its_refund_and_its_dispute_reported_at_once_end_the_same(
     assert ledger_mismatches() == []
 
 
-def test_two_deliveries_failing_at_once_email_the_admins_exactly_once(settings):
+def test_two_deliveries_failing_at_once_email_the_admins_exactly_once(postgres, settings):
     """Both failures count the attempt; the one that counts the first tells the admins. The count
     was read in a second query, so two failures meeting on the row could both read 2."""
     from django.core import mail

@@ -23,11 +23,15 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={t},v1={mac}"
 
 
+def offline_payment_intent_id(top_up: TopUp) -> str:
+    # One top-up, one PaymentIntent, as on Stripe: a double click on Pay is the same payment.
+    return f"pi_offline_{top_up.public_id.hex[:24]}"
+
+
 def offline_checkout_event(*, top_up: TopUp, paid: bool) -> tuple[bytes, str]:
     amount = money_to_stripe(Money(top_up.amount, top_up.currency))
     metadata = {"top_up_id": str(top_up.public_id)}
-    # One top-up, one PaymentIntent, as on Stripe: a double click on Pay is the same payment.
-    payment_intent_id = f"pi_offline_{top_up.public_id.hex[:24]}"
+    payment_intent_id = offline_payment_intent_id(top_up)
     if paid:
         event_type = "checkout.session.completed"
         obj: dict[str, Any] = {

@@ -289,6 +289,11 @@ def top_up_cancel(*, top_up: TopUp) -> bool:
             )
         if status != "expired":
             raise TopUpNotCancelled("The payment page is still open; try again in a minute.")
+    elif top_up.stripe_payment_intent_id:  # offline: Pay was pressed on the test page
+        raise TopUpNotCancelled(
+            "This top-up was already paid on the test payment page, so it cannot be cancelled. "
+            "The credit appears on your balance in a moment."
+        )
     return _transition(top_up, State.CANCELED, failure_reason="Cancelled on the payment page.")
 
 

@@ -39,7 +39,12 @@ from billing.models import (
     Wallet,
 )
 from billing.money import Money, MoneyError
-from billing.offline import offline_checkout_event, offline_event_deliver_later, offline_setup_event
+from billing.offline import (
+    offline_checkout_event,
+    offline_event_deliver_later,
+    offline_payment_intent_id,
+    offline_setup_event,
+)
 from billing.selectors import (
     CurrencyRemoval,
     adjustment_currencies,
@@ -68,6 +73,7 @@ from billing.top_ups import (
     top_up_cancel,
     top_up_expire_stale_offline,
     top_up_fail,
+    top_up_link_payment_intent,
     top_up_offer,
     top_up_open,
     top_up_start,
@@ -518,7 +524,7 @@ def top_up_status(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
 def top_up_cancel_view(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Stripe's cancel_url (a GET) asks; only the POST cancels, after closing Stripe's page."""
     top_up = _own_top_up(request, public_id)
-    if top_up.state != TopUp.State.PENDING:
+    if top_up.state != TopUp.State.PENDING or top_up.source != TopUp.Source.CHECKOUT:
         return redirect("top_up_status", public_id=top_up.public_id)
     if request.method == "GET":
         return render(
@@ -555,6 +561,10 @@ def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
             except MoneyError as exc:  # made before Add credit refused what Stripe cannot charge
                 top_up_fail(top_up=top_up, reason=str(exc))
             else:
+                if outcome == "pay":  # paid: from now on the top-up cannot be cancelled
+                    top_up_link_payment_intent(
+                        top_up=top_up, payment_intent_id=offline_payment_intent_id(top_up)
+                    )
                 offline_event_deliver_later(payload=payload, signature=signature)
             return redirect("top_up_status", public_id=top_up.public_id)
     return render(

@@ -343,7 +343,8 @@ def test_stripes_cancel_link_asks_before_cancelling(fake_stripe, prepaid_client)
 
     text = page_text(response)
     assert "Cancel adding $20.00?" in text
-    assert "Nothing has been charged." in text
+    assert "Cancelling closes the payment page, so it can no longer be paid." in text
+    assert "If you have already paid there, nothing is cancelled" in text
     assert f'href="{top_up.checkout_url}"' in text  # back to the payment page
     assert 'method="post"' in text
     top_up.refresh_from_db()
@@ -435,6 +436,22 @@ def test_someone_elses_cancel_url_is_404(
     top_up.refresh_from_db()
     assert top_up.state == "PENDING"
     assert fake_stripe.get_object(top_up.stripe_checkout_session_id)["status"] == "open"
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_auto_recharge_top_up_has_no_cancel(fake_stripe, prepaid_client, method):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    TopUp.objects.filter(pk=top_up.pk).update(source=TopUp.Source.AUTO_RECHARGE)
+
+    response = getattr(prepaid_client, method)(
+        reverse("top_up_cancel", args=[top_up.public_id]), follow=True
+    )
+
+    assert response.redirect_chain[-1][0] == reverse("top_up_status", args=[top_up.public_id])
+    assert "Cancel this top-up" not in page_text(response)
+    top_up.refresh_from_db()
+    assert top_up.state == "PENDING"
 
 
 def test_cancel_needs_a_login(fake_stripe, prepaid_client):

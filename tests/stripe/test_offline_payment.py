@@ -87,6 +87,21 @@ def test_paying_on_the_test_page_credits_once_after_the_redirect(prepaid_client)
 
 
 @transactional
+def test_cancelling_right_after_paying_on_the_test_page_cancels_nothing(prepaid_client):
+    """The event lands 1.5 s after Pay; a cancel in between said "Nothing was charged" and the
+    payment then credited the cancelled top-up."""
+    top_up, _, timers = pay_on_the_test_page(prepaid_client, "pay")
+
+    answer = prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]), follow=True)
+
+    assert "already paid on the test payment page, so it cannot be cancelled" in text(answer)
+    assert "Nothing was charged" not in text(answer)
+    assert wait_for(lambda: top_up_state(top_up) == "SUCCEEDED")
+    timers[0].join(timeout=10)
+    assert Wallet.objects.get(currency="USD").balance == 20 * UNIT
+
+
+@transactional
 def test_declining_on_the_test_page_fails_the_top_up(prepaid_client):
     top_up, answer, timers = pay_on_the_test_page(prepaid_client, "decline")
 

@@ -195,6 +195,20 @@ def _sync_wallet_threshold(recharge: AutoRecharge) -> None:
     ).update(recharge_below=recharge.threshold if recharge.enabled else None)
 
 
+def auto_recharge_switch_off_all(*, currency: str, reason: str) -> int:
+    """Switch off every enabled auto-recharge in a currency, each under its own row lock."""
+    switched = 0
+    for pk in AutoRecharge.objects.filter(currency=currency, enabled=True).values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            recharge = AutoRecharge.objects.select_for_update().get(pk=pk)
+            if recharge.enabled:
+                _switch_off(recharge, reason)
+                switched += 1
+    return switched
+
+
 def _switch_off(recharge: AutoRecharge, reason: str) -> None:
     AutoRecharge.objects.filter(pk=recharge.pk).update(enabled=False, disabled_reason=reason)
     recharge.enabled, recharge.disabled_reason = False, reason

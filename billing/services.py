@@ -305,7 +305,14 @@ def organization_top_up_settings_update(
     org.prepaid_grace_nanos = prepaid_grace_nanos
     org.notification_email = notification_email
     org.save(update_fields=["top_up_wait_seconds", "prepaid_grace_nanos", "notification_email"])
+    removed = list(
+        TopUpLimit.objects.exclude(currency__in=currencies).values_list("currency", flat=True)
+    )
     TopUpLimit.objects.exclude(currency__in=currencies).delete()
+    if removed:
+        # After the commit, outside the settings row's lock (a recharge's credit locks its
+        # auto-recharge and then reads the settings row).
+        transaction.on_commit(lambda: _auto_recharge_stop(removed))
     for limit in limits:
         TopUpLimit.objects.update_or_create(
             currency=limit["currency"],
@@ -322,3 +329,15 @@ def organization_top_up_settings_update(
     audit_log(
         actor=changed_by, action="organization.top_up_settings.set", before=before, after=after
     )
+
+
+def _auto_recharge_stop(currencies: list[str]) -> None:
+    """Auto-recharge needs Add credit in its currency: once that is no longer offered, it is
+    switched off, so offering the currency again does not silently start charging cards."""
+    from billing.auto_recharge import auto_recharge_switch_off_all  # it imports this module
+
+    for currency in currencies:
+        auto_recharge_switch_off_all(
+            currency=currency,
+            reason=f"Switched off because adding credit in {currency} is no longer offered.",
+        )

@@ -67,7 +67,7 @@ def test_admin_saves_add_credit_settings_and_a_new_currency(client, portal_admin
 
 
 def test_removing_a_currency_is_confirmed_first_then_stops_add_credit_in_it(
-    client, portal_admin, developer
+    client, portal_admin, developer, django_capture_on_commit_callbacks
 ):
     client.force_login(portal_admin)
     client.post(reverse("monetization_settings"), form_data())
@@ -94,10 +94,18 @@ def test_removing_a_currency_is_confirmed_first_then_stops_add_credit_in_it(
 
     hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
     assert hidden["limits-1-DELETE"] == "on" and hidden["confirm"] == "1"
-    done = client.post(reverse("monetization_settings"), hidden, follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        done = client.post(reverse("monetization_settings"), hidden, follow=True)
     assert "The Add credit settings have been saved." in done.content.decode()
     assert list(TopUpLimit.objects.values_list("currency", flat=True)) == ["USD"]
     assert organization_settings_get().top_up_wait_seconds == 60
+    # As the confirmation said: auto-recharge in EUR stops, and offering EUR again later does
+    # not quietly start charging cards.
+    recharge = AutoRecharge.objects.get()
+    assert not recharge.enabled
+    assert recharge.disabled_reason == (
+        "Switched off because adding credit in EUR is no longer offered."
+    )
 
 
 def test_saving_without_removing_a_currency_asks_nothing(client, portal_admin):

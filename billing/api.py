@@ -162,9 +162,15 @@ class JsonErrorsUnderV1:
         if response.status_code == 405:
             return f"{request.method} is not allowed here; allowed: {response.get('Allow', '')}."
         if response.status_code == 400:
-            # Django refuses such a request before the API sees it; too large is the usual cause.
+            # Django refused the request before the API saw it; say why where it is known.
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            return f"The request could not be read: a body may hold at most {limit:,} bytes."
+            try:
+                too_large = int(request.META.get("CONTENT_LENGTH") or 0) > limit
+            except ValueError:
+                too_large = False
+            if too_large:
+                return f"The request could not be read: a body may hold at most {limit:,} bytes."
+            return "The request could not be read."
         if response.status_code >= 500:
             return "The server failed to handle this request. Try again later."
         return f"{response.reason_phrase}."

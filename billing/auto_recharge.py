@@ -177,10 +177,11 @@ def _check_runaway_guard(account: BillingAccount, currency: str) -> None:
     ).first()
     until = runaway_guard_until(recharge, timezone.now()) if recharge else None
     if until is not None:
+        # Whoever switched it off, switching it on now would only be undone by the guard.
         raise BillingError(
-            f"Auto-recharge switched itself off because it charged your card more than "
-            f"{RUNAWAY_LIMIT} times in {_runaway_minutes()} minutes. It can be switched on "
-            f"again after {until:%H:%M} UTC. Nothing was changed."
+            f"Auto-recharge charged your card more than {RUNAWAY_LIMIT} times in the last "
+            f"{_runaway_minutes()} minutes, so the runaway guard would switch it off again at "
+            f"once. It can be switched on again after {until:%H:%M} UTC. Nothing was changed."
         )
 
 

@@ -42,7 +42,7 @@ if not SECRET_KEY:
     if not _key_file.exists():
         # Written aside and linked into place: of several processes starting at once (gunicorn
         # workers), exactly one key wins and none reads a half-written file.
-        VAR_DIR.mkdir(exist_ok=True)
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
         _draft = VAR_DIR / f"secret_key.{os.getpid()}"
         _draft.write_text(get_random_secret_key())
         _draft.chmod(0o600)

@@ -155,7 +155,8 @@ def test_behind_a_tls_proxy_its_header_counts_as_https():
 def test_the_embedded_secret_key_is_made_once_private_and_kept(tmp_path):
     probe = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update(DJANGO_SETTINGS_MODULE="portal.settings", PORTAL_VAR_DIR=str(tmp_path))
+    var_dir = tmp_path / "state" / "portal"  # not there yet, nor its parent
+    env.update(DJANGO_SETTINGS_MODULE="portal.settings", PORTAL_VAR_DIR=str(var_dir))
 
     def key() -> str:
         result = subprocess.run(
@@ -166,7 +167,7 @@ def test_the_embedded_secret_key_is_made_once_private_and_kept(tmp_path):
     first, second = key(), key()
 
     assert len(first) >= 50 and first == second
-    key_file = tmp_path / "secret_key"
+    key_file = var_dir / "secret_key"
     assert key_file.read_text().strip() == first
     assert key_file.stat().st_mode & 0o777 == 0o600
-    assert not [f for f in tmp_path.iterdir() if f.name.startswith("secret_key.")]
+    assert not [f for f in var_dir.iterdir() if f.name.startswith("secret_key.")]

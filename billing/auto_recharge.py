@@ -42,7 +42,7 @@ from billing.money import (
     stripe_currency_check,
     stripe_round_up,
 )
-from billing.selectors import billing_type_effective, organization_settings_get
+from billing.selectors import billing_type_effective
 from billing.services import audit_log
 from billing.top_ups import (
     TopUpRefused,
@@ -284,35 +284,13 @@ def auto_recharge_claim(
                 return in_flight
             return None
         account = recharge.billing_account
-        org = organization_settings_get()
-        if (
-            not recharge.enabled
-            or not account.stripe_payment_method_id
-            or (recharge.retry_after and recharge.retry_after > now)
-            or billing_type_effective(account=account, default=org.default_billing_type)
-            != BillingType.PREPAID
-        ):
-            return None
         balance = (
             Wallet.objects.filter(billing_account=account, currency=currency)
             .values_list("balance", flat=True)
             .first()
         ) or 0
-        if balance >= recharge.threshold:
-            return None
-        if recharge_waits_for_rise(recharge) or _runaway(recharge, now):
-            return None
-        limit = TopUpLimit.objects.filter(currency=currency).first()
-        if limit is None:
-            return None
-        offer = top_up_offer(account=account, currency=currency)
-        amount = recharge_amount(
-            recharge, balance, limit.minimum, offer.maximum.nanos if offer else limit.maximum
-        )
-        if (
-            recharge.monthly_cap is not None
-            and _month_total(recharge, now) + amount > recharge.monthly_cap
-        ):
+        amount = recharge_due(recharge, balance=balance, now=now)
+        if amount is None or _runaway(recharge, now):
             return None
         # After the auto-recharge row: nothing locks the account and then the auto-recharge.
         top_up_limits_lock(account=account)
@@ -337,6 +315,34 @@ def auto_recharge_claim(
         except IntegrityError:  # another worker claimed it first (the row lock makes this rare)
             transaction.set_rollback(True)
             return None
+
+
+def recharge_due(recharge: AutoRecharge, *, balance: int, now: datetime) -> int | None:
+    """What this auto-recharge would charge at `balance`, or None when nothing is due. The
+    claim's decision, shared with the Adjust balance confirmation's warning; the runaway guard
+    and the trust tier's limits are checked by each on top."""
+    account = recharge.billing_account
+    if (
+        not recharge.enabled
+        or not account.stripe_payment_method_id
+        or (recharge.retry_after and recharge.retry_after > now)
+        or billing_type_effective(account=account) != BillingType.PREPAID
+        or balance >= recharge.threshold
+        or recharge_waits_for_rise(recharge)
+    ):
+        return None
+    limit = TopUpLimit.objects.filter(currency=recharge.currency).first()
+    if limit is None:  # nothing is charged in a currency no longer offered
+        return None
+    offer = top_up_offer(account=account, currency=recharge.currency)
+    amount = recharge_amount(
+        recharge, balance, limit.minimum, offer.maximum.nanos if offer else limit.maximum
+    )
+    if recharge.monthly_cap is not None and (
+        _month_total(recharge, now) + amount > recharge.monthly_cap
+    ):
+        return None
+    return amount
 
 
 def recharge_waits_for_rise(recharge: AutoRecharge) -> bool:

@@ -185,40 +185,30 @@ class RechargePreview:
 
 
 def recharge_preview(*, account: BillingAccount, change: Any) -> RechargePreview | None:
-    """What confirming `change` (Money) would charge through auto-recharge, or None.
-
-    Mirrors the ledger's trigger (an enabled auto-recharge and a balance left below its
-    threshold) and auto_recharge_claim's amount; a monthly cap or a back-off may still hold
-    the charge back."""
+    """What confirming `change` (Money) would charge through auto-recharge, or None: the
+    claim's own decision (recharge_due) at the balance the change leaves."""
     from django.utils import timezone
 
-    from billing.auto_recharge import recharge_amount, recharge_waits_for_rise, runaway_guard_until
-    from billing.models import AutoRecharge, TopUpLimit, Wallet
+    from billing.auto_recharge import recharge_due, runaway_guard_until
+    from billing.models import AutoRecharge, Wallet
     from billing.money import Money
-    from billing.top_ups import top_up_offer
 
-    recharge = AutoRecharge.objects.filter(
-        billing_account=account, currency=change.currency, enabled=True
-    ).first()
-    limit = TopUpLimit.objects.filter(currency=change.currency).first()
-    if (
-        recharge is None
-        or limit is None  # nothing is charged in a currency no longer offered
-        or not account.stripe_payment_method_id
-        or billing_type_effective(account=account) != BillingType.PREPAID
-        or recharge_waits_for_rise(recharge)  # the claim charges nothing until the balance rises
-        or runaway_guard_until(recharge, timezone.now())  # the claim switches it off instead
-    ):
+    recharge = (
+        AutoRecharge.objects.select_related("billing_account")
+        .filter(billing_account=account, currency=change.currency)
+        .first()
+    )
+    if recharge is None:
         return None
     wallet = Wallet.objects.filter(billing_account=account, currency=change.currency).first()
     after = (wallet.balance if wallet else 0) + change.nanos
-    if after >= recharge.threshold:
+    now = timezone.now()
+    amount = recharge_due(recharge, balance=after, now=now)
+    if amount is None or runaway_guard_until(recharge, now):  # the guard switches it off instead
         return None
-    offer = top_up_offer(account=account, currency=change.currency)
-    maximum = offer.maximum.nanos if offer else limit.maximum
     return RechargePreview(
         threshold=Money(recharge.threshold, change.currency),
-        amount=Money(recharge_amount(recharge, after, limit.minimum, maximum), change.currency),
+        amount=Money(amount, change.currency),
         card=f"{account.card_brand.title()} •••• {account.card_last4}",
     )
 

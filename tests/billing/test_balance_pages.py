@@ -507,3 +507,33 @@ def test_adjust_currency_is_chosen_from_offered_currencies_and_existing_wallets(
 
     confirm = client.post(url, {**data, "currency": "GBP"}).content.decode()
     assert "Increase the GBP balance by £5.00?" in confirm
+
+
+def test_adjust_confirmation_does_not_warn_of_a_charge_the_monthly_cap_stops(
+    client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
+):
+    from billing.auto_recharge import auto_recharge_configure, card_save
+    from billing.models import RechargeAttempt
+
+    account = prepaid_developer.billing_account
+    wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+    auto_recharge_configure(
+        account=account,
+        currency="USD",
+        enabled=True,
+        threshold=usd("20"),
+        mode="FIXED",
+        amount=usd("10"),
+        monthly_cap=usd("10"),
+        changed_by=prepaid_developer,
+    )
+    with django_capture_on_commit_callbacks(execute=True):  # 30 -> 15, recharged to 25: cap used
+        wallet_debit(account=account, money=usd("15"), transaction_id="u1", actor=Actor.system())
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 1
+    client.force_login(portal_admin)
+
+    page = _adjust_confirmation(client, prepaid_developer, "decrease", "10")
+
+    assert "recharge-warning" not in page

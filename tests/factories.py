@@ -51,3 +51,31 @@ class AdminFactory(UserFactory):
     def portal_admin(self, create: bool, extracted: object, **kwargs: object) -> None:
         if create and extracted:
             self.groups.add(Group.objects.get(name="Portal admin"))
+
+
+def auto_recharge_on(
+    account: BillingAccount,
+    *,
+    threshold: str = "20",
+    amount: str = "50",
+    mode: str = "FIXED",
+    cap: str | None = None,
+    currency: str = "USD",
+    card: str = "pm_offline_visa_4242",
+):
+    """A saved test card and auto-recharge switched on, as the developer sets them."""
+    from billing.auto_recharge import auto_recharge_configure, card_save
+    from billing.money import money_parse
+
+    card_save(account=account, payment_method_id=card, brand="visa", last4=card[-4:])
+    account.refresh_from_db()
+    return auto_recharge_configure(
+        account=account,
+        currency=currency,
+        enabled=True,
+        threshold=money_parse(threshold, currency),
+        mode=mode,
+        amount=money_parse(amount, currency),
+        monthly_cap=money_parse(cap, currency) if cap else None,
+        changed_by=account.user,
+    )

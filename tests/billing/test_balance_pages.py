@@ -13,7 +13,7 @@ from billing.ledger import Actor, wallet_credit, wallet_debit
 from billing.models import AuditLogEntry, BillingTypeChange, LedgerEntry, Wallet
 from billing.money import money_parse
 from billing.services import billing_type_set
-from tests.factories import AdminFactory
+from tests.factories import AdminFactory, auto_recharge_on
 
 pytestmark = pytest.mark.django_db
 
@@ -393,23 +393,11 @@ def test_adjust_confirmation_does_not_warn_of_a_charge_while_auto_recharge_waits
 ):
     """A fixed $10 recharge left $40 below the $50 threshold: the next charge waits until the
     balance has been back at the threshold, so a further decrease charges nothing."""
-    from billing.auto_recharge import auto_recharge_configure, card_save
 
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
-    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
-    account.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
-        auto_recharge_configure(
-            account=account,
-            currency="USD",
-            enabled=True,
-            threshold=usd("50"),
-            mode="FIXED",
-            amount=usd("10"),
-            monthly_cap=None,
-            changed_by=prepaid_developer,
-        )
+        auto_recharge_on(account, threshold="50", amount="10")
     assert Wallet.objects.get().balance == 40 * 10**9  # charged once, still below
     client.force_login(portal_admin)
 
@@ -431,23 +419,11 @@ def test_adjust_confirmation_does_not_warn_of_a_charge_the_runaway_guard_stops(
 ):
     """Four recharges in ten minutes: the next one is not charged, the runaway guard switches
     auto-recharge off instead, so the page must not say confirming charges the card."""
-    from billing.auto_recharge import auto_recharge_configure, card_save
     from billing.models import AutoRecharge, RechargeAttempt
 
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
-    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
-    account.refresh_from_db()
-    auto_recharge_configure(
-        account=account,
-        currency="USD",
-        enabled=True,
-        threshold=usd("20"),
-        mode="FIXED",
-        amount=usd("10"),
-        monthly_cap=None,
-        changed_by=prepaid_developer,
-    )
+    auto_recharge_on(account, threshold="20", amount="10")
     for n, amount in enumerate(["15", "10", "10", "10"]):  # each falls to 15, recharged to 25
         with django_capture_on_commit_callbacks(execute=True):
             wallet_debit(
@@ -512,23 +488,11 @@ def test_adjust_currency_is_chosen_from_offered_currencies_and_existing_wallets(
 def test_adjust_confirmation_does_not_warn_of_a_charge_the_monthly_cap_stops(
     client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
 ):
-    from billing.auto_recharge import auto_recharge_configure, card_save
     from billing.models import RechargeAttempt
 
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
-    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
-    account.refresh_from_db()
-    auto_recharge_configure(
-        account=account,
-        currency="USD",
-        enabled=True,
-        threshold=usd("20"),
-        mode="FIXED",
-        amount=usd("10"),
-        monthly_cap=usd("10"),
-        changed_by=prepaid_developer,
-    )
+    auto_recharge_on(account, threshold="20", amount="10", cap="10")
     with django_capture_on_commit_callbacks(execute=True):  # 30 -> 15, recharged to 25: cap used
         wallet_debit(account=account, money=usd("15"), transaction_id="u1", actor=Actor.system())
     assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 1

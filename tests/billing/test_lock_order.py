@@ -23,8 +23,6 @@ from django.db import OperationalError, connection, connections, transaction
 
 from billing.auto_recharge import (
     auto_recharge_claim,
-    auto_recharge_configure,
-    card_save,
     recharge_attempt_succeed,
 )
 from billing.ledger import Actor, wallet_credit, wallet_debit
@@ -32,7 +30,7 @@ from billing.models import BillingAccount, BillingTypeChange, TopUp, TrustTier, 
 from billing.money import money_parse
 from billing.services import billing_type_set
 from billing.top_ups import top_up_check, top_up_start
-from tests.factories import DeveloperFactory
+from tests.factories import DeveloperFactory, auto_recharge_on
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -91,18 +89,7 @@ def debit_holds_the_account(account) -> Iterator[None]:
 
 
 def test_the_recharge_claim_does_not_wait_for_a_debit(account, debit_holds_the_account):
-    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
-    account.refresh_from_db()
-    auto_recharge_configure(
-        account=account,
-        currency="USD",
-        enabled=True,
-        threshold=usd("20"),
-        mode="FIXED",
-        amount=usd("50"),
-        monthly_cap=None,
-        changed_by=account.user,
-    )
+    auto_recharge_on(account, threshold="20", amount="50")
     wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
     Wallet.objects.update(balance=5 * 10**9)  # below the threshold, no debit to trigger it
 
@@ -193,19 +180,8 @@ def wait_until_blocked(result: Callable[[], Any]) -> bool:
 @pytest.fixture
 def recharge_due(account) -> None:
     """Auto-recharge of 50 USD below 20, and a balance of 5: a recharge is due."""
-    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
-    account.refresh_from_db()
     wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
-    auto_recharge_configure(
-        account=account,
-        currency="USD",
-        enabled=True,
-        threshold=usd("20"),
-        mode="FIXED",
-        amount=usd("50"),
-        monthly_cap=None,
-        changed_by=account.user,
-    )
+    auto_recharge_on(account, threshold="20", amount="50")
     Wallet.objects.update(balance=5 * UNIT)  # below the threshold, no debit to trigger it
 
 

@@ -10,6 +10,7 @@ webhook and the task may both see the success; the wallet is credited once).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -289,8 +290,10 @@ def auto_recharge_claim(
             .values_list("balance", flat=True)
             .first()
         ) or 0
-        amount = recharge_due(recharge, balance=balance, now=now)
-        if amount is None or _runaway(recharge, now):
+        amount = recharge_due(
+            recharge, balance=balance, now=now, runaway=lambda: _runaway(recharge, now)
+        )
+        if amount is None:
             return None
         # After the auto-recharge row: nothing locks the account and then the auto-recharge.
         top_up_limits_lock(account=account)
@@ -317,10 +320,14 @@ def auto_recharge_claim(
             return None
 
 
-def recharge_due(recharge: AutoRecharge, *, balance: int, now: datetime) -> int | None:
-    """What this auto-recharge would charge at `balance`, or None when nothing is due. The
-    claim's decision, shared with the Adjust balance confirmation's warning; the runaway guard
-    and the trust tier's limits are checked by each on top."""
+def recharge_due(
+    recharge: AutoRecharge, *, balance: int, now: datetime, runaway: Callable[[], bool]
+) -> int | None:
+    """What this auto-recharge would charge at `balance`, or None when nothing is due: the
+    claim's decision, shared with the Adjust balance confirmation's warning (the trust tier's
+    limits are checked by each on top). `runaway` is asked where the guard belongs, before the
+    limits and the cap: the claim's trips the guard (switch off, alert), the preview's only
+    asks whether it would."""
     account = recharge.billing_account
     if (
         not recharge.enabled
@@ -329,6 +336,7 @@ def recharge_due(recharge: AutoRecharge, *, balance: int, now: datetime) -> int 
         or billing_type_effective(account=account) != BillingType.PREPAID
         or balance >= recharge.threshold
         or recharge_waits_for_rise(recharge)
+        or runaway()
     ):
         return None
     limit = TopUpLimit.objects.filter(currency=recharge.currency).first()

@@ -203,8 +203,14 @@ def recharge_preview(*, account: BillingAccount, change: Any) -> RechargePreview
     wallet = Wallet.objects.filter(billing_account=account, currency=change.currency).first()
     after = (wallet.balance if wallet else 0) + change.nanos
     now = timezone.now()
-    amount = recharge_due(recharge, balance=after, now=now)
-    if amount is None or runaway_guard_until(recharge, now):  # the guard switches it off instead
+    # The runaway guard would switch it off instead of charging.
+    amount = recharge_due(
+        recharge,
+        balance=after,
+        now=now,
+        runaway=lambda: runaway_guard_until(recharge, now) is not None,
+    )
+    if amount is None:
         return None
     return RechargePreview(
         threshold=Money(recharge.threshold, change.currency),

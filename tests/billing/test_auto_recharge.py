@@ -316,6 +316,19 @@ def test_runaway_guard_stops_after_more_than_three_in_ten_minutes(account, setti
     assert any("Auto-recharge stopped" in m.subject for m in mail.outbox)
 
 
+def test_the_runaway_guard_trips_even_when_the_monthly_cap_holds_the_next_charge(account, settings):
+    """Four recharges in ten minutes use up a cap of 200: the cap alone would hold the fifth,
+    but the runaway must still be switched off and told, or recharging resumes next month."""
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    enable(account, threshold="90", amount="50", cap="200")
+    for n in range(6):
+        debit(account, "45", f"d{n}")
+    assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 4
+    recharge = AutoRecharge.objects.get()
+    assert not recharge.enabled and "runaway guard" in recharge.disabled_reason
+    assert any("Auto-recharge stopped" in m.subject for m in mail.outbox)
+
+
 def test_monthly_cap_stops_recharging(account):
     enable(account, threshold="90", amount="10", cap="20")
     for n in range(4):

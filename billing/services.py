@@ -312,7 +312,7 @@ def organization_top_up_settings_update(
     if removed:
         # After the commit, outside the settings row's lock (a recharge's credit locks its
         # auto-recharge and then reads the settings row).
-        transaction.on_commit(lambda: _auto_recharge_stop(removed))
+        transaction.on_commit(lambda: _auto_recharge_stop(removed), robust=True)
     for limit in limits:
         TopUpLimit.objects.update_or_create(
             currency=limit["currency"],

@@ -138,7 +138,11 @@ def top_up_open(*, account: BillingAccount, currency: str) -> TopUp | None:
     since = timezone.now() - stripe_gateway.CHECKOUT_LIFETIME
     return (
         TopUp.objects.filter(
-            billing_account=account, currency=currency, state=State.PENDING, created_at__gte=since
+            billing_account=account,
+            currency=currency,
+            state=State.PENDING,
+            created_at__gte=since,
+            stripe_payment_intent_id__isnull=True,  # paid, waiting for its confirmation
         )
         .exclude(checkout_url="")
         .order_by("-created_at")
@@ -289,12 +293,41 @@ def top_up_cancel(*, top_up: TopUp) -> bool:
             )
         if status != "expired":
             raise TopUpNotCancelled("The payment page is still open; try again in a minute.")
-    elif top_up.stripe_payment_intent_id:  # offline: Pay was pressed on the test page
+        return _transition(top_up, State.CANCELED, failure_reason=CANCELLED)
+    return _cancel_unless_paid_offline(top_up)
+
+
+CANCELLED = "Cancelled on the payment page."
+
+
+def _cancel_unless_paid_offline(top_up: TopUp) -> bool:
+    """Offline, Pay on the test page links the PaymentIntent (top_up_pay_offline): one
+    conditional UPDATE each, so of a Pay and a cancel at the same moment exactly one wins."""
+    cancelled = TopUp.objects.filter(
+        pk=top_up.pk, state=State.PENDING, stripe_payment_intent_id__isnull=True
+    ).update(state=State.CANCELED, failure_reason=CANCELLED, updated_at=timezone.now())
+    if cancelled:
+        top_up.state = State.CANCELED
+        return True
+    if TopUp.objects.filter(pk=top_up.pk, state=State.PENDING).exists():
         raise TopUpNotCancelled(
             "This top-up was already paid on the test payment page, so it cannot be cancelled. "
             "The credit appears on your balance in a moment."
         )
-    return _transition(top_up, State.CANCELED, failure_reason="Cancelled on the payment page.")
+    return False
+
+
+def top_up_pay_offline(*, top_up: TopUp, payment_intent_id: str) -> bool:
+    """Pay pressed on the offline test page: False if the top-up was cancelled (or finished)
+    meanwhile, so that no payment event is sent for it."""
+    return bool(
+        TopUp.objects.filter(pk=top_up.pk, state=State.PENDING)
+        .filter(
+            Q(stripe_payment_intent_id__isnull=True)
+            | Q(stripe_payment_intent_id=payment_intent_id)  # a second click on Pay
+        )
+        .update(stripe_payment_intent_id=payment_intent_id)
+    )
 
 
 def _stripe_page(top_up: TopUp) -> str | None:

@@ -73,9 +73,9 @@ from billing.top_ups import (
     top_up_cancel,
     top_up_expire_stale_offline,
     top_up_fail,
-    top_up_link_payment_intent,
     top_up_offer,
     top_up_open,
+    top_up_pay_offline,
     top_up_start,
 )
 from billing.webhooks import webhook_receive
@@ -533,9 +533,11 @@ def top_up_cancel_view(request: PortalRequest, public_id: uuid.UUID) -> HttpResp
             {"top_up": top_up, "amount": Money(top_up.amount, top_up.currency), "tab": "balance"},
         )
     try:
-        top_up_cancel(top_up=top_up)
+        cancelled = top_up_cancel(top_up=top_up)
     except TopUpNotCancelled as exc:
         messages.error(request, str(exc))
+        return redirect("top_up_status", public_id=top_up.public_id)
+    if not cancelled:  # it finished meanwhile: its page says how
         return redirect("top_up_status", public_id=top_up.public_id)
     messages.info(request, "Adding credit was cancelled. Nothing was charged.")
     return redirect("my_balance")
@@ -561,11 +563,13 @@ def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
             except MoneyError as exc:  # made before Add credit refused what Stripe cannot charge
                 top_up_fail(top_up=top_up, reason=str(exc))
             else:
-                if outcome == "pay":  # paid: from now on the top-up cannot be cancelled
-                    top_up_link_payment_intent(
-                        top_up=top_up, payment_intent_id=offline_payment_intent_id(top_up)
-                    )
-                offline_event_deliver_later(payload=payload, signature=signature)
+                # Paid: from now on the top-up cannot be cancelled (and a cancel that came
+                # first stops the payment).
+                paid = outcome != "pay" or top_up_pay_offline(
+                    top_up=top_up, payment_intent_id=offline_payment_intent_id(top_up)
+                )
+                if paid:
+                    offline_event_deliver_later(payload=payload, signature=signature)
             return redirect("top_up_status", public_id=top_up.public_id)
     return render(
         request,

@@ -278,6 +278,9 @@ def test_no_open_payment_is_shown_once_it_is_paid_cancelled_or_expired(
     TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now() - timedelta(hours=2))
     assert "You started adding" not in page()  # its page expired
     TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now())
+    TopUp.objects.filter(pk=top_up.pk).update(stripe_payment_intent_id="pi_paid")
+    assert "You started adding" not in page()  # paid, waiting for Stripe's confirmation
+    TopUp.objects.filter(pk=top_up.pk).update(stripe_payment_intent_id=None)
     prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]))
     assert "You started adding" not in page()
 

@@ -101,6 +101,25 @@ def test_cancelling_right_after_paying_on_the_test_page_cancels_nothing(prepaid_
     assert Wallet.objects.get(currency="USD").balance == 20 * UNIT
 
 
+@pytest.mark.django_db
+def test_of_a_pay_and_a_cancel_at_the_same_moment_exactly_one_wins(prepaid_client):
+    """Each request works from the top-up as it loaded it; the database decides."""
+    from billing.top_ups import TopUpNotCancelled, top_up_cancel, top_up_pay_offline
+
+    add_credit(prepaid_client, "20")
+    as_pay_saw_it, as_cancel_saw_it = latest_top_up(), latest_top_up()
+    assert top_up_cancel(top_up=as_cancel_saw_it)  # the cancel lands first
+    assert not top_up_pay_offline(top_up=as_pay_saw_it, payment_intent_id="pi_offline_x")
+    assert top_up_state(as_pay_saw_it) == "CANCELED"
+
+    TopUp.objects.update(state=TopUp.State.PENDING, stripe_payment_intent_id=None)
+    as_pay_saw_it, as_cancel_saw_it = latest_top_up(), latest_top_up()
+    assert top_up_pay_offline(top_up=as_pay_saw_it, payment_intent_id="pi_offline_x")  # Pay first
+    with pytest.raises(TopUpNotCancelled, match="already paid on the test payment page"):
+        top_up_cancel(top_up=as_cancel_saw_it)
+    assert top_up_state(as_cancel_saw_it) == "PENDING"
+
+
 @transactional
 def test_declining_on_the_test_page_fails_the_top_up(prepaid_client):
     top_up, answer, timers = pay_on_the_test_page(prepaid_client, "decline")

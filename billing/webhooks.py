@@ -24,7 +24,7 @@ from billing.auto_recharge import (
     recharge_attempt_succeed,
 )
 from billing.models import BillingAccount, StripeEvent, TopUp
-from billing.money import money_from_stripe
+from billing.money import Money, money_from_stripe
 from billing.top_ups import (
     CREDITED,
     DISPUTE_FUNDS_WITHDRAWN,
@@ -307,20 +307,29 @@ def charge_refunded(charge: dict[str, Any]) -> None:
     top_up = _top_up(charge, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
     refunded = money_from_stripe(charge["amount_refunded"], charge["currency"])
-    # Before waiting for the payment: a payment flagged for its currency is never credited.
-    if not top_up_currency_matches(top_up=top_up, money=refunded, what="a refund"):
+    if not _may_take_back(top_up, refunded, what="a refund"):
         return
-    if top_up.state not in CREDITED:
-        if top_up_payment_set_aside(top_up=top_up):
-            return top_up_flag_uncredited(top_up=top_up, what="a refund", money=refunded)
-        # Refunding what was never credited would leave a debt: wait for the payment's event.
-        raise EventNotReady(f"Refund for top-up {top_up.public_id} before its payment")
     top_up_refund(
         top_up=top_up,
         charge_id=charge["id"],
         amount_refunded=charge["amount_refunded"],
         currency=charge["currency"],
     )
+
+
+def _may_take_back(top_up: TopUp, money: Money, *, what: str) -> bool:
+    """Whether a refund or dispute may move the wallet now. False when it was flagged for an
+    admin instead; EventNotReady (Stripe retries) while its payment is not credited yet."""
+    # Before waiting for the payment: a payment flagged for its currency is never credited.
+    if not top_up_currency_matches(top_up=top_up, money=money, what=what):
+        return False
+    if top_up.state in CREDITED:
+        return True
+    if top_up_payment_set_aside(top_up=top_up):  # never credited, and never will be
+        top_up_flag_uncredited(top_up=top_up, what=what, money=money)
+        return False
+    # Taking back what was never credited would leave a debt: wait for the payment's event.
+    raise EventNotReady(f"{what.capitalize()} for top-up {top_up.public_id} before its payment")
 
 
 def refund_changed(refund: dict[str, Any]) -> None:
@@ -352,13 +361,8 @@ def dispute_changed(dispute: dict[str, Any]) -> None:
     top_up = _top_up(dispute, money_leaving=True, payment_intent_id=payment_intent_id)
     assert top_up is not None
     disputed = money_from_stripe(dispute["amount"], dispute["currency"])
-    if not top_up_currency_matches(top_up=top_up, money=disputed, what="a dispute"):
+    if not _may_take_back(top_up, disputed, what="a dispute"):
         return
-    if top_up.state not in CREDITED:
-        if top_up_payment_set_aside(top_up=top_up):
-            return top_up_flag_uncredited(top_up=top_up, what="a dispute", money=disputed)
-        # Taking back what was never credited would leave a debt: wait for the payment's event.
-        raise EventNotReady(f"Dispute for top-up {top_up.public_id} before its payment")
     top_up_dispute(
         top_up=top_up,
         dispute_id=dispute["id"],

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 
 import pytest
 from django.db import connection, connections
@@ -94,3 +96,19 @@ def browser(chromium_path: str):
         # usual ones (asgiref Local); close those here or the test database cannot be dropped.
         connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def wait_until_blocked(thread: threading.Thread) -> bool:
+    """PostgreSQL: True once a session of the test database waits for a lock; False if
+    `thread` finished (or ten seconds passed) without any waiting."""
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.02)
+    return False

@@ -27,6 +27,28 @@ def add_user(client, email: str):
     )
 
 
+def user_change_form(developer: User, account, *, trust_tier: int) -> dict[str, str]:
+    """The People admin's change form for a developer, setting the billing account's tier."""
+    return {
+        "email": developer.email,
+        "first_name": "",
+        "last_name": "",
+        "is_active": "on",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "initial-date_joined_0": "2026-01-01",
+        "initial-date_joined_1": "00:00:00",
+        "billing_account-TOTAL_FORMS": "1",
+        "billing_account-INITIAL_FORMS": "1",
+        "billing_account-MIN_NUM_FORMS": "0",
+        "billing_account-MAX_NUM_FORMS": "1",
+        "billing_account-0-id": str(account.pk),
+        "billing_account-0-user": str(developer.pk),
+        "billing_account-0-legal_company_name": "",
+        "billing_account-0-trust_tier": str(trust_tier),
+    }
+
+
 @pytest.fixture
 def superuser_client(client):
     client.force_login(User.objects.create_superuser("root@example.com", "pw-123456789x"))
@@ -58,24 +80,7 @@ def test_changing_a_trust_tier_in_the_admin_is_audited(superuser_client):
     developer = User.objects.create_user("dev@example.com")
     account = BillingAccount.objects.create(user=developer, trust_tier=1)
     url = f"/admin/accounts/user/{developer.pk}/change/"
-    data = {
-        "email": developer.email,
-        "first_name": "",
-        "last_name": "",
-        "is_active": "on",
-        "date_joined_0": "2026-01-01",
-        "date_joined_1": "00:00:00",
-        "initial-date_joined_0": "2026-01-01",
-        "initial-date_joined_1": "00:00:00",
-        "billing_account-TOTAL_FORMS": "1",
-        "billing_account-INITIAL_FORMS": "1",
-        "billing_account-MIN_NUM_FORMS": "0",
-        "billing_account-MAX_NUM_FORMS": "1",
-        "billing_account-0-id": str(account.pk),
-        "billing_account-0-user": str(developer.pk),
-        "billing_account-0-legal_company_name": "",
-        "billing_account-0-trust_tier": "5",
-    }
+    data = user_change_form(developer, account, trust_tier=5)
 
     response = superuser_client.post(url, data)
 

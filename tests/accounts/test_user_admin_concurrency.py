@@ -5,7 +5,6 @@ was being saved is kept."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, connections
@@ -13,45 +12,16 @@ from django.test import Client
 
 from accounts.models import User
 from billing.models import BillingAccount
+from tests.accounts.test_user_admin import user_change_form
+from tests.conftest import wait_until_blocked
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def wait_until_blocked(thread: threading.Thread) -> bool:
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return True
-        time.sleep(0.02)
-    return False
 
 
 def change_trust_tier(developer: User, account: BillingAccount, answers: list[int]) -> None:
     client = Client()
     client.force_login(User.objects.get(email="root@example.com"))
-    data = {
-        "email": developer.email,
-        "first_name": "",
-        "last_name": "",
-        "is_active": "on",
-        "date_joined_0": "2026-01-01",
-        "date_joined_1": "00:00:00",
-        "initial-date_joined_0": "2026-01-01",
-        "initial-date_joined_1": "00:00:00",
-        "billing_account-TOTAL_FORMS": "1",
-        "billing_account-INITIAL_FORMS": "1",
-        "billing_account-MIN_NUM_FORMS": "0",
-        "billing_account-MAX_NUM_FORMS": "1",
-        "billing_account-0-id": str(account.pk),
-        "billing_account-0-user": str(developer.pk),
-        "billing_account-0-legal_company_name": "",
-        "billing_account-0-trust_tier": "3",
-    }
+    data = user_change_form(developer, account, trust_tier=3)
     try:
         answers.append(
             client.post(f"/admin/accounts/user/{developer.pk}/change/", data).status_code

@@ -14,7 +14,6 @@ deadlock."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from billing.models import BillingAccount, BillingTypeChange, TopUp, TrustTier, 
 from billing.money import money_parse
 from billing.services import billing_type_set
 from billing.top_ups import top_up_check, top_up_start
+from tests.conftest import wait_until_blocked
 from tests.factories import DeveloperFactory, auto_recharge_on
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -160,23 +160,6 @@ def in_thread(call: Callable[[], Any]) -> Callable[[], Any]:
     return result
 
 
-def wait_until_blocked(result: Callable[[], Any]) -> bool:
-    """True once a session of the test database waits for a row lock; False if the thread
-    finished (or ten seconds passed) without waiting."""
-    thread = result.thread  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return True
-        time.sleep(0.02)
-    return False
-
-
 @pytest.fixture
 def recharge_due(account) -> None:
     """Auto-recharge of 50 USD below 20, and a balance of 5: a recharge is due."""
@@ -209,7 +192,7 @@ def test_a_recharge_credit_does_not_hold_the_wallet_while_waiting_for_the_settin
             attempt_id=attempt.pk, payment_intent_id="pi_lock_order", amount=5000, currency="usd"
         )
     )
-    assert wait_until_blocked(succeed)
+    assert wait_until_blocked(succeed.thread)
 
     wallet_free = other_session.can_lock(
         "SELECT id FROM billing_wallet WHERE billing_account_id = %s FOR NO KEY UPDATE NOWAIT",
@@ -238,7 +221,7 @@ def test_a_billing_type_change_takes_the_organisation_before_the_account(other_s
             source=BillingTypeChange.Source.ADMIN,
         )
     )
-    assert wait_until_blocked(change)
+    assert wait_until_blocked(change.thread)
 
     account_free = other_session.can_lock(
         "SELECT id FROM billing_billingaccount WHERE id = %s FOR KEY SHARE NOWAIT", [account.pk]
@@ -278,7 +261,7 @@ def test_a_recharge_claim_counts_an_add_credit_being_started_in_the_monthly_tota
     starting.start()
     assert held.wait(10)
     claim = in_thread(lambda: auto_recharge_claim(account_id=account.pk, currency="USD"))
-    wait_until_blocked(claim)  # with the fix; without it the claim goes through at once
+    wait_until_blocked(claim.thread)  # with the fix; without it the claim goes through at once
     done.set()
     starting.join(30)
 
@@ -300,7 +283,7 @@ def test_a_recharge_claim_waiting_for_a_billing_type_change_sees_the_new_type(
         "UPDATE billing_billingaccount SET billing_type = 'POSTPAID' WHERE id = %s", [account.pk]
     )
     claim = in_thread(lambda: auto_recharge_claim(account_id=account.pk, currency="USD"))
-    assert wait_until_blocked(claim)
+    assert wait_until_blocked(claim.thread)
     other_session.run("COMMIT")
 
     assert claim() is None

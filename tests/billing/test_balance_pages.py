@@ -328,6 +328,18 @@ def _adjust_confirmation(client, developer, direction: str, amount: str) -> str:
     return client.post(url, data).content.decode()
 
 
+def _confirm_adjustment(client, developer, page: str, direction: str, amount: str) -> None:
+    """Save the adjustment the confirmation `page` shows, as its Save button does."""
+    import re
+
+    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
+    data = {"direction": direction, "amount": amount, "currency": "USD", "reason": "usage fix"}
+    client.post(
+        reverse("people_balance", args=[developer.pk]),
+        {**data, "transaction_id": transaction_id, "confirm": "1"},
+    )
+
+
 def test_adjust_confirmation_warns_when_it_would_charge_the_saved_card(
     client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
 ):
@@ -369,22 +381,9 @@ def test_adjust_confirmation_warns_when_it_would_charge_the_saved_card(
 
     # The warning tells the truth: confirming does charge the card.
     configure(True, "FIXED", "50")
-    import re
-
     page = _adjust_confirmation(client, prepaid_developer, "decrease", "15")
-    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(
-            reverse("people_balance", args=[prepaid_developer.pk]),
-            {
-                "direction": "decrease",
-                "amount": "15",
-                "currency": "USD",
-                "reason": "usage fix",
-                "transaction_id": transaction_id,
-                "confirm": "1",
-            },
-        )
+        _confirm_adjustment(client, prepaid_developer, page, "decrease", "15")
     assert Wallet.objects.get().balance == 65 * 10**9  # 30 - 15 + 50
 
 
@@ -404,13 +403,8 @@ def test_adjust_confirmation_does_not_warn_of_a_charge_while_auto_recharge_waits
     page = _adjust_confirmation(client, prepaid_developer, "decrease", "5")
 
     assert "recharge-warning" not in page
-    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
-    data = {"direction": "decrease", "amount": "5", "currency": "USD", "reason": "usage fix"}
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(
-            reverse("people_balance", args=[prepaid_developer.pk]),
-            {**data, "transaction_id": transaction_id, "confirm": "1"},
-        )
+        _confirm_adjustment(client, prepaid_developer, page, "decrease", "5")
     assert Wallet.objects.get().balance == 35 * 10**9  # no charge, as the page said
 
 
@@ -435,13 +429,8 @@ def test_adjust_confirmation_does_not_warn_of_a_charge_the_runaway_guard_stops(
     page = _adjust_confirmation(client, prepaid_developer, "decrease", "10")
 
     assert "recharge-warning" not in page
-    transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
-    data = {"direction": "decrease", "amount": "10", "currency": "USD", "reason": "usage fix"}
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(
-            reverse("people_balance", args=[prepaid_developer.pk]),
-            {**data, "transaction_id": transaction_id, "confirm": "1"},
-        )
+        _confirm_adjustment(client, prepaid_developer, page, "decrease", "10")
     assert Wallet.objects.get().balance == 15 * 10**9  # not charged: switched off instead
     assert not AutoRecharge.objects.get().enabled
 

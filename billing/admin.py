@@ -44,6 +44,7 @@ class BillingTypeChangeAdmin(ReadOnlyAdmin):
 class AuditLogEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "action", "actor", "target_user", "data"]
     list_filter = ["action"]
+    date_hierarchy = "created_at"
     search_fields = ["actor__email", "target_user__email", "action"]
     list_select_related = ["actor", "target_user"]
 

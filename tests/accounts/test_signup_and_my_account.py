@@ -111,6 +111,8 @@ def test_portal_admin_group_holds_the_drupal_permission_titles():
         # The Django admin's token list, to revoke a leaked gateway token.
         "Can view api token",
         "Can change api token",
+        # The audit log in the Django admin, read-only.
+        "Can view audit log entry",
     }
 
 

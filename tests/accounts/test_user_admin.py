@@ -132,3 +132,21 @@ def test_portal_admins_list_and_revoke_tokens_other_staff_cannot(client, portal_
         assert token.prefix in listing.content.decode()
         assert "token_hash" not in listing.content.decode()
     assert (ApiToken.objects.get().revoked_at is not None) == portal_admin
+
+
+@pytest.mark.parametrize("portal_admin, status", [(True, 200), (False, 403)])
+def test_portal_admins_read_the_audit_log_other_staff_cannot(client, portal_admin, status):
+    from accounts.services import api_token_create
+    from tests.factories import AdminFactory
+
+    developer = User.objects.create_user("dev@example.com")
+    api_token_create(user=developer, name="gateway")  # audited: api_token.create
+    client.force_login(AdminFactory(portal_admin=portal_admin))
+
+    listing = client.get("/admin/billing/auditlogentry/")
+
+    assert listing.status_code == status
+    if status == 200:
+        assert "api_token.create" in listing.content.decode()
+        # Read-only for them too: no add link, and no change form.
+        assert "/admin/billing/auditlogentry/add/" not in listing.content.decode()

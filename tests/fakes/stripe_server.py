@@ -83,6 +83,16 @@ TEST_PAYMENT_METHODS: dict[str, tuple[str, str, str]] = {
 # behaviours are 500s from inside the endpoint: saved and replayed, as Stripe documents.
 SAVED_STATUSES = frozenset({200, 402})
 
+# Stripe's smallest charge in minor units, from its own table (docs.stripe.com/currencies,
+# "Minimum and maximum charge amounts"); kept here rather than imported, so that the fake does
+# not agree with the portal's copy by construction.
+MINIMUM_CHARGE = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500,
+    "dkk": 250, "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50,
+    "mxn": 1000, "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300,
+    "sgd": 50,
+}  # fmt: skip
+
 _ID_ALPHABET = string.ascii_letters + string.digits
 _KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
@@ -216,6 +226,15 @@ def _expires_at(params: Json) -> int:
     return expires_at
 
 
+def _check_minimum_charge(amount: int, currency: str, what: str, param: str) -> None:
+    """Stripe refuses a payment page or a charge below the currency's minimum charge."""
+    minimum = MINIMUM_CHARGE.get(currency)
+    if minimum is not None and amount < minimum:
+        shown = str(minimum) if currency == "jpy" else f"{minimum // 100}.{minimum % 100:02d}"
+        message = f"{what} must be at least {shown} {currency}."
+        raise StripeApiError(400, message, code="amount_too_small", param=param)
+
+
 def _int(params: Json, name: str, *, required: bool = False) -> int | None:
     text = _str(params, name, required=required)
     if text is None:
@@ -273,7 +292,10 @@ def _line_items_total(params: Json) -> tuple[int, str]:
         total += int(unit_amount or 0) * quantity
     if len(currencies) > 1:
         raise StripeApiError(400, "All line_items must share a currency.", param="line_items")
-    return total, currencies.pop()
+    currency = currencies.pop()
+    what = "The Checkout Session's total amount due"
+    _check_minimum_charge(total, currency, what, "line_items")
+    return total, currency
 
 
 # --- the fake ----------------------------------------------------------------------------
@@ -854,6 +876,7 @@ class FakeStripe:
         if not amount:
             raise StripeApiError(400, "Amount must be at least 1.", param="amount")
         currency = str(_str(params, "currency", required=True)).lower()
+        _check_minimum_charge(amount, currency, "Amount", "amount")
         customer = self._ref(params, "customer", "customer")
         payment_method = self._ref(params, "payment_method", "payment_method")
         confirm, off_session = _bool(params, "confirm"), _off_session(params)

@@ -253,6 +253,43 @@ def test_off_session_payment_succeeds(
     assert (sent["params"]["off_session"], sent["params"]["confirm"]) == ("true", "true")
 
 
+@pytest.mark.parametrize(
+    "currency, amount, message",
+    [
+        ("usd", 49, "Amount must be at least 0.50 usd"),
+        ("gbp", 29, "Amount must be at least 0.30 gbp"),
+        ("jpy", 49, "Amount must be at least 50 jpy"),
+    ],
+)
+def test_a_charge_below_stripes_minimum_is_refused_as_amount_too_small(
+    fake: FakeStripe, client: stripe.StripeClient, card: str, currency, amount, message
+) -> None:
+    """Stripe's minimum charge (USD 0.50, GBP 0.30, JPY 50, ...): nothing is charged."""
+    customer = client.v1.payment_methods.retrieve(card).customer
+    params: Any = {"amount": amount, "currency": currency, "customer": customer}
+    params |= {"payment_method": card, "off_session": True, "confirm": True}
+
+    with pytest.raises(stripe.InvalidRequestError, match=message) as raised:
+        client.v1.payment_intents.create(params=params)
+
+    assert (raised.value.code, raised.value.param) == ("amount_too_small", "amount")
+    assert fake.objects("payment_intent") == [] and fake.objects("charge") == []
+    params["amount"] += 1  # the minimum itself is charged
+    assert client.v1.payment_intents.create(params=params).status == "succeeded"
+
+
+def test_a_payment_page_below_stripes_minimum_is_refused(client: stripe.StripeClient) -> None:
+    params = payment_session_params()
+    params["line_items"][0]["price_data"] |= {"currency": "usd", "unit_amount": 24}
+
+    with pytest.raises(stripe.InvalidRequestError, match="at least 0.50 usd") as raised:
+        client.v1.checkout.sessions.create(params=params)
+
+    assert raised.value.code == "amount_too_small"
+    params["line_items"][0]["price_data"]["unit_amount"] = 25  # two of them: 0.50
+    assert client.v1.checkout.sessions.create(params=params).amount_total == 50
+
+
 @pytest.mark.parametrize("choose", ["by_payment_method", "stripe_test_card"])
 def test_off_session_payment_declined(
     fake: FakeStripe, client: stripe.StripeClient, card: str, choose: str

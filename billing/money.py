@@ -45,6 +45,35 @@ STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 # 5.123); ISK is zero-decimal but still sent with two decimals, which must be 00. HUF's and
 # TWD's whole-unit rules are for payouts only, so charges keep two decimals.
 STRIPE_WHOLE_UNITS_ONLY = frozenset(["ISK"])
+# Stripe's smallest charge, in minor units, where its table names one
+# (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts): below it Stripe refuses
+# the payment page and the charge with amount_too_small. A charge in another currency must be
+# worth the settlement currency's minimum at the day's rate, which only Stripe knows.
+STRIPE_MINIMUM_CHARGE = {
+    "USD": 50,
+    "AED": 200,
+    "AUD": 50,
+    "BGN": 100,
+    "BRL": 50,
+    "CAD": 50,
+    "CHF": 50,
+    "CZK": 1500,
+    "DKK": 250,
+    "EUR": 50,
+    "GBP": 30,
+    "HKD": 400,
+    "HUF": 17500,
+    "INR": 50,
+    "JPY": 50,
+    "MXN": 1000,
+    "MYR": 200,
+    "NOK": 300,
+    "NZD": 50,
+    "PLN": 200,
+    "RON": 200,
+    "SEK": 300,
+    "SGD": 50,
+}
 _NOT_CURRENCIES = frozenset({"XXX", "XTS"})
 _INT64_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 _KNOWN = frozenset(list_currencies()) - _NOT_CURRENCIES
@@ -184,7 +213,8 @@ def stripe_currency_check(currency: str) -> str:
 
 
 def stripe_amount_check(money: Money) -> Money:
-    """Refuse an amount Stripe would reject: a currency it cannot take, or a finer step."""
+    """Refuse an amount Stripe would reject: a currency it cannot take, a finer step, or less
+    than Stripe's minimum charge."""
     step = stripe_charge_step(stripe_currency_check(money.currency))
     if money.nanos % step:
         places = stripe_exponent(money.currency) if step < NANOS_PER_UNIT else 0
@@ -193,7 +223,18 @@ def stripe_amount_check(money: Money) -> Money:
             f"{money.currency} amounts must be a multiple of {step_text}: {money} cannot be "
             "charged exactly."
         )
+    minimum = stripe_minimum_charge(money.currency)
+    if minimum is not None and money.nanos < minimum.nanos:
+        raise MoneyError(
+            f"Stripe charges at least {minimum} in {money.currency}: {money} cannot be charged."
+        )
     return money
+
+
+def stripe_minimum_charge(currency: str) -> Money | None:
+    """The smallest amount Stripe charges in this currency, where Stripe's table names one."""
+    minor = STRIPE_MINIMUM_CHARGE.get(currency)
+    return None if minor is None else money_from_stripe(minor, currency)
 
 
 def money_to_stripe(money: Money) -> int:

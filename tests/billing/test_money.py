@@ -53,6 +53,9 @@ def test_positive_units_with_negative_nanos_are_refused():
         ("KWD", "5.12", 5120),  # three decimals, the last one 0
         ("BHD", "1.1", 1100),
         ("ISK", "5", 500),  # zero-decimal, but sent with two decimals that are 00
+        ("USD", "0.5", 50),  # Stripe's minimum charges
+        ("JPY", "50", 50),
+        ("KWD", "0.01", 10),  # no minimum in Stripe's table: Stripe converts and decides
     ],
 )
 def test_money_to_stripe_gives_stripes_minor_units(currency, text, minor):
@@ -70,6 +73,10 @@ def test_money_to_stripe_gives_stripes_minor_units(currency, text, minor):
         ("LYD", "5", "Stripe does not take payments in LYD: its amounts have 3 decimal places"),
         ("CLF", "1", "Stripe does not take payments in CLF: its amounts have 4 decimal places"),
         ("UYW", "1", "Stripe does not take payments in UYW"),
+        ("USD", "0.49", "Stripe charges at least $0.50 in USD: $0.49 cannot be charged."),
+        ("GBP", "0.29", "Stripe charges at least £0.30 in GBP"),
+        ("JPY", "49", "Stripe charges at least ¥50 in JPY"),
+        ("HUF", "174", "Stripe charges at least HUF175.00 in HUF"),
     ],
 )
 def test_money_to_stripe_refuses_what_stripe_would_reject(currency, text, message):

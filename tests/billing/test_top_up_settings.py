@@ -143,6 +143,11 @@ def test_saving_without_removing_a_currency_asks_nothing(client, portal_admin):
             "Stripe does not take payments in CLF: its amounts have 4 decimal places",
         ),
         ({"limits-1-currency": "UYW"}, "Stripe does not take payments in UYW"),
+        ({"limits-0-minimum": "0.10"}, "Minimum: Stripe charges at least $0.50 in USD"),
+        (
+            {"limits-1-currency": "JPY", "limits-1-minimum": "10", "limits-1-default": "100"},
+            "Minimum: Stripe charges at least ¥50 in JPY",
+        ),
     ],
 )
 def test_bad_settings_are_refused_and_nothing_changes(client, portal_admin, overrides, message):

@@ -709,6 +709,23 @@ def test_a_three_decimal_amount_ending_in_0_goes_to_stripe_in_thousandths(
     assert (item["price_data"]["unit_amount"], item["price_data"]["currency"]) == ("5120", "kwd")
 
 
+def test_an_amount_below_stripes_minimum_charge_is_refused_by_the_form_not_by_stripe(
+    fake_stripe, prepaid_client
+):
+    """A minimum saved before the settings page knew Stripe's: Stripe would refuse the payment
+    page (amount_too_small), and the developer would be told to try again in a minute."""
+    offer_currency("EUR", minimum="0.1")
+
+    response = add_credit(prepaid_client, "0.2", "EUR")
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    message = "Stripe charges at least €0.50 in EUR: €0.20 cannot be charged."
+    assert amount_errors(response) == [message]
+    assert not TopUp.objects.exists()
+    assert fake_stripe.received_requests() == []
+    assert add_credit(prepaid_client, "0.5", "EUR").status_code == HTTPStatus.FOUND
+
+
 @pytest.mark.parametrize(
     "currency, amount", [("LYD", "5.123"), ("LYD", "5"), ("CLF", "1.2345"), ("UYW", "1")]
 )

@@ -270,10 +270,29 @@ def _hash(params: Json, name: str) -> Json:
 
 
 def _metadata(params: Json) -> dict[str, str]:
+    """Stripe's limits: 50 keys, keys up to 40 characters, values up to 500."""
     metadata = _hash(params, "metadata")
     if any(not isinstance(value, str) for value in metadata.values()):
         raise StripeApiError(400, "Invalid metadata: values must be strings", param="metadata")
+    if len(metadata) > 50:
+        raise StripeApiError(400, "Invalid metadata: at most 50 keys", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > 40:
+            message = f"Invalid metadata: key {key!r} is longer than 40 characters"
+            raise StripeApiError(400, message, param=f"metadata[{key}]")
+        if len(value) > 500:
+            message = f"Invalid metadata: the value of {key!r} is longer than 500 characters"
+            raise StripeApiError(400, message, param=f"metadata[{key}]")
     return {key: value for key, value in metadata.items() if value != ""}
+
+
+def _short_str(params: Json, name: str, max_length: int) -> str | None:
+    """A string parameter with Stripe's maximum length (a Customer's name: 256)."""
+    value = _str(params, name)
+    if value is not None and len(value) > max_length:
+        message = f"Invalid string: {value[:20]}...; must be at most {max_length} characters"
+        raise StripeApiError(400, message, param=name)
+    return value
 
 
 def _line_items_total(params: Json) -> tuple[int, str]:
@@ -770,8 +789,8 @@ class FakeStripe:
 
     def _create_customer(self, params: Json) -> Json:
         fields = {
-            "email": _str(params, "email"),
-            "name": _str(params, "name"),
+            "email": _short_str(params, "email", 512),
+            "name": _short_str(params, "name", 256),
             "description": _str(params, "description"),
             "metadata": _metadata(params),
             "invoice_settings": {"default_payment_method": None},

@@ -278,6 +278,36 @@ def test_a_charge_below_stripes_minimum_is_refused_as_amount_too_small(
     assert client.v1.payment_intents.create(params=params).status == "succeeded"
 
 
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        ({f"k{n}": "v" for n in range(51)}, "at most 50 keys"),
+        ({"k" * 41: "v"}, "longer than 40 characters"),
+        ({"top_up_id": "v" * 501}, "longer than 500 characters"),
+    ],
+)
+def test_metadata_beyond_stripes_limits_is_refused(
+    fake: FakeStripe, client: stripe.StripeClient, metadata: Any, message: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match=message):
+        client.v1.customers.create(params={"metadata": metadata})
+
+    assert fake.objects("customer") == []
+    at_the_limits = {f"k{n:02d}" + "k" * 37: "v" * 500 for n in range(50)}
+    created = client.v1.customers.create(params={"metadata": at_the_limits})
+    assert fake.get_object(created.id)["metadata"] == at_the_limits
+
+
+def test_a_customer_name_longer_than_256_characters_is_refused(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match="at most 256 characters") as raised:
+        client.v1.customers.create(params={"name": "n" * 257})
+
+    assert raised.value.param == "name"
+    assert client.v1.customers.create(params={"name": "n" * 256}).name == "n" * 256
+
+
 def test_a_payment_page_below_stripes_minimum_is_refused(client: stripe.StripeClient) -> None:
     params = payment_session_params()
     params["line_items"][0]["price_data"] |= {"currency": "usd", "unit_amount": 24}

@@ -45,13 +45,16 @@ def stripe_client() -> stripe.StripeClient:
     )
 
 
+# Stripe refuses a longer Customer name; first and last name may add up to 301 characters.
+CUSTOMER_NAME_MAX = 256
+
+
 def customer_create(*, account: BillingAccount) -> str:
+    name = account.legal_company_name or account.user.get_full_name() or account.user.email
     customer = stripe_client().v1.customers.create(
         params={
             "email": account.user.email,
-            "name": account.legal_company_name
-            or account.user.get_full_name()
-            or account.user.email,
+            "name": name[:CUSTOMER_NAME_MAX],
             "metadata": {"billing_account_id": str(account.pk)},
         },
         options={"idempotency_key": f"billing-account-{account.pk}-customer"},

@@ -104,6 +104,23 @@ def test_add_credit_opens_a_checkout_session_for_exactly_that_top_up(
     assert not LedgerEntry.objects.exists()  # nothing is credited before Stripe confirms
 
 
+def test_a_developer_with_a_long_name_can_add_credit(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    """The profile takes 150 characters each for first and last name; Stripe takes a Customer
+    name of at most 256, and refused the whole payment page."""
+    prepaid_developer.first_name, prepaid_developer.last_name = "F" * 150, "L" * 150
+    prepaid_developer.save(update_fields=["first_name", "last_name"])
+
+    response = add_credit(prepaid_client, "20")
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"] == latest_top_up().checkout_url
+    account = BillingAccount.objects.get(user=prepaid_developer)
+    customer = fake_stripe.get_object(account.stripe_customer_id)
+    assert customer["name"] == ("F" * 150 + " " + "L" * 150)[:256]
+
+
 def test_the_stripe_customer_is_created_once_and_reused(
     fake_stripe, prepaid_client, prepaid_developer
 ):

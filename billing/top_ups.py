@@ -419,6 +419,24 @@ def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, curren
     return not result.replayed
 
 
+def top_up_payment_attempt_failed(*, top_up: TopUp, reason: str, payment_intent_id: str) -> bool:
+    """Stripe says a payment attempt failed (payment_intent.payment_failed). On Stripe's
+    payment page that is one declined card: the page stays open and the developer may try
+    another, so the top-up stays pending, counting against the limits and cancellable, until
+    the page is paid or expires. A failure after the page was completed (a bank debit that
+    bounced) or on the offline test page ends the top-up. True if the top-up failed."""
+    still_payable = (
+        top_up.source == TopUp.Source.CHECKOUT
+        and top_up.state == State.PENDING
+        and not top_up.stripe_payment_intent_id  # checkout.session.completed links it
+        and _stripe_page(top_up) is not None
+    )
+    if still_payable:
+        logger.info("Top-up %s: a payment attempt failed: %s", top_up.public_id, reason)
+        return False
+    return top_up_fail(top_up=top_up, reason=reason, payment_intent_id=payment_intent_id)
+
+
 def top_up_fail(*, top_up: TopUp, reason: str, payment_intent_id: str | None = None) -> bool:
     fields: dict[str, object] = {"failure_reason": reason[:500]}
     if payment_intent_id:

@@ -37,6 +37,7 @@ from billing.top_ups import (
     top_up_flag_uncredited,
     top_up_for_stripe,
     top_up_link_payment_intent,
+    top_up_payment_attempt_failed,
     top_up_payment_set_aside,
     top_up_refund,
     top_up_refund_fail,
@@ -299,7 +300,7 @@ def payment_intent_failed(intent: dict[str, Any]) -> None:
     if attempt is not None:
         recharge_attempt_fail(attempt_id=attempt.pk, reason=reason, payment_intent_id=intent["id"])
         return
-    top_up_fail(top_up=top_up, reason=reason, payment_intent_id=intent.get("id"))
+    top_up_payment_attempt_failed(top_up=top_up, reason=reason, payment_intent_id=intent["id"])
 
 
 def charge_refunded(charge: dict[str, Any]) -> None:

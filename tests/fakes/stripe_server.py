@@ -497,6 +497,19 @@ class FakeStripe:
             session["status"] = "complete"
             return self.event_for("checkout.session.completed", session)
 
+    def decline_checkout_attempt(self, session_id: str) -> Json:
+        """The customer's card is declined on the payment page: return the
+        payment_intent.payment_failed Stripe sends. The session stays open, so the customer can
+        try another card; completing it later pays the same PaymentIntent."""
+        with self._lock:
+            session = self._open_session(session_id)
+            if session["mode"] != "payment":
+                raise ValueError("only a payment-mode session takes a card payment")
+            card = self._new_payment_method("visa", "0002", session["customer"])
+            intent = self._session_payment_intent(session, card)
+            self._decline(intent)  # the page shows the error; nothing is raised to the API
+            return self.event_for("payment_intent.payment_failed", intent)
+
     def expire_checkout_session(self, session_id: str) -> Json:
         """Expire an open Checkout Session; return checkout.session.expired."""
         with self._lock:
@@ -866,7 +879,13 @@ class FakeStripe:
             raise StripeApiError(400, message)
         return session
 
-    def _pay_session(self, session: Json, card: Json, paid: bool) -> None:
+    def _session_payment_intent(self, session: Json, card: Json) -> Json:
+        """The session's PaymentIntent, created at the first attempt to pay and kept for the
+        next ones (a declined card, then another), now with this card."""
+        intent = self._get(session["payment_intent"], "payment_intent")
+        if intent is not None:
+            intent["payment_method"] = card["id"]
+            return intent
         # Like Stripe, the PaymentIntent gets payment_intent_data[metadata], not the
         # session's own metadata.
         data = self._payment_intent_data.get(session["id"], {})
@@ -877,6 +896,11 @@ class FakeStripe:
             payment_method=card["id"],
             metadata=_metadata(data),
         )
+        session["payment_intent"] = intent["id"]
+        return intent
+
+    def _pay_session(self, session: Json, card: Json, paid: bool) -> None:
+        intent = self._session_payment_intent(session, card)
         if paid:
             self._succeed(intent)
         else:
@@ -1193,6 +1217,8 @@ class FakeStripe:
                 return self.complete_checkout_session(session_id, **payload)
             case "POST", ["checkout", "sessions", session_id, "expire"]:
                 return self.expire_checkout_session(session_id)
+            case "POST", ["checkout", "sessions", session_id, "decline"]:
+                return self.decline_checkout_attempt(session_id)
             case "POST", ["events"]:
                 return self.event_for(payload["type"], payload["object"])
             case "POST", ["refunds", refund_id, "fail"]:
@@ -1486,6 +1512,9 @@ class FakeStripeProcess:
 
     def expire_checkout_session(self, session_id: str) -> Json:
         return self._call("POST", f"/checkout/sessions/{session_id}/expire", {})
+
+    def decline_checkout_attempt(self, session_id: str) -> Json:
+        return self._call("POST", f"/checkout/sessions/{session_id}/decline", {})
 
     def event_for(self, event_type: str, obj: Json) -> Json:
         return self._call("POST", "/events", {"type": event_type, "object": obj})

@@ -204,6 +204,30 @@ def test_unpaid_completion_leaves_the_payment_processing(
     assert (intent.status, intent.latest_charge) == ("processing", None)
 
 
+def test_a_declined_card_on_the_payment_page_leaves_the_session_open_for_another(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    """Stripe Checkout shows a decline and lets the customer try another card: the PaymentIntent
+    fails (payment_intent.payment_failed), the session does not."""
+    session = client.v1.checkout.sessions.create(params=payment_session_params())
+
+    failed = fake.decline_checkout_attempt(session.id)
+
+    intent = failed["data"]["object"]
+    assert failed["type"] == "payment_intent.payment_failed"
+    assert intent["status"] == "requires_payment_method"
+    assert intent["last_payment_error"]["code"] == "card_declined"
+    assert intent["metadata"] == {"topup": "7"}  # payment_intent_data, as for a payment
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+    completed = fake.complete_checkout_session(session.id)
+
+    paid = completed["data"]["object"]
+    assert (paid["status"], paid["payment_status"]) == ("complete", "paid")
+    assert paid["payment_intent"] == intent["id"]  # the same PaymentIntent, paid now
+    assert client.v1.payment_intents.retrieve(intent["id"]).status == "succeeded"
+
+
 def test_module_level_api_setup_session(fake: FakeStripe, global_stripe: None) -> None:
     customer = stripe.Customer.create(email="dev@example.com")
     session = stripe.checkout.Session.create(

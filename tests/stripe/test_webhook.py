@@ -362,8 +362,10 @@ def declined_intent_event(fake: FakeStripe, payment_intent_id: str) -> dict[str,
 def test_a_failed_payment_marks_the_top_up_failed_with_the_reason(
     fake_stripe, top_up, send, prepaid_client
 ):
+    # A delayed payment: the page was completed, and the debit fails later.
     unpaid = fake_stripe.complete_checkout_session(top_up.stripe_checkout_session_id, paid=False)
     pi = payment_intent_of(unpaid)
+    assert send(unpaid) == HTTPStatus.OK
 
     assert send(declined_intent_event(fake_stripe, pi)) == HTTPStatus.OK
 
@@ -373,6 +375,36 @@ def test_a_failed_payment_marks_the_top_up_failed_with_the_reason(
     assert balance() is None
     page = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id])).content.decode()
     assert "<strong>Failed:</strong> Your card has insufficient funds. Nothing was added." in page
+
+
+def test_a_card_declined_on_stripes_page_leaves_the_top_up_payable_and_counted(
+    fake_stripe, top_up, send, prepaid_client
+):
+    """Stripe Checkout lets the developer try another card after a decline, on the same page:
+    the top-up must not fail (and stop counting against the wait and the monthly cap) while
+    its page can still be paid."""
+    declined = fake_stripe.decline_checkout_attempt(top_up.stripe_checkout_session_id)
+
+    assert send(declined) == HTTPStatus.OK
+
+    assert state(top_up) == "PENDING" and balance() is None
+    refused = add_credit(prepaid_client, "20")
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    assert "Your last payment page is not paid yet" in refused.content.decode()
+    assert TopUp.objects.count() == 1
+    paid = fake_stripe.complete_checkout_session(top_up.stripe_checkout_session_id)
+    assert send(paid) == HTTPStatus.OK
+    assert_credited_once(top_up, payment_intent_of(paid))
+
+
+def test_a_page_left_after_a_declined_card_expires_as_cancelled(fake_stripe, top_up, send):
+    send(fake_stripe.decline_checkout_attempt(top_up.stripe_checkout_session_id))
+
+    assert send(fake_stripe.expire_checkout_session(top_up.stripe_checkout_session_id)) == 200
+
+    assert state(top_up) == "CANCELED"
+    assert top_up.failure_reason == "The payment page expired before payment."
+    assert balance() is None
 
 
 def test_a_payment_that_succeeds_after_a_failure_still_credits_once(fake_stripe, top_up, send):

@@ -80,9 +80,13 @@ def top_up_offer(*, account: BillingAccount, currency: str) -> TopUpOffer | None
 
 
 def _counting(account: BillingAccount, currency: str, now: object) -> object:
-    """Top-ups that use up limits: succeeded ones, and pending ones still payable."""
+    """Top-ups that use up limits: succeeded ones, pending ones still payable, and pending ones
+    whose payment is under way: a bank debit completed on Stripe's page arrives days later."""
+    under_way = Q(state=State.PENDING, stripe_payment_intent_id__isnull=False)
     return TopUp.objects.filter(billing_account=account, currency=currency).filter(
-        Q(state__in=CREDITED) | Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR)  # type: ignore[operator]
+        Q(state__in=CREDITED)
+        | Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR)  # type: ignore[operator]
+        | (under_way & Q(payment_set_aside=False))
     )
 
 

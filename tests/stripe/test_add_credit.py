@@ -257,6 +257,34 @@ def test_last_months_top_ups_and_abandoned_ones_do_not_count(
     assert response.status_code == HTTPStatus.FOUND
 
 
+def test_a_delayed_payment_under_way_counts_against_the_month_until_it_settles(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    """A bank debit paid on Stripe's page (checkout.session.completed, payment_status unpaid)
+    is credited days later: meanwhile it is money on its way, not an abandoned page."""
+    no_wait()
+    account = prepaid_developer.billing_account
+    for _ in range(4):
+        earlier_top_up(account, 100)
+    debit = earlier_top_up(account, 90, state=TopUp.State.PENDING)
+    long_ago = timezone.now() - PENDING_COUNTS_FOR - timedelta(minutes=1)
+    TopUp.objects.filter(pk=debit.pk).update(
+        created_at=long_ago, stripe_payment_intent_id="pi_debit_under_way"
+    )
+    set_aside = earlier_top_up(account, 50, state=TopUp.State.PENDING, payment_set_aside=True)
+    TopUp.objects.filter(pk=set_aside.pk).update(  # flagged for an admin: never credited
+        created_at=long_ago, stripe_payment_intent_id="pi_wrong_amount"
+    )
+
+    refused = add_credit(prepaid_client, "10.01")
+
+    assert amount_errors(refused) == [
+        "Your trust tier (New) allows $500.00 of top-ups a month; $490.00 is used this month, "
+        "so at most $10.00 more."
+    ]
+    assert add_credit(prepaid_client, "10").status_code == HTTPStatus.FOUND
+
+
 def test_the_top_up_wait_refuses_a_second_top_up_within_300_seconds(fake_stripe, prepaid_client):
     assert add_credit(prepaid_client, "20").status_code == HTTPStatus.FOUND
     requests_before = len(fake_stripe.received_requests())

@@ -41,6 +41,7 @@ from billing.money import (
     money_format,
     stripe_amount_check,
     stripe_currency_check,
+    stripe_minimum_charge,
     stripe_round_up,
 )
 from billing.selectors import billing_type_effective
@@ -253,7 +254,10 @@ def recharge_amount(recharge: AutoRecharge, balance: int, offer_min: int, offer_
     # Usage leaves fractions of a cent; Stripe charges whole cents (KWD: 0.010, ISK: whole
     # krónur), so round up to reach the target.
     missing = stripe_round_up(recharge.amount - balance, recharge.currency)
-    return min(max(missing, offer_min), offer_max)
+    # A minimum saved below Stripe's smallest charge would fail every small recharge.
+    stripe_minimum = stripe_minimum_charge(recharge.currency)
+    floor = max(offer_min, stripe_minimum.nanos if stripe_minimum else 0)
+    return min(max(missing, floor), offer_max)
 
 
 def auto_recharge_claim(

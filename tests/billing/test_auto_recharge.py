@@ -138,6 +138,20 @@ def test_top_up_to_target_rounds_fractions_of_a_cent_up(account):
     assert balance(account) == usd("50.0087").nanos
 
 
+def test_top_up_to_target_charges_at_least_stripes_minimum(account):
+    """A USD minimum of 0.10 saved before the settings page knew Stripe's 0.50: a top-up of
+    0.25 to the target would be refused by Stripe at every recharge."""
+    TopUpLimit.objects.filter(currency="USD").update(minimum=usd("0.10").nanos)
+    enable(account, threshold="20", amount="20.20", mode="TARGET")
+
+    debit(account, "80.05", "d1")  # 19.95 left: 0.25 short of the target
+
+    attempt = RechargeAttempt.objects.get()
+    assert attempt.state == RechargeAttempt.State.SUCCEEDED
+    assert attempt.amount == usd("0.50").nanos
+    assert balance(account) == usd("20.45").nanos
+
+
 def test_an_amount_stripe_cannot_charge_fails_the_attempt_instead_of_sticking(account):
     recharge = enable(account)
     top_up = TopUp.objects.create(

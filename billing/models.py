@@ -375,6 +375,10 @@ class AutoRecharge(models.Model):
         return f"Auto-recharge {self.currency} of {self.billing_account.user}"
 
 
+def _recharge_idempotency_key() -> str:
+    return f"auto-recharge-{uuid.uuid4()}"
+
+
 class RechargeAttempt(models.Model):
     """One off-session charge for an auto-recharge. At most one is in flight per auto-recharge:
     the partial unique constraint is the claim, so two workers cannot both charge."""
@@ -394,6 +398,12 @@ class RechargeAttempt(models.Model):
     amount = models.BigIntegerField()  # nanos
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
     failure_reason = models.CharField(max_length=500, blank=True, default="")
+    # The same key for every retry of this attempt, so Stripe charges it at most once. Random,
+    # not the row id: Stripe keeps keys per account for 24 h, and a restored database or a
+    # second portal on the same Stripe account reuses ids (and would replay another charge).
+    idempotency_key = models.CharField(
+        max_length=255, default=_recharge_idempotency_key, editable=False
+    )
     # The Celery task that claimed it: only that task (redelivered after its worker died) or,
     # once the attempt is stale, the sweep may resume it; other triggers leave it alone.
     task_id = models.CharField(max_length=255, blank=True, default="")
@@ -412,8 +422,3 @@ class RechargeAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Recharge attempt {self.pk} ({self.state})"
-
-    @property
-    def idempotency_key(self) -> str:
-        """The same key for every retry of this attempt: Stripe charges it at most once."""
-        return f"auto-recharge-attempt-{self.pk}"

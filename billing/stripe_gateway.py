@@ -57,7 +57,10 @@ def customer_create(*, account: BillingAccount) -> str:
             "name": name[:CUSTOMER_NAME_MAX],
             "metadata": {"billing_account_id": str(account.pk)},
         },
-        options={"idempotency_key": f"billing-account-{account.pk}-customer"},
+        # No key of ours: the library's own random key covers its network retries. A key made
+        # from the account id made a second portal on the same Stripe account (or a restored
+        # database) get another developer's customer, or Stripe's idempotency_error for 24 h
+        # after a name change. A lost answer costs at most an unused customer.
     )
     return customer.id
 

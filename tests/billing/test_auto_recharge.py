@@ -391,6 +391,21 @@ def test_one_attempt_in_flight_at_most(account):
         RechargeAttempt.objects.create(auto_recharge=recharge, amount=1)
 
 
+def test_an_attempt_with_a_reused_id_gets_a_new_idempotency_key(account):
+    """Stripe keeps keys for 24 h per Stripe account; after a database restore (or beside another
+    portal on the same account) ids come round again, and a key made from the id would replay
+    another attempt's charge instead of charging."""
+    recharge = enable(account)
+    first = RechargeAttempt.objects.create(auto_recharge=recharge, amount=1)
+    first_id, first_key = first.pk, first.idempotency_key
+    first.delete()
+
+    again = RechargeAttempt.objects.create(pk=first_id, auto_recharge=recharge, amount=1)
+
+    assert again.idempotency_key != first_key
+    assert again.idempotency_key.startswith("auto-recharge-")
+
+
 def test_balance_page_saves_settings_and_shows_attempts(client, account):
     client.force_login(account.user)
     url = reverse("auto_recharge_settings", args=["USD"])

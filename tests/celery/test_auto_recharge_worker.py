@@ -73,7 +73,7 @@ def test_a_debit_below_the_threshold_charges_the_card_once_and_credits_once(
     recharge_account.refresh_from_db()
     assert recharge_account.stripe_customer_id.startswith("cus_")  # created by the app
     [create] = payment_intent_creates(fake_stripe)
-    assert create["idempotency_key"] == f"auto-recharge-attempt-{attempt.pk}"
+    assert create["idempotency_key"] == attempt.idempotency_key
     assert create["status"] == HTTPStatus.OK
     params = create["params"]
     assert (params["off_session"], params["confirm"]) == ("true", "true")

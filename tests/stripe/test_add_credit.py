@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import User
 from billing.ledger import Actor, wallet_credit
 from billing.models import (
     BillingAccount,
@@ -142,6 +143,26 @@ def test_the_stripe_customer_is_created_once_and_reused(
     assert len({s["idempotency_key"] for s in sessions}) == 2
     assert not any(r["replayed"] for r in fake_stripe.received_requests())
     assert BillingAccount.objects.get(user=prepaid_developer).stripe_customer_id == customer_id
+
+
+def test_a_second_portal_on_the_same_stripe_account_gets_its_own_customer(
+    fake_stripe, prepaid_developer
+):
+    """Stripe keeps idempotency keys per Stripe account for 24 h. Another portal (staging beside
+    production, or this one restored from a backup) has a billing account with the same id for
+    another developer: it must get a customer of its own, not the first one's or an error."""
+    from billing.stripe_gateway import customer_create
+
+    account = BillingAccount.objects.get(user=prepaid_developer)
+    first = customer_create(account=account)
+    other_developer = User.objects.create_user("other-portal@example.com")
+    same_id_elsewhere = BillingAccount(pk=account.pk, user=other_developer)
+
+    second = customer_create(account=same_id_elsewhere)
+
+    assert second != first
+    assert fake_stripe.get_object(second)["email"] == "other-portal@example.com"
+    assert fake_stripe.get_object(first)["email"] == prepaid_developer.email
 
 
 def test_the_form_offers_the_organisation_limits(prepaid_client):

@@ -49,6 +49,14 @@ class ApiError(Exception):
 
 
 class TokenAuth(HttpBearer):
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        # Not HttpBearer's: with DEBUG on it logs a header of any other scheme whole, so a token
+        # sent as "Token dp_…" or bare would be written to the log in plain text.
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.authenticate(request, token)
+
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
         return api_token_authenticate(token)
 

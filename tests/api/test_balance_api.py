@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import time
 from http import HTTPStatus
 from io import StringIO
@@ -15,7 +16,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import ApiToken, User
-from accounts.services import api_token_create, api_token_revoke
+from accounts.services import TOKEN_PREFIX, api_token_create, api_token_revoke
 from billing.ledger import Actor, wallet_credit
 from billing.models import AuditLogEntry, BillingType, BillingTypeChange, LedgerEntry, Wallet
 from billing.money import money_parse
@@ -1070,3 +1071,21 @@ def test_the_portals_own_transaction_ids_are_refused(calls, developer, operation
     fine = transaction_id.replace("_", "-", 1) if prefix == "pi_" else "my-" + transaction_id
     ok_body = {**body, "transactionId": fine}
     assert getattr(calls, operation)(ok_body).status_code == HTTPStatus.OK
+
+
+@pytest.mark.parametrize("scheme", ["Token ", "", "Basic "], ids=["token", "bare", "basic"])
+def test_a_token_sent_with_another_scheme_is_not_logged(
+    api, developer, owner_token, settings, caplog, scheme
+):
+    """With DEBUG on, django-ninja's bearer check logged the whole header of any other scheme,
+    writing a real token to the log in plain text."""
+    settings.DEBUG = True
+    caplog.set_level(logging.DEBUG)
+
+    response = api.call(
+        "GET", developer_path(developer.email, "balance"), authorization=scheme + owner_token
+    )
+
+    assert error_of(response, HTTPStatus.UNAUTHORIZED)["status"] == "UNAUTHENTICATED"
+    assert owner_token not in caplog.text
+    assert owner_token[len(TOKEN_PREFIX) :] not in caplog.text

@@ -184,6 +184,24 @@ class JsonErrorsUnderV1:
         return f"{response.reason_phrase}."
 
 
+class HeadAsGetUnderV1:
+    """Middleware: HEAD is answered as GET without the body (RFC 9110 9.3.2), as the pages do.
+    django-ninja routes HEAD to no operation, so uptime checks and link checkers got 405."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "HEAD" or not request.path.startswith("/v1/"):
+            return self.get_response(request)
+        request.method = "GET"
+        try:
+            return self.get_response(request)
+        finally:
+            # The server leaves the body out of HEAD answers; it looks at the method again.
+            request.method = "HEAD"
+
+
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
     return _error(request, exc.code, exc.message, exc.status)

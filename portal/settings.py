@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "billing.api.JsonErrorsUnderV1",
+    "billing.api.HeadAsGetUnderV1",
 ]
 
 ROOT_URLCONF = "portal.urls"

@@ -1012,6 +1012,29 @@ def test_a_method_an_endpoint_does_not_take_answers_json_405(api, developer, own
     assert "GET" in response["Allow"]
 
 
+@pytest.mark.parametrize("suffix", ["balance", "monetizationConfig"])
+def test_head_is_answered_like_get_without_a_body(api, developer, owner_token, suffix):
+    """Uptime checks and link checkers send HEAD; the API answered 405."""
+    path = developer_path(developer.email, suffix)
+
+    get = api.call("GET", path, token=owner_token)
+    head = api.call("HEAD", path, token=owner_token)
+
+    assert get.status_code == head.status_code == HTTPStatus.OK
+    assert head["Content-Type"] == get["Content-Type"]
+    assert head.content == b""
+
+
+def test_head_on_an_endpoint_without_get_is_still_405(api, developer, admin_token):
+    response = api.call(
+        "HEAD", developer_path(developer.email, "balance:credit"), token=admin_token
+    )
+
+    assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+    assert response["Allow"] == "POST"
+    assert response.content == b""  # HEAD: the error's JSON is left out like any body
+
+
 def test_a_body_too_large_to_read_answers_json_400_and_changes_nothing(api, admin_token, developer):
     before = billing_state()
     body = {**credit_body("USD", "1", tx="big"), "memo": "x" * 3_000_000}

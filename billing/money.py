@@ -75,7 +75,7 @@ STRIPE_MINIMUM_CHARGE = {
     "SGD": 50,
 }
 _NOT_CURRENCIES = frozenset({"XXX", "XTS"})
-_INT64_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
+_WHOLE_NUMBER_TEXT = re.compile(r"[+-]?[0-9]+")
 _KNOWN = frozenset(list_currencies()) - _NOT_CURRENCIES
 
 
@@ -130,9 +130,18 @@ def _whole_number(value: object, field: str) -> int:
         raise MoneyError(f"{field} must be a whole number, not {_short(value)}.")
     if isinstance(value, int):
         return value
-    # ASCII digits only, at most int64's 19: str.isdigit() would let "²" or 5,000 digits through.
-    if isinstance(value, str) and _INT64_TEXT.fullmatch(value.strip()):
-        return int(value.strip())
+    # ASCII digits only: str.isdigit() would let "²" through.
+    if isinstance(value, str) and _WHOLE_NUMBER_TEXT.fullmatch(value.strip()):
+        text = value.strip()
+        sign = text[0] if text[0] in "+-" else ""
+        digits = text.lstrip("+-").lstrip("0") or "0"  # "0150" is 150, as in Google's JSON
+        if len(digits) > 19:
+            # Past int64, and far past any amount; not turned into an int (5,000 digits are slow).
+            raise MoneyError(
+                f"{field} is too large: amounts are at most "
+                f"{MAX_AMOUNT_NANOS // NANOS_PER_UNIT:,} units either way."
+            )
+        return int(sign + digits)
     raise MoneyError(
         f"{field} must be a whole number (as a string or a number), not {_short(value)}."
     )

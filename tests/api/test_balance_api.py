@@ -636,6 +636,27 @@ def test_body_that_is_not_json_is_refused(api, admin_token, developer, method, s
     assert billing_state() == before
 
 
+@pytest.mark.parametrize("field", ["units", "nanos"])
+def test_units_past_int64_are_refused_as_too_large(calls, developer, field):
+    """The canonical int64 string of an overflowing amount was told it was not a whole number."""
+    before = billing_state()
+    amount = {"currencyCode": "USD", "units": "1", field: "99999999999999999999"}
+
+    response = calls.credit({"transactionAmount": amount, "transactionId": "too-large"})
+
+    error = error_of(response, HTTPStatus.BAD_REQUEST)
+    assert error["message"].startswith(f"transactionAmount.{field} is too large")
+    assert "1,000,000,000" in error["message"]
+    assert billing_state() == before
+
+
+def test_units_with_leading_zeros_are_the_number_they_spell(calls, developer):
+    response = calls.credit(credit_body("USD", "00000000000000000000150", tx="zeros"))
+
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert response.json()["wallets"][0]["balance"] == {"currencyCode": "USD", "units": "150"}
+
+
 # Strings that pass str.isdigit() but are not int64 JSON: each must be a clean 400, never a 500.
 @pytest.mark.parametrize(
     "operation, field, value",

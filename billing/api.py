@@ -80,7 +80,9 @@ _INT64: Any = {"anyOf": [{"type": "string", "pattern": "^[+-]?[0-9]+$"}, {"type"
 
 
 class ApigeeMoney(Schema):
-    currencyCode: Any = Field(..., json_schema_extra={"type": "string"}, description="ISO 4217")
+    currencyCode: Any = Field(
+        ..., json_schema_extra={"type": "string", "pattern": "^[A-Z]{3}$"}, description="ISO 4217"
+    )
     units: Any = Field("0", json_schema_extra=_INT64, description="Whole units (int64 string).")
     nanos: Any = Field(0, json_schema_extra=_INT64, description="-999999999..999999999")
 
@@ -100,8 +102,14 @@ class BalanceOut(Schema):
     wallets: list[WalletOut]
 
 
+# Only the document's: the handler refuses other values with its own message.
+_BILLING_TYPES: Any = {"enum": BillingType.values}
+
+
 class MonetizationConfig(Schema):
-    billingType: StrictStr = Field(..., description="PREPAID or POSTPAID")
+    billingType: StrictStr = Field(
+        ..., description="PREPAID or POSTPAID", json_schema_extra=_BILLING_TYPES
+    )
 
 
 class CreditRequest(Schema):

@@ -9,6 +9,7 @@ and hypothesis can replay any of them exactly.
 from __future__ import annotations
 
 import json
+import re
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,8 +84,8 @@ def test_openapi_document_is_valid_and_lists_all_six_operations(db):
     }
 
 
-# The document types currencyCode, billingType and transactionId as free strings and amounts
-# as any integer, so random values almost never get past validation. Each field is swapped for
+# The document allows any three capital letters as currencyCode, any string as transactionId
+# and any integer as an amount, so random values almost never get past validation. Each field is swapped for
 # a real value four times in five, independently, so that a generated oddity in one field
 # meets real values in the others and reaches the ledger.
 def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -225,3 +226,42 @@ def test_fuzzed_requests_never_fail_on_the_server(method, path):
     fuzz()
     # The fuzz reached past authentication and validation, not only the error paths.
     assert HTTPStatus.OK in seen, seen
+
+
+def test_every_billing_type_the_document_allows_is_accepted():
+    """The document typed billingType as any string, so a client built from it could not know
+    the two values the endpoint takes: generated bodies were refused with 400."""
+    admin = AdminFactory(portal_admin=True)
+    _, raw = api_token_create(user=admin, name="document")
+    DeveloperFactory(email="someone@example.com")
+    path = "/v1/organizations/{org}/developers/{email}/monetizationConfig"
+    operation = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)[path]["PUT"]
+    strategy = operation.as_strategy(
+        GenerationMode.POSITIVE,
+        headers={"Authorization": f"Bearer {raw}"},
+        path_parameters={"org": "demo-org", "email": "someone@example.com"},
+    )
+    client = Client(raise_request_exception=False)
+    sent: set[str] = set()
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None)
+    @given(case=strategy)
+    def put(case: Any) -> None:
+        response, _ = _send(client, case)
+        assert response.status_code == HTTPStatus.OK, (case.body, response.content)
+        sent.add(case.body["billingType"])
+
+    put()
+    assert sent == set(BillingType.values)
+
+
+def test_the_document_allows_only_three_capital_letters_as_a_currency_code():
+    """The endpoints refuse anything else; the document said any string."""
+    schema = openapi_document()["components"]["schemas"]["ApigeeMoney"]["properties"]
+    currency = schema["currencyCode"]
+
+    assert currency["type"] == "string"
+    # JSON Schema's pattern is a search, like re.search.
+    assert re.search(currency.get("pattern", ""), "USD")
+    for refused in ("usd", "", "US", "USDX", "U$D"):
+        assert not re.search(currency.get("pattern", ""), refused), refused

@@ -127,9 +127,11 @@ CACHES = {"default": _env_or_fail(env.cache_url, "CACHE_URL", default="locmemcac
 DATABASES["default"]["CONN_MAX_AGE"] = _env_or_fail(env.int, "DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL and a busy timeout let the dev server and in-process tasks share the file.
+    # WAL and a busy timeout let the dev server and in-process tasks share the file. IMMEDIATE:
+    # a transaction takes the write lock when it begins, so concurrent requests wait their turn;
+    # one that read first and then wrote could not wait and failed with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

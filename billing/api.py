@@ -3,6 +3,7 @@ call a service and shape the answer; errors are Google-style JSON."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -217,10 +218,39 @@ def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    not_an_object = _body_not_an_object(request)
+    if not_an_object:
+        return _error(request, 400, not_an_object)
     first = exc.errors[0] if exc.errors else {}
     where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "payload"))
     message = first.get("msg", "Invalid request.")
     return _error(request, 400, f"{where}: {message}" if where else message)
+
+
+def _body_not_an_object(request: HttpRequest) -> str | None:
+    """Why a body that is not a JSON object was refused; django-ninja reports it as fields
+    missing ("Field required", with no field for an empty body)."""
+    if request.method not in ("POST", "PUT"):
+        return None
+    if not request.body:
+        return "The request body is empty: send a JSON object (Content-Type: application/json)."
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        return None
+    return f"The request body must be a JSON object, not {_json_type(body)}."
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"
 
 
 @api.exception_handler(AuthenticationError)

@@ -570,7 +570,7 @@ MALFORMED = [
     ("credit", {"transactionAmount": VALID_AMOUNT, "transactionId": "   "}, "transaction id"),
     ("credit", {"transactionId": "t"}, "transactionAmount"),
     ("credit", {"transactionAmount": "1 USD", "transactionId": "t"}, "transactionAmount"),
-    ("credit", [VALID_AMOUNT], "transactionAmount"),
+    ("credit", [VALID_AMOUNT], "must be a JSON object, not an array"),
     ("credit", {"transactionAmount": money("USD", "0"), "transactionId": "t"}, "positive"),
     ("credit", {"transactionAmount": money("USD", "-1"), "transactionId": "t"}, "positive"),
     (
@@ -655,6 +655,38 @@ def test_units_with_leading_zeros_are_the_number_they_spell(calls, developer):
 
     assert response.status_code == HTTPStatus.OK, response.content
     assert response.json()["wallets"][0]["balance"] == {"currencyCode": "USD", "units": "150"}
+
+
+@pytest.mark.parametrize(
+    "method, suffix",
+    [
+        ("PUT", "monetizationConfig"),
+        ("POST", "balance:credit"),
+        ("POST", "balance:debit"),
+        ("POST", "balance:adjust"),
+    ],
+)
+@pytest.mark.parametrize(
+    "raw, said",
+    [
+        ("", "The request body is empty"),
+        ("[]", "must be a JSON object, not an array"),
+        ('"PREPAID"', "must be a JSON object, not a string"),
+        ("150", "must be a JSON object, not a number"),
+        ("null", "must be a JSON object, not null"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_refused_saying_so(
+    api, admin_token, developer, method, suffix, raw, said
+):
+    """An empty body was answered 'Field required' naming no field, and an array or a string
+    as if the fields inside it were missing."""
+    before = billing_state()
+
+    response = api.call(method, developer_path(developer.email, suffix), raw=raw, token=admin_token)
+
+    assert said in error_of(response, HTTPStatus.BAD_REQUEST)["message"]
+    assert billing_state() == before
 
 
 # Strings that pass str.isdigit() but are not int64 JSON: each must be a clean 400, never a 500.

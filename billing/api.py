@@ -323,8 +323,10 @@ def _actor(request: HttpRequest) -> Actor:
 
 
 def _balance(account: BillingAccount, result: LedgerResult | None = None) -> dict[str, Any]:
-    # A replay answers as of its first application; a fresh change shows the wallets now.
-    as_of = result.entry if result is not None and result.replayed else None
+    # After a change, the wallets as they stood right after its entry, both in the first answer
+    # and in a replay: read "now", a debit landing between the change and the read made the
+    # first answer differ from every replay of it.
+    as_of = result.entry if result is not None else None
     return {"wallets": wallets_balance(account=account, as_of=as_of)}
 
 

@@ -17,7 +17,8 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import ApiToken, User
 from accounts.services import TOKEN_PREFIX, api_token_create, api_token_revoke
-from billing.ledger import Actor, wallet_credit
+from billing import api as billing_api
+from billing.ledger import Actor, wallet_credit, wallet_debit
 from billing.models import AuditLogEntry, BillingType, BillingTypeChange, LedgerEntry, Wallet
 from billing.money import money_parse
 from billing.selectors import organization_settings_get
@@ -290,6 +291,41 @@ def test_replay_after_a_later_credit_still_returns_the_first_answer(calls):
     assert again.status_code == HTTPStatus.OK
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
+
+
+@pytest.mark.parametrize("operation", ["credit", "adjust"])
+def test_a_change_answers_as_its_replay_does_when_a_debit_lands_in_between(
+    calls, developer, monkeypatch, operation
+):
+    """Invariant 3, a replay returns the first result: the first answer read the wallets after
+    the change had committed, so a gateway's debit landing in between was in it, and every
+    replay (as of the change) said otherwise."""
+    read_wallets = billing_api.wallets_balance
+
+    def debit_lands_first(**kwargs: Any) -> Any:
+        monkeypatch.setattr(billing_api, "wallets_balance", read_wallets)  # once
+        wallet_debit(
+            account=developer.billing_account,
+            money=money_parse("3", "USD"),
+            transaction_id="usage-in-between",
+            actor=Actor.system(),
+        )
+        return read_wallets(**kwargs)
+
+    monkeypatch.setattr(billing_api, "wallets_balance", debit_lands_first)
+    body = (
+        credit_body("USD", "10", tx="change-1")
+        if operation == "credit"
+        else {"adjustment": money("USD", "-10"), "transactionId": "change-1"}
+    )
+
+    first = getattr(calls, operation)(body)
+    again = getattr(calls, operation)(body)
+
+    assert first.status_code == again.status_code == HTTPStatus.OK
+    assert first.json()["wallets"][0]["balance"] == {"currencyCode": "USD", "units": "10"}
+    assert again.json() == first.json()
+    assert calls.balance().json()["wallets"][0]["balance"] == {"currencyCode": "USD", "units": "7"}
 
 
 def test_adjust_examples_from_the_seed(calls, developer, portal_admin):

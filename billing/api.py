@@ -201,14 +201,24 @@ class HeadAsGetUnderV1:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method != "HEAD" or not request.path.startswith("/v1/"):
+        if not request.path.startswith("/v1/"):
             return self.get_response(request)
+        if request.method != "HEAD":
+            return self._allow_head(self.get_response(request))
         request.method = "GET"
         try:
             return self.get_response(request)
         finally:
             # The server leaves the body out of HEAD answers; it looks at the method again.
             request.method = "HEAD"
+
+    @staticmethod
+    def _allow_head(response: HttpResponse) -> HttpResponse:
+        """A 405 lists every method the resource takes (RFC 9110 15.5.6): with GET, HEAD."""
+        allowed = [method.strip() for method in response.get("Allow", "").split(",")]
+        if response.status_code == 405 and "GET" in allowed and "HEAD" not in allowed:
+            response["Allow"] = ", ".join([*allowed, "HEAD"])
+        return response
 
 
 @api.exception_handler(ApiError)

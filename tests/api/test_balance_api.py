@@ -1114,6 +1114,15 @@ def test_head_is_answered_like_get_without_a_body(api, developer, owner_token, s
     assert head.content == b""
 
 
+@pytest.mark.parametrize("suffix", ["balance", "monetizationConfig"])
+def test_a_405_lists_head_where_get_is_taken(api, developer, owner_token, suffix):
+    response = api.call("DELETE", developer_path(developer.email, suffix), token=owner_token)
+
+    allowed = {method.strip() for method in response["Allow"].split(",")}
+    assert {"GET", "HEAD"} <= allowed
+    assert "HEAD" in error_of(response, HTTPStatus.METHOD_NOT_ALLOWED)["message"]
+
+
 def test_head_on_an_endpoint_without_get_is_still_405(api, developer, admin_token):
     response = api.call(
         "HEAD", developer_path(developer.email, "balance:credit"), token=admin_token

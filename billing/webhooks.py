@@ -130,8 +130,11 @@ def event_process(*, event_id: str, event_type: str, obj: dict[str, Any]) -> tup
     if handler is None:
         _finish(event_id, StripeEvent.Status.IGNORED)
         return 200, f"Ignored: {event_type} is not handled."
+    committed: list[bool] = []
     try:
         with transaction.atomic():
+            # Registered first, so it runs before the handler's own hooks.
+            transaction.on_commit(lambda: committed.append(True))
             handler(obj)
             _finish(event_id, StripeEvent.Status.PROCESSED)
     except EventNotReady as exc:
@@ -139,8 +142,22 @@ def event_process(*, event_id: str, event_type: str, obj: dict[str, Any]) -> tup
             return _set_aside(event_id, event_type, exc)
         return _failed(event_id, event_type, exc)
     except Exception as exc:
+        if committed:
+            # What the handler hands on after its commit (a task for a worker) failed, e.g. the
+            # broker is down: processing is idempotent, so Stripe's retry does it all again.
+            _reopen(event_id)
         return _failed(event_id, event_type, exc)
     return 200, "Processed."
+
+
+def _reopen(event_id: str) -> None:
+    """Undo _finish: the event counts as not processed, and this delivery as not yet counted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_EVENTS} SET status = %s, processed_at = NULL, "  # noqa: S608
+            "attempts = attempts - 1 WHERE id = %s AND status = %s",
+            [StripeEvent.Status.RECEIVED, event_id, StripeEvent.Status.PROCESSED],
+        )
 
 
 def _failed(event_id: str, event_type: str, exc: Exception) -> tuple[int, str]:

@@ -219,7 +219,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": _env_or_fail(env.int, "CELERY_VISIBILITY_TIMEOUT", default=300)
+    "visibility_timeout": _env_or_fail(env.int, "CELERY_VISIBILITY_TIMEOUT", default=300),
+    # Without them a Redis that stops answering (stuck, or packets dropped) holds every enqueue
+    # forever, and with it the answer to the debit, the webhook or the page that enqueued. With
+    # them the enqueue fails within seconds and the beat's sweep catches up later.
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
 }
 CELERY_BEAT_SCHEDULE = {
     "auto-recharge-sweep": {"task": "billing.tasks.auto_recharge_sweep", "schedule": 60.0},

@@ -1,0 +1,143 @@
+"""The API when a part it depends on fails: the Celery broker hangs, the database gives up on a
+lock. The answer must say what happened and nothing may be half applied."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
+
+import kombu.pools
+import pytest
+
+from accounts.models import User
+from billing.auto_recharge import auto_recharge_configure, auto_recharge_due, card_save
+from billing.ledger import Actor, wallet_credit
+from billing.models import BillingType, BillingTypeChange, LedgerEntry, Wallet
+from billing.money import money_parse
+from billing.services import billing_type_set
+from portal.celery import app as celery_app
+from tests.api.conftest import Api, developer_path
+
+USD = 10**9
+
+
+def usd(text: str) -> Any:
+    return money_parse(text, "USD")
+
+
+def debit_body(units: str, tx: str) -> dict[str, Any]:
+    return {"transactionAmount": {"currencyCode": "USD", "units": units}, "transactionId": tx}
+
+
+def _forget_broker_connections() -> None:
+    """Celery reads its settings live but caches its connection pools."""
+    kombu.pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@contextlib.contextmanager
+def hung_broker(settings: Any) -> Iterator[str]:
+    """A 'Redis' on 127.0.0.1 that accepts connections and never answers (a stuck server, or
+    a network that drops packets): publishing to it waits for an answer that never comes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    _forget_broker_connections()
+    try:
+        yield settings.CELERY_BROKER_URL
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+        _forget_broker_connections()
+
+
+class Hung(BaseException):
+    """Raised by the alarm: a BaseException, so that no `except Exception` swallows it."""
+
+
+@pytest.fixture
+def deadline() -> Iterator[Any]:
+    """Fail, instead of hanging the suite, when a call takes longer than `seconds`."""
+
+    def arm(seconds: float) -> None:
+        def ring(*_: Any) -> None:
+            raise Hung(f"no answer within {seconds} s")
+
+        signal.signal(signal.SIGALRM, ring)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    yield arm
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def _prepaid_with_auto_recharge(developer: User) -> None:
+    account = developer.billing_account
+    billing_type_set(
+        account=account,
+        billing_type=BillingType.PREPAID,
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    account.refresh_from_db()
+    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
+    account.refresh_from_db()
+    wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
+    auto_recharge_configure(
+        account=account,
+        currency="USD",
+        enabled=True,
+        threshold=usd("20"),
+        mode="FIXED",
+        amount=usd("50"),
+        monthly_cap=None,
+        changed_by=developer,
+    )
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_debit_answers_while_the_broker_hangs_and_the_sweep_finds_the_wallet(
+    api: Api, developer: User, portal_admin: User, deadline, settings
+):
+    _prepaid_with_auto_recharge(developer)
+    token = api.token_for(portal_admin)
+    path = developer_path(developer.email, "balance:debit")
+
+    with hung_broker(settings):
+        started = time.monotonic()
+        deadline(30)  # a gateway gives up long before this
+        response = api.call("POST", path, debit_body("90", "usage-90"), token=token)
+        deadline(0)
+
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert response.json()["wallets"][0]["balance"]["units"] == "10"
+    assert time.monotonic() - started < 15
+    assert Wallet.objects.get(currency="USD").balance == 10 * USD
+    assert LedgerEntry.objects.filter(transaction_id="usage-90").count() == 1
+    # The recharge the debit could not hand on is found by the sweep once the broker is back.
+    assert auto_recharge_due() == [(developer.billing_account.pk, "USD")]

@@ -4,11 +4,13 @@ call a service and shape the answer; errors are Google-style JSON."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -30,6 +32,8 @@ from billing.money import MoneyError, money_from_apigee
 from billing.selectors import billing_type_effective, wallets_balance
 from billing.services import billing_account_get_or_create, billing_type_set, wallet_adjust
 
+logger = logging.getLogger(__name__)
+
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -39,6 +43,7 @@ STATUS_NAMES = {
     409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
+    503: "UNAVAILABLE",
 }
 
 
@@ -283,6 +288,21 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 @api.exception_handler(MoneyError)
 def _bad_money(request: HttpRequest, exc: MoneyError) -> HttpResponse:
     return _error(request, 400, str(exc))
+
+
+@api.exception_handler(OperationalError)
+def _database_unavailable(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+    """A lock timeout, deadlock, serialization failure or lost connection: the statement was
+    rolled back, so a retry is safe, and the answer says so instead of a server bug's 500."""
+    logger.warning("API %s %s: database unavailable: %s", request.method, request.path, exc)
+    response = _error(
+        request,
+        503,
+        "The request was not completed: the database is busy. Try again; a request with the "
+        "same transactionId is applied at most once.",
+    )
+    response["Retry-After"] = "1"
+    return response
 
 
 @api.exception_handler(BillingError)

@@ -14,6 +14,7 @@ from typing import Any
 
 import kombu.pools
 import pytest
+from django.db import connection, transaction
 
 from accounts.models import User
 from billing.auto_recharge import auto_recharge_configure, auto_recharge_due, card_save
@@ -22,7 +23,7 @@ from billing.models import BillingType, BillingTypeChange, LedgerEntry, Wallet
 from billing.money import money_parse
 from billing.services import billing_type_set
 from portal.celery import app as celery_app
-from tests.api.conftest import Api, developer_path
+from tests.api.conftest import Api, developer_path, error_of
 
 USD = 10**9
 
@@ -141,3 +142,64 @@ def test_a_debit_answers_while_the_broker_hangs_and_the_sweep_finds_the_wallet(
     assert LedgerEntry.objects.filter(transaction_id="usage-90").count() == 1
     # The recharge the debit could not hand on is found by the sweep once the broker is back.
     assert auto_recharge_due() == [(developer.billing_account.pk, "USD")]
+
+
+@contextlib.contextmanager
+def wallet_locked_elsewhere() -> Iterator[None]:
+    """Another session holds the USD wallet's row lock (a long report, a stuck transaction)."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Wallet.objects.select_for_update().get(currency="USD")
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_lock_timeout_answers_503_json_and_the_retry_applies_once(
+    api: Api, developer: User, portal_admin: User, postgres: None
+):
+    billing_type_set(
+        account=developer.billing_account,
+        billing_type=BillingType.PREPAID,
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    wallet_credit(
+        account=developer.billing_account,
+        money=usd("100"),
+        transaction_id="opening",
+        actor=Actor.system(),
+    )
+    token = api.token_for(portal_admin)
+    path = developer_path(developer.email, "balance:debit")
+    with connection.cursor() as cursor:  # the request runs on this session
+        cursor.execute("SET lock_timeout = '200ms'")
+
+    with wallet_locked_elsewhere():
+        busy = api.call("POST", path, debit_body("30", "usage-30"), token=token)
+
+    error = error_of(busy, HTTPStatus.SERVICE_UNAVAILABLE)
+    assert error["status"] == "UNAVAILABLE"
+    assert "transactionId" in error["message"]
+    assert busy["Retry-After"] == "1"
+    assert Wallet.objects.get(currency="USD").balance == 100 * USD
+    assert not LedgerEntry.objects.filter(transaction_id="usage-30").exists()
+
+    retry = api.call("POST", path, debit_body("30", "usage-30"), token=token)
+    assert retry.status_code == HTTPStatus.OK
+    assert Wallet.objects.get(currency="USD").balance == 70 * USD
+    assert LedgerEntry.objects.filter(transaction_id="usage-30").count() == 1

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import logging
+import smtplib
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context as allauth_context
+from allauth.core.exceptions import ImmediateHttpResponse
 from django.http import HttpRequest
+from django.shortcuts import render
 
 from accounts.models import User
 from billing.services import billing_account_get_or_create
+
+logger = logging.getLogger(__name__)
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -16,3 +23,22 @@ class AccountAdapter(DefaultAccountAdapter):
             # Every developer gets a billing account at sign-up, with no billing type of their own.
             billing_account_get_or_create(user=user)
         return user
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        """A mail server that is down must not turn a saved sign-up (or a password reset) into
+        a server error, nor be followed by allauth's 'we have sent you an email': say that it
+        was not sent and how to get it."""
+        try:
+            super().send_mail(template_prefix, email, context)
+        except (smtplib.SMTPException, OSError) as exc:
+            request = allauth_context.request
+            if request is None:  # not on a page (a management command): let the caller see it
+                raise
+            logger.exception("Could not send %s to %s", template_prefix, email)
+            page = render(
+                request,
+                "account/mail_not_sent.html",
+                {"confirmation": "email_confirmation" in template_prefix},
+                status=503,
+            )
+            raise ImmediateHttpResponse(page) from exc

@@ -164,6 +164,9 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Developer portal] "
 
 EMAIL_CONFIG = _env_or_fail(env.email_url, "EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# Django waits for ever by default: a mail server that stops answering would hold the sign-up
+# page, or a webhook answer, until the web server kills the worker.
+EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")
 
 LANGUAGE_CODE = "en-us"

@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from billing.models import BillingAccount
+from tests.fakes.silent_server import deadline, silent_server
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +68,23 @@ def test_a_password_reset_while_the_mail_server_is_down_says_it_was_not_sent(smt
     page = response.content.decode()
     assert NOT_SENT in page
     assert "Please try again in a few minutes." in page
+
+
+def test_signup_while_the_mail_server_hangs_answers_within_seconds(settings):
+    with silent_server() as port:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        with deadline(40):  # a web server's worker timeout is 30 s
+            response = Client(raise_request_exception=False).post(
+                reverse("account_signup"),
+                {
+                    "email": "new.dev@example.com",
+                    "first_name": "New",
+                    "last_name": "Dev",
+                    "password1": PASSWORD,
+                    "password2": PASSWORD,
+                },
+            )
+
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert NOT_SENT in response.content.decode()

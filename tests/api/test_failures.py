@@ -4,8 +4,6 @@ lock. The answer must say what happened and nothing may be half applied."""
 from __future__ import annotations
 
 import contextlib
-import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from billing.money import money_parse
 from billing.services import billing_type_set
 from portal.celery import app as celery_app
 from tests.api.conftest import Api, developer_path, error_of
+from tests.fakes.silent_server import deadline, silent_server
 
 USD = 10**9
 
@@ -44,57 +43,16 @@ def _forget_broker_connections() -> None:
 
 
 @contextlib.contextmanager
-def hung_broker(settings: Any) -> Iterator[str]:
-    """A 'Redis' on 127.0.0.1 that accepts connections and never answers (a stuck server, or
-    a network that drops packets): publishing to it waits for an answer that never comes."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    _forget_broker_connections()
-    try:
-        yield settings.CELERY_BROKER_URL
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        listener.close()
+def hung_broker(settings: Any) -> Iterator[None]:
+    """The broker accepts connections and never answers: publishing waits for an answer."""
+    with silent_server() as port:
+        settings.CELERY_TASK_ALWAYS_EAGER = False
+        settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"
         _forget_broker_connections()
-
-
-class Hung(BaseException):
-    """Raised by the alarm: a BaseException, so that no `except Exception` swallows it."""
-
-
-@pytest.fixture
-def deadline() -> Iterator[Any]:
-    """Fail, instead of hanging the suite, when a call takes longer than `seconds`."""
-
-    def arm(seconds: float) -> None:
-        def ring(*_: Any) -> None:
-            raise Hung(f"no answer within {seconds} s")
-
-        signal.signal(signal.SIGALRM, ring)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-
-    yield arm
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        try:
+            yield
+        finally:
+            _forget_broker_connections()
 
 
 def _prepaid_with_auto_recharge(developer: User) -> None:
@@ -123,7 +81,7 @@ def _prepaid_with_auto_recharge(developer: User) -> None:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_debit_answers_while_the_broker_hangs_and_the_sweep_finds_the_wallet(
-    api: Api, developer: User, portal_admin: User, deadline, settings
+    api: Api, developer: User, portal_admin: User, settings
 ):
     _prepaid_with_auto_recharge(developer)
     token = api.token_for(portal_admin)
@@ -131,9 +89,8 @@ def test_a_debit_answers_while_the_broker_hangs_and_the_sweep_finds_the_wallet(
 
     with hung_broker(settings):
         started = time.monotonic()
-        deadline(30)  # a gateway gives up long before this
-        response = api.call("POST", path, debit_body("90", "usage-90"), token=token)
-        deadline(0)
+        with deadline(30):  # a gateway gives up long before this
+            response = api.call("POST", path, debit_body("90", "usage-90"), token=token)
 
     assert response.status_code == HTTPStatus.OK, response.content
     assert response.json()["wallets"][0]["balance"]["units"] == "10"

@@ -643,7 +643,7 @@ def recharge_summary(recharge: AutoRecharge) -> str:
 def card_setup_start(*, account: BillingAccount, base_url: str) -> str:
     """Open Stripe Checkout in setup mode for this account; returns the page's URL."""
     try:
-        customer_id = stripe_customer_ensure(account)
+        customer_id = stripe_customer_ensure(account, for_page=True)
         _, url = stripe_gateway.setup_session_create(
             customer_id=customer_id,
             success_url=base_url + reverse("card_saved"),

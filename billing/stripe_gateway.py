@@ -34,14 +34,29 @@ def webhook_secret() -> str:
     return f"whsec_offline_{digest[:32]}"
 
 
-def stripe_client() -> stripe.StripeClient:
+# A developer's page waits for these calls (Add credit, Cancel, Save card). The library waits
+# 80 s per try, so a Stripe that does not answer outlasted the web server's worker timeout (30 s
+# for gunicorn): the worker was killed, the developer got no page and a top-up was left pending.
+# Each try now gives up after PAGE_TIMEOUT_SECONDS, with at most PAGE_MAX_RETRIES retries, so that
+# even two calls (customer, then page) end within that time and the page says what happened.
+PAGE_TIMEOUT_SECONDS = 6
+PAGE_MAX_RETRIES = 1
+
+
+def stripe_client(*, for_page: bool = False) -> stripe.StripeClient:
     base = settings.STRIPE_API_BASE
     bases: Any = {"api": base, "files": base, "connect": base} if base else None
+    retries = settings.STRIPE_MAX_NETWORK_RETRIES
+    http_client = None
+    if for_page:
+        retries = min(retries, PAGE_MAX_RETRIES)
+        http_client = stripe.new_default_http_client(timeout=PAGE_TIMEOUT_SECONDS)
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
         base_addresses=bases,
         # Retries reuse the same idempotency key, so a retried create never doubles.
-        max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
+        max_network_retries=retries,
+        http_client=http_client,
     )
 
 
@@ -49,9 +64,9 @@ def stripe_client() -> stripe.StripeClient:
 CUSTOMER_NAME_MAX = 256
 
 
-def customer_create(*, account: BillingAccount) -> str:
+def customer_create(*, account: BillingAccount, for_page: bool = False) -> str:
     name = account.legal_company_name or account.user.get_full_name() or account.user.email
-    customer = stripe_client().v1.customers.create(
+    customer = stripe_client(for_page=for_page).v1.customers.create(
         params={
             "email": account.user.email,
             "name": name[:CUSTOMER_NAME_MAX],
@@ -70,7 +85,7 @@ def checkout_session_create(
 ) -> tuple[str, str]:
     """A Checkout Session in payment mode for exactly this top-up; returns (id, url)."""
     metadata = {"top_up_id": str(top_up.public_id)}
-    session = stripe_client().v1.checkout.sessions.create(
+    session = stripe_client(for_page=True).v1.checkout.sessions.create(
         params={
             "mode": "payment",
             "customer": customer_id,
@@ -101,7 +116,7 @@ def checkout_session_create(
 def checkout_session_close(session_id: str) -> str:
     """Expire an open Checkout Session so that it can no longer be paid. Returns the session's
     final status: "expired", or "complete" when it was paid first."""
-    client = stripe_client()
+    client = stripe_client(for_page=True)
     try:
         return str(client.v1.checkout.sessions.expire(session_id).status)
     except stripe.InvalidRequestError:
@@ -149,7 +164,7 @@ def setup_session_create(
         "success_url": success_url,
         "cancel_url": cancel_url,
     }
-    session = stripe_client().v1.checkout.sessions.create(params=params)
+    session = stripe_client(for_page=True).v1.checkout.sessions.create(params=params)
     return session.id, _page_url(session.url)
 
 

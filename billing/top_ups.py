@@ -226,7 +226,7 @@ def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> Top
         url = base_url + reverse("test_payment", args=[top_up.public_id])
     else:
         try:
-            customer_id = stripe_customer_ensure(account)
+            customer_id = stripe_customer_ensure(account, for_page=True)
             session_id, url = stripe_gateway.checkout_session_create(
                 top_up=top_up,
                 customer_id=customer_id,
@@ -248,11 +248,12 @@ def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> Top
     return top_up
 
 
-def stripe_customer_ensure(account: BillingAccount) -> str:
-    """One Stripe customer per billing account, created on first payment."""
+def stripe_customer_ensure(account: BillingAccount, *, for_page: bool = False) -> str:
+    """One Stripe customer per billing account, created on first payment. `for_page`: a
+    developer's page waits for it (stripe_gateway.PAGE_TIMEOUT_SECONDS)."""
     if account.stripe_customer_id:
         return account.stripe_customer_id
-    customer_id = stripe_gateway.customer_create(account=account)
+    customer_id = stripe_gateway.customer_create(account=account, for_page=for_page)
     # Compare-and-set: if another request stored one meanwhile, keep the first.
     BillingAccount.objects.filter(pk=account.pk, stripe_customer_id="").update(
         stripe_customer_id=customer_id

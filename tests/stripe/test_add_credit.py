@@ -32,6 +32,7 @@ from billing.selectors import organization_settings_get
 from billing.services import wallet_adjust
 from billing.top_ups import PENDING_COUNTS_FOR
 from tests.factories import AdminFactory
+from tests.fakes.silent_server import deadline
 from tests.fakes.stripe_server import FakeStripe, StripeApiError
 from tests.stripe.conftest import add_credit, deliver, latest_top_up
 
@@ -833,3 +834,40 @@ def test_the_settings_page_refuses_a_currency_stripe_cannot_charge(client, porta
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "Stripe does not take payments in LYD" in page_text(response)
     assert not TopUpLimit.objects.filter(currency="LYD").exists()
+
+
+def test_stripe_not_answering_gives_the_friendly_error_before_the_web_server_gives_up(
+    fake_stripe, prepaid_client
+):
+    # Stripe takes the request and does not answer for a minute (a network or Stripe incident).
+    fake_stripe.set_response_delay(60, path="/v1/checkout/sessions")
+
+    with deadline(30):  # gunicorn's default worker timeout: a killed worker answers nothing
+        response = add_credit(prepaid_client, "20")
+
+    assert amount_errors(response) == [FRIENDLY]
+    assert latest_top_up().state == "FAILED"  # it does not count against the limits
+    retry = add_credit(prepaid_client, "20")  # Stripe answers again
+    assert retry.status_code == HTTPStatus.FOUND
+    assert retry["Location"].startswith(fake_stripe.url)
+
+
+def test_cancel_while_stripe_does_not_answer_says_so_in_time_and_cancels_nothing(
+    fake_stripe, prepaid_client
+):
+    add_credit(prepaid_client, "20")
+    top_up = latest_top_up()
+    session_id = top_up.stripe_checkout_session_id
+    fake_stripe.set_response_delay(60, path=f"/v1/checkout/sessions/{session_id}/expire")
+
+    with deadline(30):
+        response = prepaid_client.post(
+            reverse("top_up_cancel", args=[top_up.public_id]), follow=True
+        )
+
+    assert "Stripe could not be reached to close the payment page" in page_text(response)
+    top_up.refresh_from_db()
+    assert top_up.state == "PENDING"
+    prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]))  # Stripe answers again
+    top_up.refresh_from_db()
+    assert top_up.state == "CANCELED"

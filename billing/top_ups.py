@@ -79,14 +79,23 @@ def top_up_offer(*, account: BillingAccount, currency: str) -> TopUpOffer | None
     )
 
 
+# Longer than opening a payment page can take (stripe_gateway.PAGE_TIMEOUT_SECONDS): a top-up
+# still without its page after this lost its request (the worker was killed while asking Stripe).
+PAGE_OPENING_LIMIT = timedelta(minutes=1)
+
+
 def _counting(account: BillingAccount, currency: str, now: object) -> object:
     """Top-ups that use up limits: succeeded ones, pending ones still payable, and pending ones
-    whose payment is under way: a bank debit completed on Stripe's page arrives days later."""
+    whose payment is under way: a bank debit completed on Stripe's page arrives days later. A
+    payment page that was never opened cannot be paid (nobody has its address): it counts only
+    while its request may still be opening it, not for the page's lifetime."""
+    page_never_opened = Q(source=TopUp.Source.CHECKOUT, checkout_url="") & Q(
+        created_at__lt=now - PAGE_OPENING_LIMIT  # type: ignore[operator]
+    )
+    payable = Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR) & ~page_never_opened  # type: ignore[operator]
     under_way = Q(state=State.PENDING, stripe_payment_intent_id__isnull=False)
     return TopUp.objects.filter(billing_account=account, currency=currency).filter(
-        Q(state__in=CREDITED)
-        | Q(state=State.PENDING, created_at__gte=now - PENDING_COUNTS_FOR)  # type: ignore[operator]
-        | (under_way & Q(payment_set_aside=False))
+        Q(state__in=CREDITED) | payable | (under_way & Q(payment_set_aside=False))
     )
 
 

@@ -871,3 +871,22 @@ def test_cancel_while_stripe_does_not_answer_says_so_in_time_and_cancels_nothing
     prepaid_client.post(reverse("top_up_cancel", args=[top_up.public_id]))  # Stripe answers again
     top_up.refresh_from_db()
     assert top_up.state == "CANCELED"
+
+
+def test_a_top_up_whose_page_was_never_opened_stops_counting_after_a_minute(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    # The request that started it died while asking Stripe for the page (its worker was killed):
+    # no payment page, so nobody can pay it, and no Cancel link either.
+    account = prepaid_developer.billing_account
+    opening = earlier_top_up(account, 20, state=TopUp.State.PENDING)
+    assert opening.checkout_url == ""
+
+    # While its request may still be opening the page, it counts (the organisation's wait).
+    assert amount_errors(add_credit(prepaid_client, "20"))[0].startswith("Please wait")
+
+    TopUp.objects.filter(pk=opening.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    response = add_credit(prepaid_client, "20")
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(fake_stripe.url)

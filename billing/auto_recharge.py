@@ -464,7 +464,16 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
             attempt_id=attempt.pk, reason=str(exc), payment_intent_id=exc.payment_intent_id
         )
         return Attempt.FAILED
-    except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError) as exc:
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        # Stripe refused the portal's own API key, not the card: counting it as a decline told
+        # the developer to update their card and switched auto-recharge off after three.
+        logger.error("Auto-recharge attempt %s: Stripe refused the API key: %s", attempt.pk, exc)
+        recharge_attempt_abandon(
+            attempt_id=attempt.pk,
+            reason=f"Stripe refused the portal's API key: {exc.user_message or exc}",
+        )
+        return Attempt.FAILED
+    except stripe.InvalidRequestError as exc:
         recharge_attempt_fail(
             attempt_id=attempt.pk, reason=f"Stripe refused the charge: {exc.user_message or exc}"
         )

@@ -1,0 +1,64 @@
+"""Auto-recharge against the real stripe library (in-process, the fake Stripe): when Stripe
+refuses the portal itself (its API key revoked or rotated), the developer's card is not to
+blame: they are not emailed to update it and their auto-recharge is not switched off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import mail
+
+from billing.auto_recharge import auto_recharge_charge, auto_recharge_claim, auto_recharge_configure
+from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.models import AutoRecharge, RechargeAttempt
+from billing.money import money_parse
+from billing.top_ups import stripe_customer_ensure
+from tests.fakes.stripe_server import FakeStripe
+
+pytestmark = pytest.mark.django_db
+
+
+def usd(text: str) -> Any:
+    return money_parse(text, "USD")
+
+
+@pytest.fixture
+def recharge_account(fake_stripe: FakeStripe, prepaid_developer: Any) -> Any:
+    account = prepaid_developer.billing_account
+    customer_id = stripe_customer_ensure(account)
+    card = fake_stripe.add_payment_method(customer=customer_id)
+    account.stripe_payment_method_id = card["id"]
+    account.save(update_fields=["stripe_payment_method_id"])
+    wallet_credit(account=account, money=usd("30"), transaction_id="opening", actor=Actor.system())
+    auto_recharge_configure(
+        account=account,
+        currency="USD",
+        enabled=True,
+        threshold=usd("20"),
+        mode="FIXED",
+        amount=usd("50"),
+        monthly_cap=None,
+        changed_by=None,
+    )
+    wallet_debit(account=account, money=usd("15"), transaction_id="usage", actor=Actor.system())
+    return account
+
+
+def test_a_revoked_api_key_neither_blames_the_card_nor_switches_auto_recharge_off(
+    recharge_account, settings, django_capture_on_commit_callbacks
+):
+    settings.STRIPE_SECRET_KEY = "sk_live_revoked_key"  # Stripe answers 401 to every call
+    for _ in range(3):  # three tries an hour apart
+        AutoRecharge.objects.update(retry_after=None)
+        attempt = auto_recharge_claim(account_id=recharge_account.pk, currency="USD")
+        assert attempt is not None
+        with django_capture_on_commit_callbacks(execute=True):  # emails go after the commit
+            assert auto_recharge_charge(attempt_id=attempt.pk) == RechargeAttempt.State.FAILED
+
+    recharge = AutoRecharge.objects.get()
+    assert recharge.enabled, recharge.disabled_reason
+    assert recharge.consecutive_failures == 0
+    assert recharge.retry_after is not None  # a short pause, then it tries again
+    developer_mails = [m for m in mail.outbox if recharge_account.user.email in m.to]
+    assert developer_mails == []

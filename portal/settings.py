@@ -206,10 +206,25 @@ _proxy_header = env.str("DJANGO_PROXY_SSL_HEADER", default="")
 if _proxy_header:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
 
+
+def _broker_url(name: str) -> str:
+    """A typo here (redis//host, an unknown scheme) would start fine and then fail every
+    enqueue, which a debit only logs: every auto-recharge would silently never run."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    value = env.str(name, default="").strip()
+    for url in filter(None, value.split(";")):  # kombu takes a ;-separated failover list
+        scheme, separator, _ = url.partition("://")
+        if not separator or scheme.split("+")[0] not in TRANSPORT_ALIASES:
+            raise ValueError(f"{url!r} is not a broker URL such as redis://host:6379/0")
+    return value
+
+
 # Celery: with no broker the tasks run in-process, so `make run` needs no Redis.
-CELERY_TASK_ALWAYS_EAGER = not env.str("CELERY_BROKER_URL", default="")
+_BROKER_URL = _env_or_fail(_broker_url, "CELERY_BROKER_URL")
+CELERY_TASK_ALWAYS_EAGER = not _BROKER_URL
 # In-process mode never talks to a broker; "memory://" keeps kombu from looking for one.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "memory://"
+CELERY_BROKER_URL = _BROKER_URL or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -68,6 +68,8 @@ def test_a_half_configured_stripe_refuses_to_start(stripe, message):
         ("DJANGO_DEBUG", "maybe"),
         ("STRIPE_MAX_NETWORK_RETRIES", "two"),
         ("PORTAL_ORG", " "),
+        ("CELERY_BROKER_URL", "redis//127.0.0.1:6379/0"),
+        ("CELERY_BROKER_URL", "nonsense://127.0.0.1"),
     ],
 )
 def test_a_malformed_variable_stops_the_start_with_its_name(variable, value):

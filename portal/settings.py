@@ -266,6 +266,14 @@ if not STRIPE_SECRET_KEY and (STRIPE_PUBLISHABLE_KEY or STRIPE_WEBHOOK_SECRET):
         "STRIPE_SECRET_KEY is empty while other STRIPE_* settings are set. Set it, or unset "
         "them all to run the offline payment simulator (no card is ever charged)."
     )
+if HTTPS_ONLY and not _BROKER_URL:
+    # In-process tasks suit `make run` only: with no worker and no beat, nothing sweeps up a
+    # recharge whose trigger failed or whose attempt was cut off, and every charge runs inside
+    # the API debit that crossed the threshold, holding the gateway's call while Stripe answers.
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL is required with DJANGO_SECURE_COOKIES=true (production): run a "
+        "Celery worker and beat on it (see README)."
+    )
 if HTTPS_ONLY and not STRIPE_SECRET_KEY:
     # A production start without Stripe would let anyone credit themselves on the test page.
     raise ImproperlyConfigured(

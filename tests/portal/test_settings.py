@@ -15,7 +15,11 @@ PROBE = "import django; django.setup(); from billing.stripe_gateway import strip
 
 
 def start(**stripe: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STRIPE_") and k != "CELERY_BROKER_URL"
+    }
     env.update(DJANGO_SETTINGS_MODULE="portal.settings", **stripe)
     return subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -84,6 +88,7 @@ PRODUCTION = {
     "DJANGO_SECURE_COOKIES": "true",
     "STRIPE_SECRET_KEY": "sk_live_x",
     "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
 }
 
 
@@ -122,6 +127,13 @@ def test_production_refuses_to_start_with_the_offline_payment_simulator():
     result = start(**variables)
     assert result.returncode != 0
     assert "STRIPE_SECRET_KEY is required with DJANGO_SECURE_COOKIES=true" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_celery_broker():
+    variables = {k: v for k, v in PRODUCTION.items() if k != "CELERY_BROKER_URL"}
+    result = start(**variables)
+    assert result.returncode != 0
+    assert "CELERY_BROKER_URL is required with DJANGO_SECURE_COOKIES=true" in result.stderr
 
 
 def test_the_demo_logins_are_never_created_in_production(tmp_path):

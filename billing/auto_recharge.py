@@ -49,6 +49,7 @@ from billing.services import audit_log
 from billing.top_ups import (
     TopUpRefused,
     notify_admins,
+    stripe_customer_call,
     stripe_customer_ensure,
     top_up_check,
     top_up_fail,
@@ -652,12 +653,14 @@ def recharge_summary(recharge: AutoRecharge) -> str:
 def card_setup_start(*, account: BillingAccount, base_url: str) -> str:
     """Open Stripe Checkout in setup mode for this account; returns the page's URL."""
     try:
-        customer_id = stripe_customer_ensure(account, for_page=True)
-        _, url = stripe_gateway.setup_session_create(
-            customer_id=customer_id,
-            success_url=base_url + reverse("card_saved"),
-            cancel_url=base_url + reverse("my_balance"),
-            billing_account_id=account.pk,
+        _, url = stripe_customer_call(
+            account,
+            lambda customer_id: stripe_gateway.setup_session_create(
+                customer_id=customer_id,
+                success_url=base_url + reverse("card_saved"),
+                cancel_url=base_url + reverse("my_balance"),
+                billing_account_id=account.pk,
+            ),
         )
     except stripe.StripeError as exc:
         logger.warning("Setup session for account %s failed: %s", account.pk, exc)

@@ -80,6 +80,15 @@ def customer_create(*, account: BillingAccount, for_page: bool = False) -> str:
     return customer.id
 
 
+def customer_missing(exc: stripe.StripeError) -> bool:
+    """Stripe refused a request because the customer it names does not exist (there)."""
+    return (
+        isinstance(exc, stripe.InvalidRequestError)
+        and exc.code == "resource_missing"
+        and exc.param == "customer"
+    )
+
+
 def checkout_session_create(
     *, top_up: TopUp, customer_id: str, success_url: str, cancel_url: str
 ) -> tuple[str, str]:

@@ -7,8 +7,10 @@ transaction id: however often and in whatever order Stripe reports a payment, it
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import stripe
 from django.conf import settings
@@ -36,6 +38,7 @@ from billing.money import Money, money_format, money_from_stripe
 from billing.selectors import billing_type_effective, organization_settings_get
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 State = TopUp.State
 # A pending top-up counts against the limits while its payment page can be paid, plus a margin
 # for a payment that was under way when the page expired.
@@ -235,12 +238,14 @@ def top_up_start(*, account: BillingAccount, money: Money, base_url: str) -> Top
         url = base_url + reverse("test_payment", args=[top_up.public_id])
     else:
         try:
-            customer_id = stripe_customer_ensure(account, for_page=True)
-            session_id, url = stripe_gateway.checkout_session_create(
-                top_up=top_up,
-                customer_id=customer_id,
-                success_url=status_url,
-                cancel_url=cancel_url,
+            session_id, url = stripe_customer_call(
+                account,
+                lambda customer_id: stripe_gateway.checkout_session_create(
+                    top_up=top_up,
+                    customer_id=customer_id,
+                    success_url=status_url,
+                    cancel_url=cancel_url,
+                ),
             )
         except stripe.StripeError as exc:
             logger.warning("Checkout Session for top-up %s failed: %s", top_up.public_id, exc)
@@ -266,6 +271,30 @@ def stripe_customer_ensure(account: BillingAccount, *, for_page: bool = False) -
     # Compare-and-set: if another request stored one meanwhile, keep the first.
     BillingAccount.objects.filter(pk=account.pk, stripe_customer_id="").update(
         stripe_customer_id=customer_id
+    )
+    account.refresh_from_db(fields=["stripe_customer_id"])
+    return account.stripe_customer_id
+
+
+def stripe_customer_call(account: BillingAccount, call: Callable[[str], T]) -> T:
+    """Run a page's Stripe call for the account's customer. A customer Stripe no longer knows
+    (deleted in its dashboard, or made with test keys before the switch to live ones) refused
+    every payment page for good: it is replaced once and the call made again."""
+    customer_id = stripe_customer_ensure(account, for_page=True)
+    try:
+        return call(customer_id)
+    except stripe.InvalidRequestError as exc:
+        if not stripe_gateway.customer_missing(exc):
+            raise
+        logger.warning("Stripe no longer knows customer %s of account %s", customer_id, account.pk)
+        return call(_stripe_customer_replace(account, missing=customer_id))
+
+
+def _stripe_customer_replace(account: BillingAccount, *, missing: str) -> str:
+    replacement = stripe_gateway.customer_create(account=account, for_page=True)
+    # Compare-and-set: of two pages replacing at once, both use the customer stored first.
+    BillingAccount.objects.filter(pk=account.pk, stripe_customer_id=missing).update(
+        stripe_customer_id=replacement
     )
     account.refresh_from_db(fields=["stripe_customer_id"])
     return account.stripe_customer_id

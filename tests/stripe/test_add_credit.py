@@ -680,19 +680,36 @@ def test_stripe_unreachable_gives_a_friendly_error_and_a_failed_top_up(
     assert TopUp.objects.filter(state="PENDING").count() == 1
 
 
-def test_stripe_refusing_the_session_gives_a_friendly_error(
+def test_a_customer_stripe_no_longer_knows_is_replaced_and_the_page_opens(
     fake_stripe, prepaid_client, prepaid_developer
 ):
-    # A customer id Stripe no longer knows: the session create answers 400.
+    # Deleted in Stripe's dashboard, or made with test keys before the switch to live ones:
+    # every session for it is refused (400), so the developer could never add credit again.
     BillingAccount.objects.filter(user=prepaid_developer).update(stripe_customer_id="cus_gone")
 
     response = add_credit(prepaid_client, "20")
 
-    assert amount_errors(response) == [FRIENDLY]
-    assert latest_top_up().state == "FAILED"
-    [session_call] = stripe_calls(fake_stripe, "/v1/checkout/sessions")
-    assert session_call["status"] == HTTPStatus.BAD_REQUEST
-    assert not Wallet.objects.exists()
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(fake_stripe.url)
+    [customer] = fake_stripe.objects("customer")
+    assert BillingAccount.objects.get(user=prepaid_developer).stripe_customer_id == customer["id"]
+    refused, opened = stripe_calls(fake_stripe, "/v1/checkout/sessions")
+    assert (refused["status"], opened["status"]) == (HTTPStatus.BAD_REQUEST, HTTPStatus.OK)
+    assert opened["params"]["customer"] == customer["id"]
+    assert latest_top_up().state == "PENDING"
+
+
+def test_saving_a_card_for_a_customer_stripe_no_longer_knows_replaces_it(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    BillingAccount.objects.filter(user=prepaid_developer).update(stripe_customer_id="cus_gone")
+
+    response = prepaid_client.post(reverse("card_setup"))
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(fake_stripe.url)
+    [customer] = fake_stripe.objects("customer")
+    assert BillingAccount.objects.get(user=prepaid_developer).stripe_customer_id == customer["id"]
 
 
 def test_a_wrong_api_key_gives_a_friendly_error(fake_stripe, prepaid_client, settings):

@@ -335,6 +335,9 @@ class StripeEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # The admins were emailed about its failure: once per event, however often Stripe retries,
+    # and again at the next failure if the mail server refused the first email.
+    admins_notified = models.BooleanField(db_default=False)
 
     class Meta:
         ordering = ["-received_at"]

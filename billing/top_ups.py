@@ -659,13 +659,14 @@ def _flag(top_up: TopUp, reason: str) -> None:
     transaction.on_commit(lambda: notify_admins(f"Top-up {top_up.public_id} needs a look", reason))
 
 
-def notify_admins(subject: str, message: str) -> None:
+def notify_admins(subject: str, message: str) -> bool:
     """Email the organisation's notification address, else Django's ADMINS, else everyone who
-    may read the Add credit log: out of the box somebody hears of it. After commits only."""
+    may read the Add credit log: out of the box somebody hears of it. After commits only.
+    False if the mail server refused it."""
     try:
         if settings.ADMINS and not organization_settings_get().notification_email:
             mail_admins(subject, message)
-            return
+            return True
         recipients = _notification_recipients()
         if recipients:
             send_mail(
@@ -675,6 +676,8 @@ def notify_admins(subject: str, message: str) -> None:
             logger.error("Nobody to email about: %s. %s", subject, message)
     except Exception:  # an unreachable mail server must not turn a handled event into a failure
         logger.exception("Could not email the administrators: %s", subject)
+        return False
+    return True
 
 
 def _notification_recipients() -> list[str]:

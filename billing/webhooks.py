@@ -161,24 +161,38 @@ def _reopen(event_id: str) -> None:
 
 
 def _failed(event_id: str, event_type: str, exc: Exception) -> tuple[int, str]:
-    # The count comes back from the same statement: two deliveries failing at once each see
-    # their own number, so exactly one of them sees 1.
     done = ", ".join(["%s"] * len(DONE))
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_EVENTS} SET status = %s, error = %s, attempts = attempts + 1 "  # noqa: S608
-            f"WHERE id = %s AND status NOT IN ({done}) RETURNING attempts",
+            f"WHERE id = %s AND status NOT IN ({done})",
             [StripeEvent.Status.FAILED, repr(exc)[:2000], event_id, *DONE],
         )
-        row = cursor.fetchone()
-    # Stripe retries for days: tell the admins once per event, not at every retry.
-    if not isinstance(exc, EventNotReady) and row is not None and row[0] == 1:
+    if not isinstance(exc, EventNotReady):
         logger.exception("Stripe event %s (%s) failed", event_id, event_type)
-        notify_admins(
-            f"Crediting failed for Stripe event {event_id}",
-            f"Processing {event_type} failed: {exc!r}. Stripe will retry; see the admin.",
-        )
+        _notify_admins_once(event_id, event_type, exc)
     return 500, "Processing failed; Stripe will retry."
+
+
+def _notify_admins_once(event_id: str, event_type: str, exc: Exception) -> None:
+    """Stripe retries for days: tell the admins once per event, not at every retry. The claim is
+    one conditional UPDATE, so of two deliveries failing at once exactly one emails; an email
+    the mail server refused gives the claim back for the next failure."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_EVENTS} SET admins_notified = %s "  # noqa: S608
+            "WHERE id = %s AND NOT admins_notified RETURNING id",
+            [True, event_id],
+        )
+        claimed = cursor.fetchone() is not None
+    if not claimed:
+        return
+    sent = notify_admins(
+        f"Crediting failed for Stripe event {event_id}",
+        f"Processing {event_type} failed: {exc!r}. Stripe will retry; see the admin.",
+    )
+    if not sent:
+        StripeEvent.objects.filter(pk=event_id).update(admins_notified=False)
 
 
 def _waiting_since(event_id: str) -> timedelta:

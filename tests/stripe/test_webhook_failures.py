@@ -71,3 +71,26 @@ def test_a_saved_card_is_not_lost_while_the_broker_is_down(
     account = BillingAccount.objects.get(user=prepaid_developer)
     assert (account.card_brand, account.card_last4) == ("visa", "4242")
     assert StripeEvent.objects.get().status == StripeEvent.Status.PROCESSED
+
+
+def test_the_failure_email_refused_by_the_mail_server_is_sent_at_the_next_failure(settings):
+    """Stripe retries a failing event for days and the admins hear of it once. When the mail
+    server refused that one email, they never heard of it at all."""
+    from django.core import mail
+
+    from billing.webhooks import _failed
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    StripeEvent.objects.create(id="evt_failing", type="payment_intent.succeeded", payload={})
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens: refused
+
+    assert _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))[0] == 500
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # the server is back
+    _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))
+    _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))
+
+    [email] = mail.outbox
+    assert "evt_failing" in email.subject and "boom" in email.body
+    assert StripeEvent.objects.get(id="evt_failing").attempts == 3

@@ -12,6 +12,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
 
 from accounts.models import User
 from accounts.views import account_context
@@ -345,6 +346,7 @@ def _render_balance(request: PortalRequest, context: dict, status: int = 200) ->
 
 @login_required
 @require_safe
+@vary_on_headers("HX-Request")  # the same address serves a fragment to htmx
 def my_balance(request: PortalRequest) -> HttpResponse:
     account = billing_account_get_or_create(user=request.user)
     context = {
@@ -364,6 +366,7 @@ def my_balance(request: PortalRequest) -> HttpResponse:
 
 @admin_required("billing.view_any_prepaid_balance")
 @require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")  # the same address serves a fragment to htmx
 def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
     """A developer's balance for admins; adjusting needs a second permission and a confirmation."""
     developer = _developer(user_id)
@@ -507,6 +510,7 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
 
 @login_required
 @require_safe
+@vary_on_headers("HX-Request")  # the same address serves a fragment to htmx
 def top_up_status(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Where Stripe sends the developer back: pending until the webhook confirms (htmx polls)."""
     top_up = _own_top_up(request, public_id)

@@ -4,6 +4,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
+from django.views.decorators.vary import vary_on_headers
 
 from accounts.models import User
 from accounts.views import account_context
@@ -26,13 +27,16 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @admin_required()
 @require_safe
+@vary_on_headers("HX-Request")  # the browser must not show a cached table for Back
 def people_list(request: PortalRequest) -> HttpResponse:
     """People: one view for the page and, for htmx searches, just the table."""
     search = request.GET.get("q", "").strip()[:100]
     page = Paginator(developers_list(search=search), PEOPLE_PER_PAGE).get_page(
         request.GET.get("page")
     )
-    template = "portal/_people_table.html" if request.htmx else "portal/people_list.html"
+    # A history restore (Back after htmx pushed this address) replaces the whole body.
+    table_only = request.htmx and not request.htmx.history_restore_request
+    template = "portal/_people_table.html" if table_only else "portal/people_list.html"
     return render(request, template, {"page": page, "search": search})
 
 

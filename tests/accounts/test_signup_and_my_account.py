@@ -74,6 +74,14 @@ def test_people_search_and_paging(client, portal_admin):
     partial = client.get(reverse("people_list"), {"q": "zq@"}, HTTP_HX_REQUEST="true")
     assert "<html" not in partial.content.decode() and "zq@example.net" in partial.content.decode()
     assert "organisation default" in partial.content.decode()
+    assert partial["Vary"].count("HX-Request") == 1  # Back must not show the cached table
+    # htmx restoring this address after Back (its cache missed) puts the answer in <body>.
+    restore = client.get(
+        reverse("people_list"),
+        {"q": "zq@"},
+        headers={"HX-Request": "true", "HX-History-Restore-Request": "true"},
+    )
+    assert 'id="people-search"' in restore.content.decode()
     assert admin_rows(client.get(reverse("people_list"), {"q": portal_admin.email})) == 0
 
 

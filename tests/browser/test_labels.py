@@ -1,0 +1,74 @@
+"""Every input on the portal's pages has a name a screen reader can read out, for each role."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from billing.models import BillingTypeChange
+from billing.services import billing_type_set
+from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+# Inputs a user can fill that have neither a <label> nor an aria-label(ledby).
+UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+  .filter(el => !el.labels.length && !el.getAttribute('aria-label')
+                && !el.getAttribute('aria-labelledby'))
+  .map(el => el.name)"""
+
+
+def signed_in_page(browser, base_url: str, email: str):
+    page = browser.new_context().new_page()
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base_url}/account/")
+    return page
+
+
+def test_every_input_has_a_name(browser, live_server):
+    base = live_server.url
+    developer = DeveloperFactory(email="priya@example.com")
+    billing_type_set(
+        account=developer.billing_account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    AdminFactory(email="ada@example.com", portal_admin=True)
+
+    anonymous = browser.new_context().new_page()
+    for path in ("/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"):
+        anonymous.goto(base + path)
+        assert anonymous.evaluate(UNNAMED) == [], path
+
+    page = signed_in_page(browser, base, "priya@example.com")
+    for path in ("/account/", "/account/balance/", "/account/balance/add-credit/USD/"):
+        page.goto(base + path)
+        assert page.evaluate(UNNAMED) == [], path
+
+    admin = signed_in_page(browser, base, "ada@example.com")
+    for path in (
+        "/people/",
+        f"/people/{developer.pk}/account/balance/",
+        f"/people/{developer.pk}/account/billing-type/",
+        "/admin/config/monetization/settings/",
+    ):
+        admin.goto(base + path)
+        assert admin.evaluate(UNNAMED) == [], path
+
+
+def test_each_add_credit_limit_is_named_for_its_currency(browser, live_server):
+    AdminFactory(email="ada@example.com", portal_admin=True)
+    admin = signed_in_page(browser, live_server.url, "ada@example.com")
+    admin.goto(f"{live_server.url}/admin/config/monetization/settings/")
+    admin.get_by_label("New currency", exact=True).fill("EUR")
+    admin.get_by_label("New currency minimum").fill("5")
+    admin.get_by_label("New currency maximum").fill("50")
+    admin.get_by_label("New currency default").fill("10")
+    admin.click("text=Save Add credit settings")
+
+    expect(admin.get_by_label("EUR maximum")).to_have_value("50")
+    expect(admin.get_by_label("Remove EUR")).not_to_be_checked()

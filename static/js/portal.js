@@ -1,0 +1,12 @@
+// Keyboard focus survives htmx updates. htmx puts focus back on an element with the same id
+// (the pager links have ids); when that element is gone (the last page has no "Older"), focus
+// would fall to the top of the page, so the updated region takes it instead.
+document.addEventListener("htmx:afterSettle", function (event) {
+  var region = event.detail.target;
+  var active = document.activeElement;
+  // Browsers may report the removed link as focused until their next rendering step.
+  var lost = !active || active === document.body || !active.isConnected;
+  if (lost && region.isConnected && region.hasAttribute("tabindex")) {
+    region.focus({ preventScroll: true });
+  }
+});

@@ -1,0 +1,66 @@
+"""The parts of pages that htmx replaces are announced (aria-live) and keep keyboard focus:
+paging with the keyboard must not throw the user back to the top of the page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from billing.ledger import Actor, wallet_credit
+from billing.money import money_parse
+from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def signed_in_page(browser, base_url: str, email: str):
+    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base_url}/account/")
+    return page
+
+
+def test_paging_the_history_by_keyboard_keeps_focus_and_is_announced(browser, live_server):
+    developer = DeveloperFactory(email="priya@example.com")
+    for n in range(45):  # three pages of history
+        wallet_credit(
+            account=developer.billing_account,
+            money=money_parse("1.00", "USD"),
+            transaction_id=f"t{n}",
+            actor=Actor.system(),
+        )
+    page = signed_in_page(browser, live_server.url, "priya@example.com")
+    page.goto(f"{live_server.url}/account/balance/")
+    expect(page.locator("#history")).to_have_attribute("aria-live", "polite")
+
+    page.focus(".pager a:has-text('Older')")
+    page.keyboard.press("Enter")
+    expect(page.locator("#history .pager")).to_contain_text("Page 2 of 3")
+    expect(page.locator("#history-older")).to_be_focused()  # Enter again: the next page
+    # htmx wires up the new link when it settles; Enter before that would load a whole page.
+    expect(page.locator("#history")).not_to_have_class(re.compile("htmx-settling"))
+    page.keyboard.press("Enter")
+    expect(page.locator("#history .pager")).to_contain_text("Page 3 of 3")
+    # The last page has no Older link: the transactions take focus, not the top of the page.
+    expect(page.locator("#history")).to_be_focused()
+
+
+def test_paging_people_by_keyboard_keeps_focus_and_is_announced(browser, live_server):
+    DeveloperFactory.create_batch(30)
+    AdminFactory(email="ada@example.com", portal_admin=True)
+    page = signed_in_page(browser, live_server.url, "ada@example.com")
+    page.goto(f"{live_server.url}/people/")
+    expect(page.locator("#people")).to_have_attribute("aria-live", "polite")
+
+    page.focus(".pager a:has-text('Next')")
+    page.keyboard.press("Enter")
+    expect(page.locator("#people .pager")).to_contain_text("Page 2 of 2")
+    # Page 2 has no Next link: the list takes focus, and Tab goes on into it.
+    expect(page.locator("#people")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator("#people a").first).to_be_focused()

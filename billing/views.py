@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from http import HTTPStatus
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -519,6 +520,10 @@ def top_up_status(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     ).first()
     context = {"top_up": top_up, "wallet": wallet, "tab": "balance", "developer": request.user}
     if request.htmx:
+        if request.GET.get("seen") == top_up.state:
+            # Nothing new: htmx leaves the page as it is, so a screen reader does not read the
+            # same "Pending" out again every 2 s.
+            return HttpResponse(status=HTTPStatus.NO_CONTENT)
         return render(request, "billing/_top_up_status.html", context)
     return render(request, "billing/top_up_status.html", context)
 

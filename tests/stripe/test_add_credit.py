@@ -547,8 +547,8 @@ def test_the_owner_sees_the_pending_status_page(fake_stripe, prepaid_client):
     assert "Pending: waiting for the payment of $20.00 to be confirmed." in " ".join(
         text.replace("<strong>", "").replace("</strong>", "").split()
     )
-    # It polls itself until the top-up is final.
-    assert f'hx-get="{reverse("top_up_status", args=[top_up.public_id])}"' in text
+    # It polls itself until the top-up is final, saying which state it shows.
+    assert f'hx-get="{reverse("top_up_status", args=[top_up.public_id])}?seen=PENDING"' in text
 
 
 def test_the_status_page_as_an_htmx_fragment(fake_stripe, prepaid_client):
@@ -562,6 +562,13 @@ def test_the_status_page_as_an_htmx_fragment(fake_stripe, prepaid_client):
     text = page_text(response)
     assert text.lstrip().startswith('<div id="top-up-status" data-state="PENDING"')
     assert "<html" not in text
+    # A poll that finds the state it already shows gets nothing to swap in.
+    unchanged = prepaid_client.get(
+        reverse("top_up_status", args=[top_up.public_id]),
+        {"seen": "PENDING"},
+        headers={"HX-Request": "true"},
+    )
+    assert (unchanged.status_code, unchanged.content) == (HTTPStatus.NO_CONTENT, b"")
 
 
 @pytest.mark.parametrize("who", ["other_developer", "admin_without_permission", "portal_admin"])

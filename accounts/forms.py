@@ -9,8 +9,17 @@ from accounts.models import User
 class SignupForm(forms.Form):
     """Extra sign-up fields; allauth adds email and password around them."""
 
-    first_name = forms.CharField(max_length=150, label="First name")
-    last_name = forms.CharField(max_length=150, label="Last name")
+    # autocomplete: browsers and password managers fill the names in (WCAG 1.3.5).
+    first_name = forms.CharField(
+        max_length=150,
+        label="First name",
+        widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
+    )
+    last_name = forms.CharField(
+        max_length=150,
+        label="Last name",
+        widget=forms.TextInput(attrs={"autocomplete": "family-name"}),
+    )
 
     def signup(self, request: HttpRequest, user: User) -> None:
         # allauth has already copied the cleaned names onto the user and will save it.
@@ -22,6 +31,7 @@ class BillingDetailsForm(forms.Form):
         max_length=200,
         required=False,
         label="Legal company name",
+        widget=forms.TextInput(attrs={"autocomplete": "organization"}),
         help_text="Shown on invoices and receipts. Leave empty if you pay as an individual.",
     )
 

@@ -72,3 +72,22 @@ def test_each_add_credit_limit_is_named_for_its_currency(browser, live_server):
 
     expect(admin.get_by_label("EUR maximum")).to_have_value("50")
     expect(admin.get_by_label("Remove EUR")).not_to_be_checked()
+
+
+def test_sign_in_and_sign_up_tell_the_browser_what_to_fill_in(browser, live_server):
+    """autocomplete lets browsers and password managers fill the forms (WCAG 1.3.5)."""
+    page = browser.new_context().new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    expect(page.get_by_label("Email")).to_have_attribute("autocomplete", "email")
+    expect(page.get_by_label("Password")).to_have_attribute("autocomplete", "current-password")
+
+    page.goto(f"{live_server.url}/accounts/signup/")
+    expected = {
+        "email": "email",
+        "first_name": "given-name",
+        "last_name": "family-name",
+        "password1": "new-password",
+        "password2": "new-password",
+    }
+    for name, token in expected.items():
+        expect(page.locator(f"main input[name={name}]")).to_have_attribute("autocomplete", token)

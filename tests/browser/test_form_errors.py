@@ -62,3 +62,29 @@ def test_an_add_credit_error_is_read_with_the_amount(browser, live_server):
     expect(amount).to_have_attribute("aria-invalid", "true")
     expect(amount).to_have_accessible_description(re.compile(r"\$5\.00"))
     assert broken_references(page) == []
+
+
+def test_the_problems_are_listed_first_and_each_leads_to_its_field(browser, live_server):
+    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    page.goto(f"{live_server.url}/accounts/signup/")
+    page.evaluate("document.querySelector('main form').noValidate = true")
+    page.fill("input[name=email]", "not-an-address")
+    page.fill("input[name=first_name]", "Priya")
+    page.fill("input[name=password1]", "a-long-enough-passphrase")
+    page.fill("input[name=password2]", "a-long-enough-passphrase")
+    page.click("main button[type=submit]")
+
+    summary = page.get_by_test_id("error-summary")
+    expect(summary).to_have_attribute("role", "alert")
+    expect(summary.locator("li")).to_have_text(
+        ["Email: Enter a valid email address.", "Last name: This field is required."]
+    )
+    # The summary comes before the first field, so it is met first, by eye and by keyboard.
+    assert summary.evaluate(
+        "el => !!(el.compareDocumentPosition(document.querySelector('#id_email'))"
+        " & Node.DOCUMENT_POSITION_FOLLOWING)"
+    )
+    summary.get_by_role("link", name="Last name: This field is required.").click()
+    expect(page.locator("#id_last_name")).to_be_focused()
+    # One alert for the whole form, not one per error.
+    expect(page.locator("main [role=alert]")).to_have_count(1)

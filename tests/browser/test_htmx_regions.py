@@ -9,7 +9,9 @@ import pytest
 from playwright.sync_api import expect
 
 from billing.ledger import Actor, wallet_credit
+from billing.models import BillingTypeChange
 from billing.money import money_parse
+from billing.services import billing_type_set
 from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -64,3 +66,23 @@ def test_paging_people_by_keyboard_keeps_focus_and_is_announced(browser, live_se
     expect(page.locator("#people")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.locator("#people a").first).to_be_focused()
+
+
+def test_focus_stays_on_the_card_button_while_the_saved_card_is_awaited(browser, live_server):
+    """Back from saving a card, the card box asks for it again every 2 s for a minute; each
+    answer replaced the button a keyboard user may be on."""
+    developer = DeveloperFactory(email="priya@example.com")
+    billing_type_set(
+        account=developer.billing_account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    page = signed_in_page(browser, live_server.url, "priya@example.com")
+    page.goto(f"{live_server.url}/account/balance/?card=saving")
+    button = page.get_by_role("button", name="Save a card")
+    button.focus()
+    with page.expect_response(lambda r: "card=saving" in r.url and "left=29" in r.url):
+        pass
+    expect(page.locator(".saved-card")).not_to_have_class(re.compile("htmx-settling"))
+    expect(button).to_be_focused()

@@ -28,7 +28,7 @@ def signed_in_page(browser, base_url: str, email: str):
     return page
 
 
-def test_every_input_has_a_name(browser, live_server):
+def test_every_input_and_column_has_a_name(browser, live_server):
     base = live_server.url
     developer = DeveloperFactory(email="priya@example.com")
     billing_type_set(
@@ -48,6 +48,10 @@ def test_every_input_has_a_name(browser, live_server):
     for path in ("/account/", "/account/balance/", "/account/balance/add-credit/USD/"):
         page.goto(base + path)
         assert page.evaluate(UNNAMED) == [], path
+    # A table column without a header is read out as nothing: the Add credit column's says so.
+    page.goto(base + "/account/balance/")
+    headers = page.get_by_test_id("wallets").locator("th").all_text_contents()
+    assert headers == ["Currency", "Balance", "Last credit", "Add credit"]
 
     admin = signed_in_page(browser, base, "ada@example.com")
     for path in (

@@ -145,7 +145,9 @@ class AddCreditForm(forms.Form):
             )
             if money.nanos <= 0:
                 raise forms.ValidationError("Enter an amount greater than zero.")
-            return stripe_amount_check(money)  # the card is charged exactly this amount
+            # The card is charged exactly this amount. Too small an amount is refused with the
+            # organisation's minimum (top_up_check), which is at least Stripe's and says more.
+            return stripe_amount_check(money, minimum=False)
         except MoneyError as exc:
             raise forms.ValidationError(str(exc)) from exc
 

@@ -221,9 +221,9 @@ def stripe_currency_check(currency: str) -> str:
     return currency
 
 
-def stripe_amount_check(money: Money) -> Money:
-    """Refuse an amount Stripe would reject: a currency it cannot take, a finer step, or less
-    than Stripe's minimum charge."""
+def stripe_amount_check(money: Money, *, minimum: bool = True) -> Money:
+    """Refuse an amount Stripe would reject: a currency it cannot take, a finer step, or (with
+    `minimum`) less than Stripe's minimum charge."""
     step = stripe_charge_step(stripe_currency_check(money.currency))
     if money.nanos % step:
         places = stripe_exponent(money.currency) if step < NANOS_PER_UNIT else 0
@@ -232,10 +232,10 @@ def stripe_amount_check(money: Money) -> Money:
             f"{money.currency} amounts must be a multiple of {step_text}: {money} cannot be "
             "charged exactly."
         )
-    minimum = stripe_minimum_charge(money.currency)
-    if minimum is not None and money.nanos < minimum.nanos:
+    smallest = stripe_minimum_charge(money.currency) if minimum else None
+    if smallest is not None and money.nanos < smallest.nanos:
         raise MoneyError(
-            f"Stripe charges at least {minimum} in {money.currency}: {money} cannot be charged."
+            f"Stripe charges at least {smallest} in {money.currency}: {money} cannot be charged."
         )
     return money
 

@@ -34,7 +34,7 @@ from billing.models import (
     TrustTier,
     Wallet,
 )
-from billing.money import Money, money_format, money_from_stripe
+from billing.money import Money, MoneyError, money_format, money_from_stripe, stripe_amount_check
 from billing.selectors import billing_type_effective, organization_settings_get
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ def top_up_check(
         raise TopUpRefused(f"Adding credit in {currency} is not offered.")
     if money.nanos < limit.minimum:
         raise TopUpRefused(f"The minimum top-up is {money_format(Money(limit.minimum, currency))}.")
+    try:  # a minimum saved before the settings page knew Stripe's: Stripe would refuse it
+        stripe_amount_check(money)
+    except MoneyError as exc:
+        raise TopUpRefused(str(exc)) from exc
     now = timezone.now()
     tier = TrustTier.objects.filter(level=account.trust_tier, currency=currency).first()
     # Name the limit that binds: the tier's when it is the lower one, as the form's hint does.

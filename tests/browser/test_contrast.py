@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import BillingTypeChange
-from billing.services import billing_type_set
-from tests.factories import PASSWORD, DeveloperFactory
+from tests.browser.signing_in import prepaid_developer, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -27,19 +25,9 @@ CONTRAST = """el => {
 
 def test_pending_and_warning_text_has_enough_contrast(browser, live_server, settings):
     settings.PORTAL_BASE_URL = live_server.url
-    developer = DeveloperFactory(email="priya@example.com")
-    billing_type_set(
-        account=developer.billing_account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
+    prepaid_developer()
     page = browser.new_context().new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=login]", "priya@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/account/")
+    sign_in(page, live_server.url, "priya@example.com")
 
     page.goto(f"{live_server.url}/account/balance/add-credit/USD/")
     page.fill("input[name=amount]", "10")

@@ -8,9 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from billing.models import BillingTypeChange
-from billing.services import billing_type_set
-from tests.factories import PASSWORD, DeveloperFactory
+from tests.browser.signing_in import prepaid_developer, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -41,19 +39,9 @@ def test_signup_errors_and_hints_are_read_with_their_fields(browser, live_server
 
 
 def test_an_add_credit_error_is_read_with_the_amount(browser, live_server):
-    developer = DeveloperFactory(email="priya@example.com")
-    billing_type_set(
-        account=developer.billing_account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
+    prepaid_developer()
     page = browser.new_context().new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=login]", "priya@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/account/")
+    sign_in(page, live_server.url, "priya@example.com")
     page.goto(f"{live_server.url}/account/balance/add-credit/USD/")
     page.fill("input[name=amount]", "0.01")
     page.click("main button:has-text('Continue to payment')")

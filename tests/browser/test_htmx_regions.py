@@ -12,18 +12,15 @@ from billing.ledger import Actor, wallet_credit
 from billing.models import BillingTypeChange
 from billing.money import money_parse
 from billing.services import billing_type_set
-from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
+from tests.browser.signing_in import sign_in
+from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def signed_in_page(browser, base_url: str, email: str):
     page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{base_url}/account/")
+    sign_in(page, base_url, email)
     return page
 
 

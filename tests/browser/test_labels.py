@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from billing.models import BillingTypeChange
 from billing.services import billing_type_set
-from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
+from tests.browser.signing_in import sign_in
+from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -20,11 +21,7 @@ UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), sele
 
 def signed_in_page(browser, base_url: str, email: str):
     page = browser.new_context().new_page()
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{base_url}/account/")
+    sign_in(page, base_url, email)
     return page
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
+from tests.browser.signing_in import sign_in
+from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -24,11 +25,7 @@ OVERFLOW = """() => {
 
 def signed_in_page(browser, base_url: str, email: str, width: int):
     page = browser.new_context(viewport={"width": width, "height": 844}).new_page()
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{base_url}/account/")
+    sign_in(page, base_url, email)
     return page
 
 

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import BillingTypeChange, TopUp
-from billing.services import billing_type_set
-from tests.factories import PASSWORD, DeveloperFactory
+from billing.models import TopUp
+from tests.browser.signing_in import prepaid_developer, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_the_add_credit_pages_have_titles_of_their_own(browser, live_server, settings):
     settings.PORTAL_BASE_URL = live_server.url
-    developer = DeveloperFactory(email="priya@example.com")
-    billing_type_set(
-        account=developer.billing_account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
+    prepaid_developer()
     page = browser.new_context().new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=login]", "priya@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/account/")
+    sign_in(page, live_server.url, "priya@example.com")
     titles = {"account": page.title()}
     page.goto(f"{live_server.url}/account/balance/")
     titles["balance"] = page.title()

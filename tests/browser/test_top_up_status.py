@@ -6,29 +6,18 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from billing.models import BillingTypeChange, TopUp
-from billing.services import billing_type_set
-from tests.factories import PASSWORD, DeveloperFactory
+from billing.models import TopUp
+from tests.browser.signing_in import prepaid_developer, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_the_status_is_announced_once_when_the_payment_is_confirmed(browser, live_server, settings):
     settings.PORTAL_BASE_URL = live_server.url
-    developer = DeveloperFactory(email="priya@example.com")
-    billing_type_set(
-        account=developer.billing_account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
+    prepaid_developer()
     context = browser.new_context(viewport={"width": 390, "height": 844})
     payer = context.new_page()
-    payer.goto(f"{live_server.url}/accounts/login/")
-    payer.fill("input[name=login]", "priya@example.com")
-    payer.fill("input[name=password]", PASSWORD)
-    payer.click("main button[type=submit]")
-    payer.wait_for_url(f"{live_server.url}/account/")
+    sign_in(payer, live_server.url, "priya@example.com")
     payer.goto(f"{live_server.url}/account/balance/add-credit/USD/")
     payer.fill("input[name=amount]", "10")
     payer.click("main button:has-text('Continue to payment')")

@@ -1,0 +1,33 @@
+"""Signing in through the real sign-in page, as a developer or admin would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.factories import PASSWORD
+
+
+def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> Any:
+    """Sign in on `page` and wait for My account; returns the page."""
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base_url}/account/")
+    return page
+
+
+def prepaid_developer(email: str = "priya@example.com") -> Any:
+    """A developer whose billing type an admin set to Prepaid, ready to add credit."""
+    from billing.models import BillingTypeChange
+    from billing.services import billing_type_set
+    from tests.factories import DeveloperFactory
+
+    developer = DeveloperFactory(email=email)
+    billing_type_set(
+        account=developer.billing_account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    return developer

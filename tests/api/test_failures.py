@@ -15,13 +15,14 @@ import pytest
 from django.db import connection, transaction
 
 from accounts.models import User
-from billing.auto_recharge import auto_recharge_configure, auto_recharge_due, card_save
+from billing.auto_recharge import auto_recharge_due
 from billing.ledger import Actor, wallet_credit
 from billing.models import BillingType, BillingTypeChange, LedgerEntry, Wallet
 from billing.money import money_parse
 from billing.services import billing_type_set
 from portal.celery import app as celery_app
 from tests.api.conftest import Api, developer_path, error_of
+from tests.factories import auto_recharge_on
 from tests.fakes.silent_server import deadline, silent_server
 
 USD = 10**9
@@ -64,19 +65,8 @@ def _prepaid_with_auto_recharge(developer: User) -> None:
         source=BillingTypeChange.Source.ADMIN,
     )
     account.refresh_from_db()
-    card_save(account=account, payment_method_id="pm_offline_visa_4242", brand="visa", last4="4242")
-    account.refresh_from_db()
     wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
-    auto_recharge_configure(
-        account=account,
-        currency="USD",
-        enabled=True,
-        threshold=usd("20"),
-        mode="FIXED",
-        amount=usd("50"),
-        monthly_cap=None,
-        changed_by=developer,
-    )
+    auto_recharge_on(account)  # a test card; below USD 20, add USD 50
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -117,7 +117,10 @@ def checkout_session_create(
             # counting against the developer's limits.
             "expires_at": int(top_up.created_at.timestamp() + CHECKOUT_LIFETIME.total_seconds()),
         },
-        options={"idempotency_key": f"top-up-{top_up.public_id}-checkout"},
+        # Per top-up and customer: Stripe keeps a refusal for a customer it no longer knows
+        # under the key, and the same key with the replacement customer would be refused as
+        # other parameters (idempotency_error), so the replaced customer's page never opened.
+        options={"idempotency_key": f"top-up-{top_up.public_id}-checkout-{customer_id}"},
     )
     return session.id, _page_url(session.url)
 

@@ -694,7 +694,11 @@ class FakeStripe:
         try:
             obj = handler(params, *args)
         except StripeApiError as exc:
-            return error_reply(exc)  # returned, not raised: card errors are saved for replay
+            # Returned, not raised: card errors are saved for replay, and so is an object the
+            # request names that Stripe looked up and did not find (the endpoint had begun;
+            # only a request that fails parameter validation is not saved).
+            exc.saved = exc.saved or exc.error.get("code") == "resource_missing"
+            return error_reply(exc)
         return json_reply(200, self._expanded(copy.deepcopy(obj), params.get("expand")))
 
     def _route(self, method: str, path: str) -> tuple[Handler, list[str]]:

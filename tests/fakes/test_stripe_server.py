@@ -426,6 +426,28 @@ def test_idempotency_key_replays_a_decline(
     assert intents[0] == intents[1]
 
 
+def test_a_refusal_for_an_object_stripe_did_not_find_is_kept_under_its_key(
+    client: stripe.StripeClient,
+) -> None:
+    # The endpoint had begun (it looked the customer up), so Stripe saves the 400 as it saves
+    # a decline: the same key replays it, and with another customer it is a misused key.
+    options: Any = {"idempotency_key": "top-up-1-checkout"}
+    params = payment_session_params() | {"customer": "cus_gone"}
+    replayed = []
+    for _ in range(2):
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            client.v1.checkout.sessions.create(params=params, options=options)
+        assert refused.value.code == "resource_missing"
+        replayed.append((refused.value.headers or {}).get("Idempotent-Replayed"))
+    assert replayed == [None, "true"]
+
+    customer = client.v1.customers.create(params={"email": "a@example.com"})
+    with pytest.raises(stripe.IdempotencyError):
+        client.v1.checkout.sessions.create(
+            params=params | {"customer": customer.id}, options=options
+        )
+
+
 def test_server_errors_are_retried_with_the_same_key(
     fake: FakeStripe,
     http_client: stripe.HTTPClient,

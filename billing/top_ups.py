@@ -466,16 +466,21 @@ def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, curren
     return not result.replayed
 
 
-def top_up_payment_attempt_failed(*, top_up: TopUp, reason: str, payment_intent_id: str) -> bool:
+def top_up_payment_attempt_failed(
+    *, top_up: TopUp, reason: str, payment_intent_id: str, by_card: bool
+) -> bool:
     """Stripe says a payment attempt failed (payment_intent.payment_failed). On Stripe's
     payment page that is one declined card: the page stays open and the developer may try
     another, so the top-up stays pending, counting against the limits and cancellable, until
-    the page is paid or expires. A failure after the page was completed (a bank debit that
-    bounced) or on the offline test page ends the top-up. True if the top-up failed."""
+    the page is paid or expires. A card is charged while the developer is on the page, so a
+    card's failure never ends a Checkout top-up, even when Stripe delivers it after the page was
+    completed with a bank debit. A failure after the page was completed that is not a card's (a
+    bank debit that bounced), or on the offline test page, ends the top-up. True if it failed."""
+    on_the_page = by_card or not top_up.stripe_payment_intent_id  # completing the page links it
     still_payable = (
         top_up.source == TopUp.Source.CHECKOUT
         and top_up.state == State.PENDING
-        and not top_up.stripe_payment_intent_id  # checkout.session.completed links it
+        and on_the_page
         and _stripe_page(top_up) is not None
     )
     if still_payable:

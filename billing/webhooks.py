@@ -331,7 +331,10 @@ def payment_intent_failed(intent: dict[str, Any]) -> None:
     if attempt is not None:
         recharge_attempt_fail(attempt_id=attempt.pk, reason=reason, payment_intent_id=intent["id"])
         return
-    top_up_payment_attempt_failed(top_up=top_up, reason=reason, payment_intent_id=intent["id"])
+    by_card = (error.get("payment_method") or {}).get("type") == "card"
+    top_up_payment_attempt_failed(
+        top_up=top_up, reason=reason, payment_intent_id=intent["id"], by_card=by_card
+    )
 
 
 def charge_refunded(charge: dict[str, Any]) -> None:

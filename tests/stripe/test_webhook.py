@@ -397,6 +397,27 @@ def test_a_card_declined_on_stripes_page_leaves_the_top_up_payable_and_counted(
     assert_credited_once(top_up, payment_intent_of(paid))
 
 
+def test_a_card_decline_delivered_after_the_page_was_completed_does_not_fail_the_top_up(
+    fake_stripe, top_up, send, prepaid_client
+):
+    """A card declined, then the page completed with a bank debit; Stripe delivers the decline
+    last (events come in any order). The debit is under way: the top-up keeps counting against
+    the wait and the month, and is not shown as failed."""
+    declined = fake_stripe.decline_checkout_attempt(top_up.stripe_checkout_session_id)
+    unpaid = fake_stripe.complete_checkout_session(top_up.stripe_checkout_session_id, paid=False)
+    assert send(unpaid) == HTTPStatus.OK
+
+    assert send(declined) == HTTPStatus.OK
+
+    assert state(top_up) == "PENDING" and balance() is None
+    assert add_credit(prepaid_client, "20").status_code == HTTPStatus.BAD_REQUEST
+    page = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id])).content.decode()
+    assert "Failed" not in page
+    succeeded = succeeded_intent_event(fake_stripe, payment_intent_of(unpaid))
+    assert send(succeeded) == HTTPStatus.OK
+    assert_credited_once(top_up, payment_intent_of(unpaid))
+
+
 def test_a_page_left_after_a_declined_card_expires_as_cancelled(fake_stripe, top_up, send):
     send(fake_stripe.decline_checkout_attempt(top_up.stripe_checkout_session_id))
 

@@ -296,9 +296,11 @@ def stripe_customer_call(account: BillingAccount, call: Callable[[str], T]) -> T
 
 def _stripe_customer_replace(account: BillingAccount, *, missing: str) -> str:
     replacement = stripe_gateway.customer_create(account=account, for_page=True)
-    # Compare-and-set: of two pages replacing at once, both use the customer stored first.
+    # Compare-and-set: of two pages replacing at once, both use the customer stored first. The
+    # saved card belonged to the lost customer: Stripe would refuse it for the new one, so
+    # auto-recharge would fail and switch off. The developer saves a card again.
     BillingAccount.objects.filter(pk=account.pk, stripe_customer_id=missing).update(
-        stripe_customer_id=replacement
+        stripe_customer_id=replacement, stripe_payment_method_id="", card_brand="", card_last4=""
     )
     account.refresh_from_db(fields=["stripe_customer_id"])
     return account.stripe_customer_id

@@ -706,6 +706,33 @@ def test_a_customer_stripe_no_longer_knows_is_replaced_and_the_page_opens(
     assert latest_top_up().state == "PENDING"
 
 
+def test_the_card_saved_for_a_customer_stripe_no_longer_knows_is_forgotten_with_it(
+    fake_stripe, prepaid_client, prepaid_developer
+):
+    """The card belonged to the lost customer: Stripe refuses it for the new one, so
+    auto-recharge would fail, email the developer and switch itself off."""
+    BillingAccount.objects.filter(user=prepaid_developer).update(
+        stripe_customer_id="cus_gone",
+        stripe_payment_method_id="pm_of_cus_gone",
+        card_brand="visa",
+        card_last4="4242",
+    )
+
+    assert add_credit(prepaid_client, "20").status_code == HTTPStatus.FOUND
+
+    account = BillingAccount.objects.get(user=prepaid_developer)
+    assert (
+        account.stripe_customer_id.startswith("cus_") and account.stripe_customer_id != "cus_gone"
+    )
+    assert (account.stripe_payment_method_id, account.card_brand, account.card_last4) == (
+        "",
+        "",
+        "",
+    )
+    page = prepaid_client.get(reverse("my_balance")).content.decode()
+    assert "No card saved yet." in page
+
+
 def test_saving_a_card_for_a_customer_stripe_no_longer_knows_replaces_it(
     fake_stripe, prepaid_client, prepaid_developer
 ):

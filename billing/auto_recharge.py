@@ -488,7 +488,9 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
         # Retrying would replay the saved error until the key expires (24 h): find out
         # whether the charge was made, else close this attempt so that a new one may start.
         found = stripe_gateway.payment_intent_for_attempt(
-            customer_id=customer_id, attempt_id=attempt.pk
+            customer_id=customer_id,
+            attempt_id=attempt.pk,
+            top_up_id=str(attempt.top_up.public_id) if attempt.top_up else "",
         )
         if found is None:
             detail = exc.user_message or str(exc)

@@ -255,15 +255,21 @@ def error_was_saved(exc: stripe.StripeError) -> bool:
     return headers.get("idempotent-replayed") == "true"
 
 
-def payment_intent_for_attempt(*, customer_id: str, attempt_id: int) -> ChargeResult | None:
+def payment_intent_for_attempt(
+    *, customer_id: str, attempt_id: int, top_up_id: str = ""
+) -> ChargeResult | None:
     """The PaymentIntent that a recharge attempt created, if any (by its metadata), among the
-    customer's most recent ones: after a saved error the key no longer tells."""
+    customer's most recent ones: after a saved error the key no longer tells. By the attempt's
+    top-up (a UUID) where it has one: attempt ids come round again after a database restore."""
     if not stripe_enabled():
         return None
     intents = stripe_client().v1.payment_intents.list(params={"customer": customer_id, "limit": 20})
+    key, wanted = (
+        ("top_up_id", top_up_id) if top_up_id else ("recharge_attempt_id", str(attempt_id))
+    )
     for intent in intents.data:
         metadata: Any = intent.metadata or {}
-        if "recharge_attempt_id" in metadata and metadata["recharge_attempt_id"] == str(attempt_id):
+        if key in metadata and metadata[key] == wanted:
             return ChargeResult(
                 intent.id, intent.status, intent.amount_received or intent.amount, intent.currency
             )

@@ -62,3 +62,43 @@ def test_a_revoked_api_key_neither_blames_the_card_nor_switches_auto_recharge_of
     assert recharge.retry_after is not None  # a short pause, then it tries again
     developer_mails = [m for m in mail.outbox if recharge_account.user.email in m.to]
     assert developer_mails == []
+
+
+def test_a_charge_of_another_attempt_with_the_same_id_is_not_taken_for_this_one(
+    fake_stripe: FakeStripe, prepaid_developer: Any
+) -> None:
+    """After a saved Stripe error the attempt's charge is looked up by its metadata. Attempt ids
+    come round again after a database restore: an old charge under the same attempt id, for
+    another top-up, must not be credited to this attempt."""
+    import uuid
+
+    from billing import stripe_gateway
+    from billing.money import Money
+
+    customer_id = stripe_customer_ensure(prepaid_developer.billing_account)
+    card = fake_stripe.add_payment_method(customer=customer_id)
+
+    def charge(top_up_id: str, key: str) -> str:
+        return stripe_gateway.off_session_charge(
+            customer_id=customer_id,
+            payment_method_id=card["id"],
+            money=Money(50 * 10**9, "USD"),
+            metadata={"top_up_id": top_up_id, "recharge_attempt_id": "7"},
+            idempotency_key=key,
+        ).payment_intent_id
+
+    charge(str(uuid.uuid4()), "before-the-restore")
+    mine = str(uuid.uuid4())
+    assert (
+        stripe_gateway.payment_intent_for_attempt(
+            customer_id=customer_id, attempt_id=7, top_up_id=mine
+        )
+        is None
+    )
+
+    made = charge(mine, "after-the-restore")
+
+    found = stripe_gateway.payment_intent_for_attempt(
+        customer_id=customer_id, attempt_id=7, top_up_id=mine
+    )
+    assert found is not None and found.payment_intent_id == made

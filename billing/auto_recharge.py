@@ -249,16 +249,17 @@ def auto_recharge_request(*, account_id: int, currency: str) -> None:
 
 
 def recharge_amount(recharge: AutoRecharge, balance: int, offer_min: int, offer_max: int) -> int:
+    # A minimum or fixed amount saved before the settings knew Stripe's smallest charge would
+    # be refused at every recharge (a fixed one silently, by the limits): charge at least that.
+    stripe_minimum = stripe_minimum_charge(recharge.currency)
+    stripe_floor = stripe_minimum.nanos if stripe_minimum else 0
     if recharge.mode == AutoRecharge.Mode.FIXED:
         # Saved before fixed amounts were checked, KWD 5.123 would fail every time: charge 5.130.
-        return stripe_round_up(recharge.amount, recharge.currency)
+        return max(stripe_round_up(recharge.amount, recharge.currency), stripe_floor)
     # Usage leaves fractions of a cent; Stripe charges whole cents (KWD: 0.010, ISK: whole
     # krónur), so round up to reach the target.
     missing = stripe_round_up(recharge.amount - balance, recharge.currency)
-    # A minimum saved below Stripe's smallest charge would fail every small recharge.
-    stripe_minimum = stripe_minimum_charge(recharge.currency)
-    floor = max(offer_min, stripe_minimum.nanos if stripe_minimum else 0)
-    return min(max(missing, floor), offer_max)
+    return min(max(missing, offer_min, stripe_floor), offer_max)
 
 
 def auto_recharge_claim(

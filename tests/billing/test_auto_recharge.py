@@ -152,6 +152,21 @@ def test_top_up_to_target_charges_at_least_stripes_minimum(account):
     assert balance(account) == usd("20.45").nanos
 
 
+def test_a_fixed_amount_saved_below_stripes_minimum_charges_the_minimum(account):
+    """Saved before the form knew Stripe's 0.50 (with a 0.10 organisation minimum then): every
+    claim was refused by the limits, so the wallet was never recharged and nobody was told."""
+    TopUpLimit.objects.filter(currency="USD").update(minimum=usd("0.10").nanos)
+    recharge = enable(account, threshold="20", amount="1")
+    AutoRecharge.objects.filter(pk=recharge.pk).update(amount=usd("0.20").nanos)
+
+    debit(account, "80.05", "d1")  # 19.95 left: below the threshold
+
+    attempt = RechargeAttempt.objects.get()
+    assert attempt.state == RechargeAttempt.State.SUCCEEDED
+    assert attempt.amount == usd("0.50").nanos
+    assert balance(account) == usd("20.45").nanos
+
+
 def test_an_amount_stripe_cannot_charge_fails_the_attempt_instead_of_sticking(account):
     recharge = enable(account)
     top_up = TopUp.objects.create(

@@ -141,13 +141,16 @@ def wallets_balance(*, account: BillingAccount, as_of: Any = None) -> list[dict[
             credit_then=Subquery(
                 upto.filter(kind=LedgerEntry.Kind.TOP_UP).values("created_at")[:1]
             ),
-        ).filter(balance_then__isnull=False)
+        ).filter(  # a wallet opened before the change and still empty then stood at zero
+            Q(balance_then__isnull=False) | Q(created_at__lte=as_of.created_at)
+        )
     result = []
     for wallet in wallets:
         balance, credited = wallet.balance, wallet.last_credit_at
         if as_of is not None:
             # Annotated above with the wallet as it stood after `as_of`.
             balance, credited = getattr(wallet, "balance_then"), getattr(wallet, "credit_then")  # noqa: B009
+            balance = balance or 0
         item: dict[str, Any] = {"balance": money_to_apigee(Money(balance, wallet.currency))}
         if credited:
             item["lastCreditTime"] = str(int(credited.timestamp() * 1000))

@@ -328,6 +328,24 @@ def test_a_change_answers_as_its_replay_does_when_a_debit_lands_in_between(
     assert calls.balance().json()["wallets"][0]["balance"] == {"currencyCode": "USD", "units": "7"}
 
 
+def test_a_change_answers_with_the_empty_wallets_the_balance_lists(calls, developer):
+    """A wallet opened but never credited (e.g. by auto-recharge settings in EUR) is listed by
+    GET balance at zero: the answer to a credit, and its replay, listed it too before answers
+    were taken as of the change."""
+    from billing.models import Wallet
+
+    Wallet.objects.create(billing_account=developer.billing_account, currency="EUR")
+
+    first = calls.credit(credit_body("USD", "10", tx="change-1"))
+    again = calls.credit(credit_body("USD", "10", tx="change-1"))
+
+    currencies = [w["balance"]["currencyCode"] for w in first.json()["wallets"]]
+    listed = [w["balance"]["currencyCode"] for w in calls.balance().json()["wallets"]]
+    assert currencies == listed == ["EUR", "USD"]
+    assert first.json()["wallets"][0]["balance"] == {"currencyCode": "EUR", "units": "0"}
+    assert again.json() == first.json()
+
+
 def test_adjust_examples_from_the_seed(calls, developer, portal_admin):
     credited = calls.credit(credit_body("USD", "200", tx="top-up-200"))
     (credit_time,) = without_times(credited.json())[1]

@@ -138,26 +138,20 @@ def test_top_up_to_target_rounds_fractions_of_a_cent_up(account):
     assert balance(account) == usd("50.0087").nanos
 
 
-def test_top_up_to_target_charges_at_least_stripes_minimum(account):
-    """A USD minimum of 0.10 saved before the settings page knew Stripe's 0.50: a top-up of
-    0.25 to the target would be refused by Stripe at every recharge."""
+@pytest.mark.parametrize(
+    "mode, saved_amount",
+    [
+        ("TARGET", "20.20"),  # 0.25 short of the target
+        ("FIXED", "0.20"),  # saved before the form knew Stripe's minimum
+    ],
+)
+def test_a_recharge_below_stripes_minimum_charges_the_minimum(account, mode, saved_amount):
+    """A USD minimum of 0.10 saved before the settings page knew Stripe's 0.50: Stripe refused a
+    smaller recharge at every attempt, and the limits refused a fixed one at every claim, so
+    the wallet was never recharged and nobody was told."""
     TopUpLimit.objects.filter(currency="USD").update(minimum=usd("0.10").nanos)
-    enable(account, threshold="20", amount="20.20", mode="TARGET")
-
-    debit(account, "80.05", "d1")  # 19.95 left: 0.25 short of the target
-
-    attempt = RechargeAttempt.objects.get()
-    assert attempt.state == RechargeAttempt.State.SUCCEEDED
-    assert attempt.amount == usd("0.50").nanos
-    assert balance(account) == usd("20.45").nanos
-
-
-def test_a_fixed_amount_saved_below_stripes_minimum_charges_the_minimum(account):
-    """Saved before the form knew Stripe's 0.50 (with a 0.10 organisation minimum then): every
-    claim was refused by the limits, so the wallet was never recharged and nobody was told."""
-    TopUpLimit.objects.filter(currency="USD").update(minimum=usd("0.10").nanos)
-    recharge = enable(account, threshold="20", amount="1")
-    AutoRecharge.objects.filter(pk=recharge.pk).update(amount=usd("0.20").nanos)
+    recharge = enable(account, threshold="20", amount="20.20", mode=mode)
+    AutoRecharge.objects.filter(pk=recharge.pk).update(amount=usd(saved_amount).nanos)
 
     debit(account, "80.05", "d1")  # 19.95 left: below the threshold
 

@@ -31,3 +31,11 @@ def prepaid_developer(email: str = "priya@example.com") -> Any:
         source=BillingTypeChange.Source.ADMIN,
     )
     return developer
+
+
+def signed_in_page(browser: Any, base_url: str, email: str, width: int | None = None) -> Any:
+    """A new browser page signed in as `email`: `width` px wide and phone-tall, else in
+    Playwright's default window."""
+    viewport = {"width": width, "height": 844} if width else None
+    context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
+    return sign_in(context.new_page(), base_url, email)

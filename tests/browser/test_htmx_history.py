@@ -7,22 +7,16 @@ import pytest
 
 from billing.ledger import Actor, wallet_credit
 from billing.money import money_parse
-from tests.browser.signing_in import sign_in
+from tests.browser.signing_in import signed_in_page
 from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def signed_in_page(browser, base_url: str, email: str):
-    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
-    sign_in(page, base_url, email)
-    return page
-
-
 def test_back_to_a_people_search_shows_the_whole_page(browser, live_server):
     DeveloperFactory(email="priya@example.com", first_name="Priya", last_name="Prepaid")
     AdminFactory(email="ada@example.com", portal_admin=True)
-    page = signed_in_page(browser, live_server.url, "ada@example.com")
+    page = signed_in_page(browser, live_server.url, "ada@example.com", width=390)
     page.goto(f"{live_server.url}/people/")
 
     page.fill("#people-search", "priya")
@@ -47,7 +41,7 @@ def test_back_to_a_page_of_transactions_shows_the_whole_page(browser, live_serve
             transaction_id=f"t{n}",
             actor=Actor.system(),
         )
-    page = signed_in_page(browser, live_server.url, "priya@example.com")
+    page = signed_in_page(browser, live_server.url, "priya@example.com", width=390)
     page.goto(f"{live_server.url}/account/balance/")
 
     page.click(".pager a:has-text('Older')")

@@ -12,16 +12,10 @@ from billing.ledger import Actor, wallet_credit
 from billing.models import BillingTypeChange
 from billing.money import money_parse
 from billing.services import billing_type_set
-from tests.browser.signing_in import sign_in
+from tests.browser.signing_in import signed_in_page
 from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def signed_in_page(browser, base_url: str, email: str):
-    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
-    sign_in(page, base_url, email)
-    return page
 
 
 def test_paging_the_history_by_keyboard_keeps_focus_and_is_announced(browser, live_server):
@@ -33,7 +27,7 @@ def test_paging_the_history_by_keyboard_keeps_focus_and_is_announced(browser, li
             transaction_id=f"t{n}",
             actor=Actor.system(),
         )
-    page = signed_in_page(browser, live_server.url, "priya@example.com")
+    page = signed_in_page(browser, live_server.url, "priya@example.com", width=390)
     page.goto(f"{live_server.url}/account/balance/")
     expect(page.locator("#history")).to_have_attribute("aria-live", "polite")
 
@@ -52,7 +46,7 @@ def test_paging_the_history_by_keyboard_keeps_focus_and_is_announced(browser, li
 def test_paging_people_by_keyboard_keeps_focus_and_is_announced(browser, live_server):
     DeveloperFactory.create_batch(30)
     AdminFactory(email="ada@example.com", portal_admin=True)
-    page = signed_in_page(browser, live_server.url, "ada@example.com")
+    page = signed_in_page(browser, live_server.url, "ada@example.com", width=390)
     page.goto(f"{live_server.url}/people/")
     expect(page.locator("#people")).to_have_attribute("aria-live", "polite")
 
@@ -75,7 +69,7 @@ def test_focus_stays_on_the_card_button_while_the_saved_card_is_awaited(browser,
         changed_by=None,
         source=BillingTypeChange.Source.ADMIN,
     )
-    page = signed_in_page(browser, live_server.url, "priya@example.com")
+    page = signed_in_page(browser, live_server.url, "priya@example.com", width=390)
     page.goto(f"{live_server.url}/account/balance/?card=saving")
     button = page.get_by_role("button", name="Save a card")
     button.focus()

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from billing.models import BillingTypeChange
 from billing.services import billing_type_set
-from tests.browser.signing_in import sign_in
+from tests.browser.signing_in import signed_in_page
 from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -17,12 +17,6 @@ UNNAMED = """() => [...document.querySelectorAll('input:not([type=hidden]), sele
   .filter(el => !el.labels.length && !el.getAttribute('aria-label')
                 && !el.getAttribute('aria-labelledby'))
   .map(el => el.name)"""
-
-
-def signed_in_page(browser, base_url: str, email: str):
-    page = browser.new_context().new_page()
-    sign_in(page, base_url, email)
-    return page
 
 
 def test_every_input_and_column_has_a_name(browser, live_server):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.signing_in import sign_in
+from tests.browser.signing_in import signed_in_page
 from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -21,12 +21,6 @@ OVERFLOW = """() => {
     card: card ? Math.max(0, dd.getBoundingClientRect().right - card.right) : 0,
   };
 }"""
-
-
-def signed_in_page(browser, base_url: str, email: str, width: int):
-    page = browser.new_context(viewport={"width": width, "height": 844}).new_page()
-    sign_in(page, base_url, email)
-    return page
 
 
 @pytest.mark.parametrize("width", [390, 1280])

@@ -514,13 +514,11 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
     if new <= 0:
         _check_refunded_after_failure(top_up, refunded)
         return
-    ledger_apply(
-        account=top_up.billing_account,
-        currency=top_up.currency,
+    _stripe_entry(
+        top_up,
         delta=-new,
         kind=LedgerEntry.Kind.REFUND,
         transaction_id=f"refund:{charge_id}:{amount_refunded}",
-        actor=Actor.stripe(),
         memo=f"Refund of {money_format(Money(new, top_up.currency))} by Stripe",
     )
     fields: dict[str, object] = {"refunded_amount": refunded.nanos, "stripe_charge_id": charge_id}
@@ -528,6 +526,20 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
     top_up.refunded_amount = refunded.nanos
     if _refunded_net(top_up) >= top_up.amount:
         _transition(top_up, State.REFUNDED)
+
+
+def _stripe_entry(top_up: TopUp, *, delta: int, kind: str, transaction_id: str, memo: str) -> None:
+    """A ledger entry Stripe's money movement makes in the top-up's wallet, exactly once.
+    Callers have checked the currency against the top-up's."""
+    ledger_apply(
+        account=top_up.billing_account,
+        currency=top_up.currency,
+        delta=delta,
+        kind=kind,
+        transaction_id=transaction_id,
+        actor=Actor.stripe(),
+        memo=memo,
+    )
 
 
 def _refunded_net(top_up: TopUp) -> int:
@@ -567,13 +579,11 @@ def top_up_refund_fail(*, top_up: TopUp, refund_id: str, amount: int, currency: 
         return True  # the same failure, told by another event
     if top_up.refunded_amount < top_up.refund_failed_amount + money.nanos:
         return False
-    ledger_apply(
-        account=top_up.billing_account,
-        currency=top_up.currency,
+    _stripe_entry(
+        top_up,
         delta=money.nanos,
         kind=LedgerEntry.Kind.REFUND,
         transaction_id=transaction_id,
-        actor=Actor.stripe(),
         memo=f"Refund of {money_format(money)} failed at Stripe: given back",
     )
     top_up.refund_failed_amount += money.nanos
@@ -604,24 +614,20 @@ def top_up_dispute(
     money = money_from_stripe(amount, currency)
     if not top_up_currency_matches(top_up=top_up, money=money, what="a dispute"):
         return
-    ledger_apply(
-        account=top_up.billing_account,
-        currency=money.currency,
+    _stripe_entry(
+        top_up,
         delta=-money.nanos,
         kind=LedgerEntry.Kind.DISPUTE,
         transaction_id=f"dispute:{dispute_id}",
-        actor=Actor.stripe(),
         memo=f"Card payment disputed ({money_format(money)})",
     )
     restored = f"dispute-won:{dispute_id}"
     if status == "won":
-        ledger_apply(
-            account=top_up.billing_account,
-            currency=money.currency,
+        _stripe_entry(
+            top_up,
             delta=money.nanos,
             kind=LedgerEntry.Kind.DISPUTE,
             transaction_id=restored,
-            actor=Actor.stripe(),
             memo=f"Dispute won: {money_format(money)} restored",
         )
         if top_up.state == State.DISPUTED:  # a refunded top-up stays refunded

@@ -3,16 +3,17 @@ the key they were charged under (auto-recharge-attempt-<id>), so a retry after t
 replays their charge instead of making a second one."""
 
 from django.db import migrations, models
+from django.db.models import Value
+from django.db.models.functions import Cast, Concat
 
 import billing.models
 
 
 def keep_the_old_keys(apps, schema_editor):
     RechargeAttempt = apps.get_model("billing", "RechargeAttempt")
-    for attempt in RechargeAttempt.objects.only("pk").iterator():
-        RechargeAttempt.objects.filter(pk=attempt.pk).update(
-            idempotency_key=f"auto-recharge-attempt-{attempt.pk}"
-        )
+    RechargeAttempt.objects.update(
+        idempotency_key=Concat(Value("auto-recharge-attempt-"), Cast("id", models.CharField()))
+    )
 
 
 class Migration(migrations.Migration):

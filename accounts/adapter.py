@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.shortcuts import render
 
 from accounts.models import User
-from billing.services import billing_account_get_or_create
+from billing.billing_accounts.services import billing_account_get_or_create
 
 logger = logging.getLogger(__name__)
 

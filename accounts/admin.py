@@ -6,8 +6,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_revoke
+from billing.audit import audit_log
 from billing.models import BillingAccount
-from billing.services import audit_log
 
 
 class BillingAccountInlineForm(forms.ModelForm):

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
-from billing.services import audit_log
+from billing.audit import audit_log
 
 TOKEN_PREFIX = "dp_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every request would turn each API read into a write.

@@ -6,11 +6,12 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from accounts.access import PortalRequest
 from accounts.forms import BillingDetailsForm
 from accounts.models import User
-from billing.selectors import billing_type_label, organization_settings_get
-from billing.services import billing_account_get_or_create, billing_details_update
-from portal.access import PortalRequest
+from billing.billing_accounts.selectors import organization_settings_get
+from billing.billing_accounts.services import billing_account_get_or_create, billing_details_update
+from billing.billing_type.selectors import billing_type_label
 
 
 def account_context(*, developer: User) -> dict:

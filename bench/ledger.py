@@ -52,7 +52,8 @@ def raw_updates(database_url: str, wallet_id: int, count: int, clients: int = 1)
 
 
 def service_debits(account, count: int) -> float:
-    from billing.ledger import Actor, wallet_debit
+    from billing.ledger.entries import Actor
+    from billing.ledger.services import wallet_debit
     from billing.money import Money
 
     run = uuid.uuid4().hex[:8]
@@ -115,10 +116,12 @@ def main() -> None:
 
     from accounts.models import User
     from accounts.services import api_token_create
-    from billing.ledger import Actor, wallet_credit
+    from billing.billing_accounts.services import billing_account_get_or_create
+    from billing.billing_type.services import billing_type_set
+    from billing.ledger.entries import Actor
+    from billing.ledger.services import wallet_credit
     from billing.models import BillingTypeChange, Wallet
     from billing.money import Money
-    from billing.services import billing_account_get_or_create, billing_type_set
 
     developer, _ = User.objects.get_or_create(email="bench-developer@example.com")
     account = billing_account_get_or_create(user=developer)

@@ -102,12 +102,15 @@ def main() -> None:
 
 def measure(fake: FakeStripeProcess, runs: int) -> tuple[list[float], list[float]]:
     from accounts.models import User
-    from billing.auto_recharge import auto_recharge_configure, card_save
-    from billing.ledger import Actor, wallet_credit, wallet_debit
+    from billing.auto_recharge.settings import auto_recharge_configure
+    from billing.billing_accounts.services import billing_account_get_or_create
+    from billing.billing_type.services import billing_type_set
+    from billing.ledger.entries import Actor
+    from billing.ledger.services import wallet_credit, wallet_debit
     from billing.models import BillingTypeChange, LedgerEntry
     from billing.money import money_parse
-    from billing.services import billing_account_get_or_create, billing_type_set
-    from billing.top_ups import stripe_customer_ensure
+    from billing.payments.cards import card_save
+    from billing.payments.customers import stripe_customer_ensure
 
     def usd(text: str):
         return money_parse(text, "USD")

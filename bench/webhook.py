@@ -183,9 +183,10 @@ def main() -> None:
     from django.core.management import call_command
 
     from accounts.models import User
+    from billing.billing_accounts.services import billing_account_get_or_create
+    from billing.billing_type.services import billing_type_set
     from billing.models import BillingTypeChange, TopUp, Wallet
     from billing.offline import offline_checkout_event
-    from billing.services import billing_account_get_or_create, billing_type_set
 
     developer, _ = User.objects.get_or_create(
         email=f"bench-webhook-{uuid.uuid4().hex[:8]}@example.com"

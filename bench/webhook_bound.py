@@ -15,7 +15,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from billing import stripe_gateway, webhooks
+from billing.payments import stripe_gateway
+from billing.webhooks import receive as webhooks
 from portal.urls import urlpatterns as portal_urlpatterns
 
 

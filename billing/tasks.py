@@ -1,10 +1,19 @@
-"""Celery tasks: thin, idempotent, taking ids or plain data; the services do the work."""
+"""Celery tasks: thin, idempotent, taking ids or plain data; the services do the work.
+
+Task names are pinned: the beat schedule and messages in flight use them.
+"""
 
 from __future__ import annotations
 
 import stripe
 from celery import shared_task
 from django.db import connection
+
+from billing.auto_recharge.charge import auto_recharge_charge
+from billing.auto_recharge.claim import auto_recharge_claim
+from billing.auto_recharge.selectors import auto_recharge_due
+from billing.payments.cards import card_save_from_setup_intent
+from billing.webhooks.receive import webhook_receive
 
 # Network trouble and Stripe's own 5xx: try again later under the same idempotency key.
 # A 409 for the same idempotency key in flight elsewhere is transient too.
@@ -16,11 +25,16 @@ TRANSIENT_STRIPE_ERRORS = (
 )
 
 
-@shared_task(acks_late=True, time_limit=60, soft_time_limit=45)
+def _backoff(retries: int) -> int:
+    """Seconds before the next try: 2, 4, 8 … at most 5 minutes."""
+    return min(2 ** (retries + 1), 300)
+
+
+@shared_task(
+    name="billing.tasks.offline_event_deliver", acks_late=True, time_limit=60, soft_time_limit=45
+)
 def offline_event_deliver(payload: str, signature: str) -> int:
     """Offline mode: hand a signed test-payment event to the webhook handler."""
-    from billing.webhooks import webhook_receive
-
     try:
         status, _ = webhook_receive(payload=payload.encode(), signature=signature)
     finally:
@@ -29,6 +43,7 @@ def offline_event_deliver(payload: str, signature: str) -> int:
 
 
 @shared_task(
+    name="billing.tasks.auto_recharge_run",
     bind=True,
     acks_late=True,
     max_retries=8,
@@ -37,8 +52,6 @@ def offline_event_deliver(payload: str, signature: str) -> int:
 )
 def auto_recharge_run(self, account_id: int, currency: str) -> str:  # type: ignore[no-untyped-def]
     """Claim a recharge if one is due (or resume the one in flight) and charge it."""
-    from billing.auto_recharge import auto_recharge_charge, auto_recharge_claim
-
     attempt = auto_recharge_claim(
         account_id=account_id, currency=currency, task_id=self.request.id or ""
     )
@@ -47,27 +60,31 @@ def auto_recharge_run(self, account_id: int, currency: str) -> str:  # type: ign
     try:
         return auto_recharge_charge(attempt_id=attempt.pk)
     except TRANSIENT_STRIPE_ERRORS as exc:
-        # Exponential back-off: 2, 4, 8 … seconds, at most 5 minutes.
-        raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
 
 
-@shared_task(acks_late=True, time_limit=60, soft_time_limit=45)
+@shared_task(
+    name="billing.tasks.auto_recharge_sweep", acks_late=True, time_limit=60, soft_time_limit=45
+)
 def auto_recharge_sweep() -> int:
     """Every minute (celery beat): catch wallets below threshold that no debit reported, and
     attempts whose worker died."""
-    from billing.auto_recharge import auto_recharge_due
-
     due = auto_recharge_due()
     for account_id, currency in due:
         auto_recharge_run.delay(account_id, currency)
     return len(due)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=8, time_limit=60, soft_time_limit=45)
+@shared_task(
+    name="billing.tasks.card_save_from_setup",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=60,
+    soft_time_limit=45,
+)
 def card_save_from_setup(self, account_id: int, setup_intent_id: str) -> None:  # type: ignore[no-untyped-def]
-    from billing.auto_recharge import card_save_from_setup_intent
-
     try:
         card_save_from_setup_intent(account_id=account_id, setup_intent_id=setup_intent_id)
     except TRANSIENT_STRIPE_ERRORS as exc:
-        raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 300)) from exc
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc

@@ -90,8 +90,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "billing.api.JsonErrorsUnderV1",
-    "billing.api.HeadAsGetUnderV1",
+    "billing.api.middleware.JsonErrorsUnderV1",
+    "billing.api.middleware.HeadAsGetUnderV1",
 ]
 
 ROOT_URLCONF = "portal.urls"

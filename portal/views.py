@@ -6,10 +6,10 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from accounts.access import PortalRequest, admin_required
 from accounts.models import User
 from accounts.views import account_context
-from billing.selectors import developers_list
-from portal.access import PortalRequest, admin_required
+from portal.selectors import developers_list
 
 PEOPLE_PER_PAGE = 25
 

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from django.core.cache import cache
 from django.db import connection, connections
 
 from tests.factories import AdminFactory, DeveloperFactory
@@ -32,8 +33,6 @@ def _fresh_cache():
     """allauth counts failed sign-ins per address in the cache: one test's must not limit the
     next one's (every test client comes from 127.0.0.1)."""
     yield
-    from django.core.cache import cache
-
     cache.clear()
 
 
@@ -71,7 +70,7 @@ def chromium_path() -> str:
 @pytest.fixture
 def browser(chromium_path: str):
     try:
-        import playwright.sync_api as playwright_api
+        import playwright.sync_api as playwright_api  # noqa: PLC0415 - optional: a clear skip
     except ImportError:
         require(False, "needs the playwright package (make install)")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes

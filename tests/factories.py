@@ -5,7 +5,10 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth.models import Group
 
 from accounts.models import User
+from billing.auto_recharge.settings import auto_recharge_configure
 from billing.models import BillingAccount
+from billing.money import money_parse
+from billing.payments.cards import card_save
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -64,8 +67,6 @@ def auto_recharge_on(
     card: str = "pm_offline_visa_4242",
 ):
     """A saved test card and auto-recharge switched on, as the developer sets them."""
-    from billing.auto_recharge import auto_recharge_configure, card_save
-    from billing.money import money_parse
 
     card_save(account=account, payment_method_id=card, brand="visa", last4=card[-4:])
     account.refresh_from_db()

@@ -1,15 +1,23 @@
 from __future__ import annotations
 
+import html
 import re
 from http import HTTPStatus
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import User
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.models import BillingAccount
+from billing.money import money_parse
+from tests.factories import DeveloperFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +69,6 @@ def test_too_long_company_name_is_refused_with_a_message(client, developer):
 
 
 def test_people_search_and_paging(client, portal_admin):
-    from tests.factories import DeveloperFactory
 
     DeveloperFactory.create_batch(30)
     DeveloperFactory(first_name="Zelda", last_name="Quartz", email="zq@example.net")
@@ -106,7 +113,6 @@ def test_seed_demo_is_idempotent(capsys):
 
 
 def test_portal_admin_group_holds_the_drupal_permission_titles():
-    from django.contrib.auth.models import Group
 
     names = set(Group.objects.get(name="Portal admin").permissions.values_list("name", flat=True))
     assert names == {
@@ -127,12 +133,6 @@ def test_portal_admin_group_holds_the_drupal_permission_titles():
 def test_people_shows_balances_to_admins_who_may_view_them(
     client, portal_admin, admin_without_permission, developer
 ):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from billing.ledger import Actor, wallet_credit
-    from billing.money import money_parse
-    from tests.factories import DeveloperFactory
 
     account = BillingAccount.objects.get_or_create(user=developer)[0]
     for currency, amount in (("USD", "12.5"), ("EUR", "3")):
@@ -202,8 +202,6 @@ def test_an_admin_viewing_a_developer_gets_no_link_to_their_own_password(
     ],
 )
 def test_allauths_pages_use_the_portals_sentence_case(client, url, wording):
-    import html
-    import re
 
     text = html.unescape(re.sub(r"<[^>]+>", " ", client.get(url).content.decode()))
     for words in wording:

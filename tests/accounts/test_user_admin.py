@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from accounts.models import User
+from accounts.models import ApiToken, User
+from accounts.services import api_token_create
+from billing.models import AuditLogEntry, BillingAccount
+from tests.factories import AdminFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +78,6 @@ def test_the_database_refuses_emails_differing_by_case_only():
 
 
 def test_changing_a_trust_tier_in_the_admin_is_audited(superuser_client):
-    from billing.models import AuditLogEntry, BillingAccount
 
     developer = User.objects.create_user("dev@example.com")
     account = BillingAccount.objects.create(user=developer, trust_tier=1)
@@ -96,9 +98,6 @@ def test_changing_a_trust_tier_in_the_admin_is_audited(superuser_client):
 
 
 def test_revoking_a_token_in_the_admin_is_audited_once(superuser_client):
-    from accounts.models import ApiToken
-    from accounts.services import api_token_create
-    from billing.models import AuditLogEntry
 
     developer = User.objects.create_user("dev@example.com")
     token, _ = api_token_create(user=developer, name="gateway")
@@ -116,9 +115,6 @@ def test_revoking_a_token_in_the_admin_is_audited_once(superuser_client):
 
 @pytest.mark.parametrize("portal_admin, status", [(True, 200), (False, 403)])
 def test_portal_admins_list_and_revoke_tokens_other_staff_cannot(client, portal_admin, status):
-    from accounts.models import ApiToken
-    from accounts.services import api_token_create
-    from tests.factories import AdminFactory
 
     developer = User.objects.create_user("dev@example.com")
     token, _ = api_token_create(user=developer, name="gateway")
@@ -136,8 +132,6 @@ def test_portal_admins_list_and_revoke_tokens_other_staff_cannot(client, portal_
 
 @pytest.mark.parametrize("portal_admin, status", [(True, 200), (False, 403)])
 def test_portal_admins_read_the_audit_log_other_staff_cannot(client, portal_admin, status):
-    from accounts.services import api_token_create
-    from tests.factories import AdminFactory
 
     developer = User.objects.create_user("dev@example.com")
     api_token_create(user=developer, name="gateway")  # audited: api_token.create

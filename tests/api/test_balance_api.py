@@ -13,20 +13,19 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 
 from accounts.models import ApiToken, User
 from accounts.services import TOKEN_PREFIX, api_token_create, api_token_revoke
-from billing import api as billing_api
-from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.api import developers as billing_api
+from billing.billing_accounts.selectors import organization_settings_get
+from billing.billing_accounts.services import billing_account_get_or_create
+from billing.billing_type.services import billing_type_set, organization_default_billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import AuditLogEntry, BillingType, BillingTypeChange, LedgerEntry, Wallet
 from billing.money import money_parse
-from billing.selectors import organization_settings_get
-from billing.services import (
-    billing_account_get_or_create,
-    billing_type_set,
-    organization_default_billing_type_set,
-)
 from tests.api.conftest import Api, billing_state, developer_path, error_of
 from tests.factories import AdminFactory, DeveloperFactory
 
@@ -332,7 +331,6 @@ def test_a_change_answers_with_the_empty_wallets_the_balance_lists(calls, develo
     """A wallet opened but never credited (e.g. by auto-recharge settings in EUR) is listed by
     GET balance at zero: the answer to a credit, and its replay, listed it too before answers
     were taken as of the change."""
-    from billing.models import Wallet
 
     Wallet.objects.create(billing_account=developer.billing_account, currency="EUR")
 
@@ -930,7 +928,6 @@ NEEDED_PERMISSION = {
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_each_operation_needs_exactly_its_permission(api, developer, operation):
-    from django.contrib.auth.models import Permission
 
     method, suffix, body = OPERATIONS[operation]
     codename = NEEDED_PERMISSION[operation]
@@ -1170,7 +1167,7 @@ def test_a_failure_on_the_server_answers_json_500(api, owner_token, developer, m
         raise RuntimeError("the database went away")
 
     # A stand-in for any unexpected failure below the API: the answer is what is tested.
-    monkeypatch.setattr("billing.api.wallets_balance", database_gone)
+    monkeypatch.setattr("billing.api.developers.wallets_balance", database_gone)
 
     response = api.call("GET", developer_path(developer.email, "balance"), token=owner_token)
 

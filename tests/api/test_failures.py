@@ -15,11 +15,12 @@ import pytest
 from django.db import connection, transaction
 
 from accounts.models import User
-from billing.auto_recharge import auto_recharge_due
-from billing.ledger import Actor, wallet_credit
+from billing.auto_recharge.selectors import auto_recharge_due
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.models import BillingType, BillingTypeChange, LedgerEntry, Wallet
 from billing.money import money_parse
-from billing.services import billing_type_set
 from portal.celery import app as celery_app
 from tests.api.conftest import Api, developer_path, error_of
 from tests.factories import auto_recharge_on

@@ -30,11 +30,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from accounts.services import api_token_create
-from billing.ledger import Actor, wallet_credit
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.selectors import ledger_mismatches
+from billing.ledger.services import wallet_credit
 from billing.models import BillingType, BillingTypeChange
 from billing.money import NANOS_PER_UNIT, Money
-from billing.selectors import ledger_mismatches
-from billing.services import billing_type_set
 from tests.api.conftest import billing_state
 from tests.factories import AdminFactory, DeveloperFactory
 

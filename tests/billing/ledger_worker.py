@@ -22,7 +22,8 @@ def main() -> None:
 
     django.setup()
     from billing.exceptions import InsufficientFunds, TransactionConflict
-    from billing.ledger import Actor, wallet_credit, wallet_debit
+    from billing.ledger.entries import Actor
+    from billing.ledger.services import wallet_credit, wallet_debit
     from billing.models import BillingAccount
     from billing.money import Money
 

@@ -9,17 +9,18 @@ from http import HTTPStatus
 
 import pytest
 from django.core import mail
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.auto_recharge import (
-    auto_recharge_charge,
-    auto_recharge_configure,
-    auto_recharge_due,
-    card_save,
-)
+from billing.auto_recharge.charge import auto_recharge_charge
+from billing.auto_recharge.claim import auto_recharge_claim
+from billing.auto_recharge.selectors import auto_recharge_due
+from billing.auto_recharge.settings import auto_recharge_configure
+from billing.billing_type.services import billing_type_set
 from billing.exceptions import BillingError
-from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import (
     AutoRecharge,
     BillingTypeChange,
@@ -30,7 +31,10 @@ from billing.models import (
     Wallet,
 )
 from billing.money import money_parse
-from billing.services import billing_type_set
+from billing.offline import offline_setup_event
+from billing.payments.cards import card_save
+from billing.tasks import auto_recharge_sweep
+from billing.webhooks.receive import webhook_receive
 
 pytestmark = pytest.mark.django_db
 
@@ -385,7 +389,6 @@ def test_sweep_finds_wallets_below_threshold_and_stale_attempts(account):
         actor_type="SYSTEM",
     )
     assert auto_recharge_due() == [(account.pk, "USD")]
-    from billing.tasks import auto_recharge_sweep
 
     assert auto_recharge_sweep.delay().get() == 1
     assert balance(account) == 55 * 10**9
@@ -394,7 +397,6 @@ def test_sweep_finds_wallets_below_threshold_and_stale_attempts(account):
 def test_one_attempt_in_flight_at_most(account):
     recharge = enable(account)
     RechargeAttempt.objects.create(auto_recharge=recharge, amount=1)
-    from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
         RechargeAttempt.objects.create(auto_recharge=recharge, amount=1)
@@ -469,8 +471,6 @@ def test_offline_test_card_page_saves_a_card_through_the_webhook(client, develop
     client.force_login(developer)
     page = client.get(reverse("test_card")).content.decode()
     assert "TEST CARD" in page
-    from billing.offline import offline_setup_event
-    from billing.webhooks import webhook_receive
 
     payload, signature = offline_setup_event(
         account=developer.billing_account, payment_method_id=VISA
@@ -501,7 +501,6 @@ def test_other_developers_cannot_configure_my_auto_recharge(client, account, oth
 
 
 def test_an_attempt_in_flight_is_resumed_only_by_its_task_or_once_stale(account):
-    from billing.auto_recharge import auto_recharge_claim
 
     enable(account)
     Wallet.objects.update(balance=5 * 10**9, recharge_below=20 * 10**9)
@@ -581,7 +580,6 @@ def test_after_three_declines_the_page_says_what_switching_on_again_does(client,
 def test_a_recharge_that_leaves_the_balance_below_is_not_repeated_until_it_rises(client, account):
     """A fixed $10 when $41 is missing: one charge for this fall, not one a minute until the
     runaway guard switches auto-recharge off."""
-    from billing.tasks import auto_recharge_sweep
 
     enable(account, threshold="50", amount="10")
     debit(account, "91", "big")  # 100 -> 9

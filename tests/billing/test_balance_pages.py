@@ -9,10 +9,22 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing.ledger import Actor, wallet_credit, wallet_debit
-from billing.models import AuditLogEntry, BillingTypeChange, LedgerEntry, Wallet
+from billing.auto_recharge.settings import auto_recharge_configure
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_adjust, wallet_credit, wallet_debit
+from billing.models import (
+    AuditLogEntry,
+    AutoRecharge,
+    BillingTypeChange,
+    LedgerEntry,
+    OrganizationSettings,
+    RechargeAttempt,
+    TopUpLimit,
+    Wallet,
+)
 from billing.money import money_parse
-from billing.services import billing_type_set
+from billing.payments.cards import card_save
 from tests.factories import AdminFactory, auto_recharge_on
 
 pytestmark = pytest.mark.django_db
@@ -62,8 +74,6 @@ def test_prepaid_developer_sees_wallets_and_history(client, prepaid_developer):
 def test_negative_balance_is_shown_plainly(client, prepaid_developer):
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("1"), transaction_id="t1", actor=Actor.system())
-    from billing.models import OrganizationSettings
-    from billing.services import wallet_adjust
 
     OrganizationSettings.objects.update(prepaid_grace_nanos=5 * 10**9)  # within the grace
     wallet_adjust(account=account, change=-usd("3.5"), actor=Actor.system(), reason="late usage")
@@ -75,7 +85,6 @@ def test_negative_balance_is_shown_plainly(client, prepaid_developer):
 def test_developers_see_that_an_administrator_adjusted_not_who(
     client, prepaid_developer, portal_admin, balance_viewer
 ):
-    from billing.services import wallet_adjust
 
     wallet_adjust(
         account=prepaid_developer.billing_account,
@@ -172,8 +181,6 @@ def test_admin_adjusts_through_a_confirmation_once(client, portal_admin, prepaid
     confirm = client.post(url, data).content.decode()
     assert "Decrease the USD balance by $5.25?" in confirm and "$14.75" in confirm
     assert Wallet.objects.get().balance == 20 * 10**9, "the confirmation page must not save"
-
-    import re
 
     transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', confirm).group(1)
     save = {**data, "currency": "USD", "transaction_id": transaction_id, "confirm": "1"}
@@ -330,7 +337,6 @@ def _adjust_confirmation(client, developer, direction: str, amount: str) -> str:
 
 def _confirm_adjustment(client, developer, page: str, direction: str, amount: str) -> None:
     """Save the adjustment the confirmation `page` shows, as its Save button does."""
-    import re
 
     transaction_id = re.search(r'name="transaction_id" value="([^"]+)"', page).group(1)
     data = {"direction": direction, "amount": amount, "currency": "USD", "reason": "usage fix"}
@@ -343,7 +349,6 @@ def _confirm_adjustment(client, developer, page: str, direction: str, amount: st
 def test_adjust_confirmation_warns_when_it_would_charge_the_saved_card(
     client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
 ):
-    from billing.auto_recharge import auto_recharge_configure, card_save
 
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
@@ -413,7 +418,6 @@ def test_adjust_confirmation_does_not_warn_of_a_charge_the_runaway_guard_stops(
 ):
     """Four recharges in ten minutes: the next one is not charged, the runaway guard switches
     auto-recharge off instead, so the page must not say confirming charges the card."""
-    from billing.models import AutoRecharge, RechargeAttempt
 
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())
@@ -438,7 +442,6 @@ def test_adjust_confirmation_does_not_warn_of_a_charge_the_runaway_guard_stops(
 def test_adjust_currency_is_chosen_from_offered_currencies_and_existing_wallets(
     client, portal_admin, prepaid_developer
 ):
-    from billing.models import TopUpLimit
 
     account = prepaid_developer.billing_account
     TopUpLimit.objects.create(currency="EUR", minimum=10**9, maximum=10**11, default=10**10)
@@ -477,7 +480,6 @@ def test_adjust_currency_is_chosen_from_offered_currencies_and_existing_wallets(
 def test_adjust_confirmation_does_not_warn_of_a_charge_the_monthly_cap_stops(
     client, portal_admin, prepaid_developer, django_capture_on_commit_callbacks
 ):
-    from billing.models import RechargeAttempt
 
     account = prepaid_developer.billing_account
     wallet_credit(account=account, money=usd("30"), transaction_id="t1", actor=Actor.system())

@@ -6,10 +6,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from billing.billing_accounts.selectors import organization_settings_get
+from billing.billing_type.selectors import billing_type_counts
+from billing.billing_type.services import billing_type_set, organization_default_billing_type_set
 from billing.exceptions import BillingError, BillingTypeConflict
 from billing.models import AuditLogEntry, BillingType, BillingTypeChange
-from billing.selectors import billing_type_counts, developers_list, organization_settings_get
-from billing.services import billing_type_set, organization_default_billing_type_set
+from portal.selectors import developers_list
 
 pytestmark = pytest.mark.django_db
 
@@ -274,7 +276,6 @@ def test_settings_page_refuses_unknown_default(client, portal_admin):
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "“NONE” is not a billing type" in response.content.decode()
-    from billing.selectors import organization_settings_get
 
     assert organization_settings_get().default_billing_type == "POSTPAID"
 

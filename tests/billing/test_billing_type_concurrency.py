@@ -4,13 +4,18 @@ PostgreSQL: exactly one change lands, the other is told to look again."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import connection
 
-from billing.exceptions import BillingTypeConflict
-from billing.models import BillingAccount, BillingTypeChange
-from billing.services import billing_type_set
+import billing.billing_type.services as services
+from billing.billing_type.services import billing_type_set, organization_default_billing_type_set
+from billing.exceptions import BillingTypeConflict, InsufficientFunds
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_debit
+from billing.models import BillingAccount, BillingTypeChange, Wallet
+from billing.money import Money
 from tests.factories import AdminFactory, DeveloperFactory
 
 
@@ -60,14 +65,6 @@ def test_a_debit_during_a_switch_to_prepaid_is_judged_as_prepaid(postgres, monke
     """Postpaid with -100 USD; a debit of 50 arrives while the switch to Prepaid settles the
     wallet. Prepaid starts from zero with no grace, so the debit must be refused, not land as a
     postpaid debit after the wallet was reset (which left the prepaid wallet at -50)."""
-    import time
-
-    import billing.services as services
-    from billing.exceptions import InsufficientFunds
-    from billing.ledger import Actor, wallet_debit
-    from billing.models import Wallet
-    from billing.money import Money
-    from billing.services import organization_default_billing_type_set
 
     account = DeveloperFactory().billing_account  # follows the default, Postpaid
     usd = lambda units: Money(units * 10**9, "USD")  # noqa: E731

@@ -3,11 +3,18 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from billing.billing_type.services import billing_type_set, organization_default_billing_type_set
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
-from billing.ledger import Actor, wallet_credit, wallet_debit
-from billing.models import BillingTypeChange, LedgerEntry, OrganizationSettings, Wallet
-from billing.money import Money
-from billing.services import billing_type_set, organization_default_billing_type_set, wallet_adjust
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_adjust, wallet_credit, wallet_debit
+from billing.models import (
+    AuditLogEntry,
+    BillingTypeChange,
+    LedgerEntry,
+    OrganizationSettings,
+    Wallet,
+)
+from billing.money import Money, money_parse
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +22,6 @@ USD = "USD"
 
 
 def usd(amount: str) -> Money:
-    from billing.money import money_parse
 
     return money_parse(amount, USD)
 
@@ -150,7 +156,6 @@ def test_overflowing_balance_is_refused(prepaid):
 
 
 def test_adjust_needs_a_reason_and_is_audited(prepaid, portal_admin):
-    from billing.models import AuditLogEntry
 
     with pytest.raises(BillingError, match="reason is required"):
         wallet_adjust(

@@ -15,10 +15,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from billing.ledger import Actor, wallet_credit
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.models import BillingTypeChange, LedgerEntry, Wallet
 from billing.money import Money
-from billing.services import billing_type_set
 from tests.factories import DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -20,15 +20,15 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connection, connections, transaction
 
-from billing.auto_recharge import (
-    auto_recharge_claim,
-    recharge_attempt_succeed,
-)
-from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.auto_recharge.charge import recharge_attempt_succeed
+from billing.auto_recharge.claim import auto_recharge_claim
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import BillingAccount, BillingTypeChange, TopUp, TrustTier, Wallet
 from billing.money import money_parse
-from billing.services import billing_type_set
-from billing.top_ups import top_up_check, top_up_start
+from billing.top_ups.checkout import top_up_start
+from billing.top_ups.limits import top_up_check
 from tests.conftest import wait_until_blocked
 from tests.factories import DeveloperFactory, auto_recharge_on
 

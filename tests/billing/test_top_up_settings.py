@@ -4,10 +4,14 @@ import re
 from http import HTTPStatus
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.core import mail
 from django.urls import reverse
 
+from billing.billing_accounts.selectors import organization_settings_get
 from billing.models import AuditLogEntry, AutoRecharge, TopUp, TopUpLimit
-from billing.selectors import organization_settings_get
+from billing.notifications.admins import notify_admins
+from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -241,11 +245,6 @@ def test_add_credit_log_shows_refunds_that_failed_and_were_given_back(
 def test_without_a_notification_address_the_add_credit_log_readers_are_emailed(settings):
     """Issue 4: an administrator is emailed when crediting fails. With neither the settings
     page's address nor ADMINS, that is everyone who may read the Add credit log."""
-    from django.contrib.auth.models import Permission
-    from django.core import mail
-
-    from billing.top_ups import notify_admins
-    from tests.factories import AdminFactory, DeveloperFactory
 
     settings.ADMINS = []
     group_admin = AdminFactory(portal_admin=True)

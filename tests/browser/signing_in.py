@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.factories import PASSWORD
+from billing.billing_type.services import billing_type_set
+from billing.models import BillingTypeChange
+from tests.factories import PASSWORD, DeveloperFactory
 
 
 def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> Any:
@@ -19,9 +21,6 @@ def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> A
 
 def prepaid_developer(email: str = "priya@example.com") -> Any:
     """A developer whose billing type an admin set to Prepaid, ready to add credit."""
-    from billing.models import BillingTypeChange
-    from billing.services import billing_type_set
-    from tests.factories import DeveloperFactory
 
     developer = DeveloperFactory(email=email)
     billing_type_set(

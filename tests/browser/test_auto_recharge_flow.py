@@ -10,10 +10,11 @@ import urllib.request
 import pytest
 
 from accounts.services import api_token_create
-from billing.ledger import Actor, wallet_credit
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.models import BillingTypeChange, LedgerEntry, StripeEvent
 from billing.money import money_parse
-from billing.services import billing_type_set
 from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

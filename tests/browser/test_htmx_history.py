@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from billing.ledger import Actor, wallet_credit
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.money import money_parse
 from tests.browser.signing_in import signed_in_page
 from tests.factories import AdminFactory, DeveloperFactory

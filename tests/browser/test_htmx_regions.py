@@ -8,10 +8,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from billing.ledger import Actor, wallet_credit
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.models import BillingTypeChange
 from billing.money import money_parse
-from billing.services import billing_type_set
 from tests.browser.signing_in import signed_in_page
 from tests.factories import AdminFactory, DeveloperFactory
 

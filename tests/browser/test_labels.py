@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from billing.billing_type.services import billing_type_set
 from billing.models import BillingTypeChange
-from billing.services import billing_type_set
 from tests.browser.signing_in import signed_in_page
 from tests.factories import AdminFactory, DeveloperFactory
 

@@ -32,11 +32,13 @@ from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
 
-from billing.auto_recharge import auto_recharge_configure, card_save
-from billing.ledger import Actor, wallet_credit
+from billing.auto_recharge.settings import auto_recharge_configure
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.models import AutoRecharge, BillingAccount, BillingTypeChange, LedgerEntry
 from billing.money import Money
-from billing.services import billing_type_set
+from billing.payments.cards import card_save
 from portal.celery import app as celery_app
 from tests.conftest import require
 from tests.factories import DeveloperFactory

@@ -11,7 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
-from billing.ledger import Actor, wallet_debit
+from billing.billing_accounts.selectors import organization_settings_get
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_debit
 from billing.models import (
     AutoRecharge,
     BillingAccount,
@@ -23,8 +25,7 @@ from billing.models import (
     Wallet,
 )
 from billing.money import Money
-from billing.selectors import organization_settings_get
-from billing.services import organization_top_up_settings_update
+from billing.top_ups.settings import organization_top_up_settings_update
 from tests.celery.conftest import (
     CARD,
     CONFIGURE_TASKS,

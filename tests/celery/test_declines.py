@@ -11,8 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing.auto_recharge import auto_recharge_configure
-from billing.ledger import Actor, wallet_debit
+from billing.auto_recharge.settings import auto_recharge_configure
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_debit
 from billing.models import AutoRecharge, BillingAccount, LedgerEntry, RechargeAttempt, TopUp, Wallet
 from billing.money import Money
 from billing.tasks import auto_recharge_run

@@ -13,8 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.db.models import F
 
-from billing.auto_recharge import STALE_IN_FLIGHT
-from billing.ledger import Actor, wallet_debit
+from billing.auto_recharge.selectors import STALE_IN_FLIGHT
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_debit
 from billing.models import BillingAccount, LedgerEntry, RechargeAttempt, TopUp, Wallet
 from billing.money import Money
 from billing.tasks import auto_recharge_sweep

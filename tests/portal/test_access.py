@@ -8,6 +8,7 @@ from http import HTTPStatus
 import pytest
 from django.urls import reverse
 
+from billing.billing_accounts.selectors import organization_settings_get
 from billing.models import BillingType
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +118,6 @@ def test_post_billing_type_matrix_changes_only_for_permitted_admin(as_role, deve
 
 @pytest.mark.parametrize("role", ROLES)
 def test_post_settings_matrix_changes_only_for_permitted_admin(as_role, role):
-    from billing.selectors import organization_settings_get
 
     url = reverse("monetization_settings")
     response = as_role(role).post(

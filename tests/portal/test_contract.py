@@ -81,7 +81,7 @@ PROBE = """
 import json, django
 django.setup()
 from django.conf import settings as s
-from billing.stripe_gateway import stripe_enabled
+from billing.payments.stripe_gateway import stripe_enabled
 print(json.dumps({
     "secret_key": s.SECRET_KEY, "debug": s.DEBUG, "allowed_hosts": s.ALLOWED_HOSTS,
     "engine": s.DATABASES["default"]["ENGINE"], "database": str(s.DATABASES["default"]["NAME"]),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROBE = "import django; django.setup(); from billing.stripe_gateway import stripe_enabled; print('online' if stripe_enabled() else 'offline')"
+PROBE = "import django; django.setup(); from billing.payments.stripe_gateway import stripe_enabled; print('online' if stripe_enabled() else 'offline')"
 
 
 def start(**stripe: str) -> subprocess.CompletedProcess:

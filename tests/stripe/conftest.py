@@ -12,8 +12,8 @@ import stripe
 from django.test import Client
 from django.urls import reverse
 
+from billing.billing_type.services import billing_type_set
 from billing.models import BillingTypeChange, TopUp
-from billing.services import billing_type_set
 from tests.fakes.stripe_server import FakeStripe, sign_payload, signed_event
 
 API_KEY = "sk_test_x"

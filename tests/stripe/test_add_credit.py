@@ -18,7 +18,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from billing.ledger import Actor, wallet_credit
+from billing.billing_accounts.selectors import organization_settings_get
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_adjust, wallet_credit
 from billing.models import (
     BillingAccount,
     LedgerEntry,
@@ -28,9 +30,8 @@ from billing.models import (
     Wallet,
 )
 from billing.money import money_parse
-from billing.selectors import organization_settings_get
-from billing.services import wallet_adjust
-from billing.top_ups import PENDING_COUNTS_FOR
+from billing.payments.stripe_gateway import customer_create
+from billing.top_ups.limits import PENDING_COUNTS_FOR
 from tests.factories import AdminFactory
 from tests.fakes.silent_server import deadline
 from tests.fakes.stripe_server import FakeStripe, StripeApiError
@@ -152,7 +153,6 @@ def test_a_second_portal_on_the_same_stripe_account_gets_its_own_customer(
     """Stripe keeps idempotency keys per Stripe account for 24 h. Another portal (staging beside
     production, or this one restored from a backup) has a billing account with the same id for
     another developer: it must get a customer of its own, not the first one's or an error."""
-    from billing.stripe_gateway import customer_create
 
     account = BillingAccount.objects.get(user=prepaid_developer)
     first = customer_create(account=account)
@@ -772,7 +772,6 @@ def test_offline_add_credit_goes_to_the_test_payment_page(prepaid_client):
 
 def test_a_postpaid_developer_cannot_add_credit(client, developer):
     """Postpaid usage is invoiced: there is no prepaid balance to top up."""
-    from billing.models import TopUp
 
     client.force_login(developer)  # no billing type: the organisation default, Postpaid
     page = client.get(reverse("add_credit", args=["USD"]))

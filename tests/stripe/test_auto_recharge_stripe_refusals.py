@@ -4,16 +4,21 @@ blame: they are not emailed to update it and their auto-recharge is not switched
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from django.core import mail
 
-from billing.auto_recharge import auto_recharge_charge, auto_recharge_claim, auto_recharge_configure
-from billing.ledger import Actor, wallet_credit, wallet_debit
+from billing.auto_recharge.charge import auto_recharge_charge
+from billing.auto_recharge.claim import auto_recharge_claim
+from billing.auto_recharge.settings import auto_recharge_configure
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import AutoRecharge, RechargeAttempt
-from billing.money import money_parse
-from billing.top_ups import stripe_customer_ensure
+from billing.money import Money, money_parse
+from billing.payments import stripe_gateway
+from billing.payments.customers import stripe_customer_ensure
 from tests.fakes.stripe_server import FakeStripe
 
 pytestmark = pytest.mark.django_db
@@ -70,10 +75,6 @@ def test_a_charge_of_another_attempt_with_the_same_id_is_not_taken_for_this_one(
     """After a saved Stripe error the attempt's charge is looked up by its metadata. Attempt ids
     come round again after a database restore: an old charge under the same attempt id, for
     another top-up, must not be credited to this attempt."""
-    import uuid
-
-    from billing import stripe_gateway
-    from billing.money import Money
 
     customer_id = stripe_customer_ensure(prepaid_developer.billing_account)
     card = fake_stripe.add_payment_method(customer=customer_id)

@@ -16,7 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import LedgerEntry, StripeEvent, TopUp, Wallet
-from billing.stripe_gateway import CHECKOUT_LIFETIME
+from billing.payments.stripe_gateway import CHECKOUT_LIFETIME
+from billing.top_ups.checkout import TopUpNotCancelled, top_up_cancel, top_up_pay_offline
 from tests.stripe.conftest import add_credit, latest_top_up
 
 UNIT = 10**9
@@ -104,7 +105,6 @@ def test_cancelling_right_after_paying_on_the_test_page_cancels_nothing(prepaid_
 @pytest.mark.django_db
 def test_of_a_pay_and_a_cancel_at_the_same_moment_exactly_one_wins(prepaid_client):
     """Each request works from the top-up as it loaded it; the database decides."""
-    from billing.top_ups import TopUpNotCancelled, top_up_cancel, top_up_pay_offline
 
     add_credit(prepaid_client, "20")
     as_pay_saw_it, as_cancel_saw_it = latest_top_up(), latest_top_up()

@@ -18,8 +18,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.billing_accounts.selectors import organization_settings_get
 from billing.models import LedgerEntry, OrganizationSettings, StripeEvent, TopUp, Wallet
-from billing.selectors import organization_settings_get
+from billing.top_ups.confirmations import _flag
 from tests.fakes.stripe_server import FakeStripe, signed_event
 from tests.stripe.conftest import WEBHOOK_SECRET, add_credit, latest_top_up, post_raw, sign
 
@@ -1159,7 +1160,6 @@ def test_a_crashed_event_does_not_block_the_real_confirmation(
 def test_a_long_flag_is_kept_whole_and_a_repeated_reason_is_not_emailed_again(
     top_up, django_capture_on_commit_callbacks
 ):
-    from billing.top_ups import _flag
 
     reasons = [f"Reason {n}: " + "x" * 300 for n in range(3)]
     for reason in [*reasons, *reasons]:

@@ -13,9 +13,12 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+from django.core import mail
+from django.db import connection, connections
 
+from billing.ledger.selectors import ledger_mismatches
 from billing.models import LedgerEntry, StripeEvent, TopUp, Wallet
-from billing.selectors import ledger_mismatches
+from billing.webhooks.receive import _failed
 from tests.fakes.stripe_server import FakeStripe, signed_event
 from tests.stripe.conftest import WEBHOOK_SECRET, add_credit, latest_top_up
 
@@ -195,10 +198,6 @@ def test_a_payment_its_refund_and_its_dispute_reported_at_once_end_the_same(
 def test_two_deliveries_failing_at_once_email_the_admins_exactly_once(postgres, settings):
     """Both failures count the attempt; the one that counts the first tells the admins. The count
     was read in a second query, so two failures meeting on the row could both read 2."""
-    from django.core import mail
-    from django.db import connection, connections
-
-    from billing.webhooks import _failed
 
     settings.ADMINS = [("Ops", "ops@example.com")]
     StripeEvent.objects.create(id="evt_failing", type="payment_intent.succeeded", payload={})

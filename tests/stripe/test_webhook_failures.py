@@ -12,10 +12,12 @@ from typing import Any
 
 import kombu.pools
 import pytest
+from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
 from billing.models import BillingAccount, StripeEvent
+from billing.webhooks.receive import _failed
 from portal.celery import app as celery_app
 from tests.fakes.stripe_server import FakeStripe, signed_event
 from tests.stripe.conftest import post_raw
@@ -76,9 +78,6 @@ def test_a_saved_card_is_not_lost_while_the_broker_is_down(
 def test_the_failure_email_refused_by_the_mail_server_is_sent_at_the_next_failure(settings):
     """Stripe retries a failing event for days and the admins hear of it once. When the mail
     server refused that one email, they never heard of it at all."""
-    from django.core import mail
-
-    from billing.webhooks import _failed
 
     settings.ADMINS = [("Ops", "ops@example.com")]
     StripeEvent.objects.create(id="evt_failing", type="payment_intent.succeeded", payload={})

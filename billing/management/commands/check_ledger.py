@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from billing.ledger.selectors import ledger_mismatches
 from billing.models import Wallet
 from billing.money import Money, money_format
-from billing.selectors import ledger_mismatches
 
 
 class Command(BaseCommand):

@@ -11,8 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import User
+from billing.billing_accounts.services import billing_account_get_or_create
+from billing.billing_type.services import billing_type_set
 from billing.models import BillingType, BillingTypeChange
-from billing.services import billing_account_get_or_create, billing_type_set
 
 DEMO_PASSWORD = "demo-password-123"  # noqa: S105 - printed for the local demo only
 

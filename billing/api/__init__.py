@@ -1,0 +1,23 @@
+"""The Apigee-compatible REST API (seed 004), under /v1/. Handlers parse, check who is asking,
+call a service and shape the answer; errors are Google-style JSON (billing/api/errors.py)."""
+
+from __future__ import annotations
+
+from ninja import NinjaAPI
+
+from billing.api import developers
+from billing.api.auth import TokenAuth
+from billing.api.errors import HANDLERS
+
+api = NinjaAPI(
+    title="Developer portal monetization API",
+    version="1",
+    description="Apigee-compatible developer billing: monetization config and prepaid balances.",
+    auth=TokenAuth(),
+    urls_namespace="api_v1",
+    openapi_url="/openapi.json",
+    docs_url=None,  # the interactive docs load scripts from a CDN; the JSON document is enough
+)
+for exception, handler in HANDLERS.items():
+    api.add_exception_handler(exception, handler)
+api.add_router("", developers.router)

@@ -1,0 +1,22 @@
+"""Bearer tokens for the API: each acts with its user's permissions (only the hash is stored)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+
+from accounts.models import ApiToken
+from accounts.services import api_token_authenticate
+
+
+class TokenAuth(HttpBearer):
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        # Not HttpBearer's: with DEBUG on it logs a header of any other scheme whole, so a token
+        # sent as "Token dp_…" or bare would be written to the log in plain text.
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.authenticate(request, token)
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        return api_token_authenticate(token)

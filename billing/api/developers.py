@@ -1,0 +1,199 @@
+"""The developer endpoints of seed 004: monetizationConfig and the prepaid balance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import Router
+
+from accounts.models import User
+from billing.api.errors import ApiError
+from billing.api.schemas import (
+    ERRORS,
+    AdjustRequest,
+    BalanceOut,
+    CreditRequest,
+    ErrorOut,
+    MonetizationConfig,
+    wallets_out,
+)
+from billing.billing_accounts.selectors import billing_type_effective
+from billing.billing_accounts.services import billing_account_get_or_create
+from billing.billing_type.services import billing_type_set
+from billing.ledger.entries import Actor, LedgerResult
+from billing.ledger.selectors import wallets_balance
+from billing.ledger.services import (
+    transaction_id_refuse_reserved,
+    wallet_adjust,
+    wallet_credit,
+    wallet_debit,
+)
+from billing.models import BillingAccount, BillingType, BillingTypeChange
+from billing.money import money_from_apigee
+
+router = Router()
+DEVELOPER = "/organizations/{org}/developers/{email}"
+
+
+def _developer(
+    request: HttpRequest, org: str, email: str, permission: str, *, own: bool = False
+) -> BillingAccount:
+    """The developer's billing account, after checking the organisation and the token's rights.
+
+    Rights are checked before existence, so a token without them learns nothing about who exists.
+    """
+    if org != settings.PORTAL_ORG:
+        raise ApiError(404, f"Organization {org!r} not found.")
+    if not email.isprintable() or len(email) > 254:
+        # No stored address looks like this; PostgreSQL would refuse a NUL byte outright.
+        raise ApiError(404, "Developer not found: that is not an email address.")
+    caller: User = request.auth.user  # type: ignore[attr-defined]
+    # Emails are stored in lower case (User.save): one exact match, the same in Python and SQL.
+    # (The database's case-insensitive match folds more letters than str.lower(), e.g. "ſ".)
+    email = email.lower()
+    if not (own and caller.email == email) and not caller.has_perm(permission):
+        raise ApiError(403, f"This token's user lacks the permission {permission!r}.")
+    account = (
+        BillingAccount.objects.select_related("user")
+        .filter(user__email=email, user__is_staff=False, user__is_active=True)
+        .first()
+    )
+    if account is not None:
+        return account
+    developer = User.objects.filter(email=email, is_staff=False, is_active=True).first()
+    if developer is None:
+        raise ApiError(404, f"Developer {email!r} not found in organization {org!r}.")
+    return billing_account_get_or_create(user=developer)
+
+
+def _token_actor(request: HttpRequest) -> Actor:
+    return Actor.for_token(request.auth)  # type: ignore[attr-defined]
+
+
+def _balance(account: BillingAccount, result: LedgerResult | None = None) -> dict[str, Any]:
+    # After a change, the wallets as they stood right after its entry, both in the first answer
+    # and in a replay: read "now", a debit landing between the change and the read made the
+    # first answer differ from every replay of it.
+    as_of = result.entry if result is not None else None
+    return {"wallets": wallets_out(wallets_balance(account=account, as_of=as_of))}
+
+
+def _answer(
+    response: HttpResponse, account: BillingAccount, result: LedgerResult
+) -> dict[str, Any]:
+    """The balance after a ledger change; a replay says so in a header."""
+    if result.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return _balance(account, result)
+
+
+@router.get(
+    f"{DEVELOPER}/monetizationConfig",
+    response={200: MonetizationConfig, **ERRORS},
+    operation_id="billing_api_get_monetization_config",
+)
+def get_monetization_config(request: HttpRequest, org: str, email: str) -> dict[str, str]:
+    account = _developer(request, org, email, "billing.view_any_prepaid_balance", own=True)
+    return {"billingType": billing_type_effective(account=account)}
+
+
+@router.put(
+    f"{DEVELOPER}/monetizationConfig",
+    response={200: MonetizationConfig, **ERRORS},
+    operation_id="billing_api_update_monetization_config",
+)
+def update_monetization_config(
+    request: HttpRequest, org: str, email: str, body: MonetizationConfig
+) -> dict[str, str]:
+    # The parameter is `body` as elsewhere: error messages leave that word out of a field's path.
+    account = _developer(request, org, email, "billing.update_any_billing_type")
+    if body.billingType not in BillingType.values:
+        raise ApiError(400, "billingType must be PREPAID or POSTPAID.")
+    billing_type_set(
+        account=account,
+        billing_type=body.billingType,
+        changed_by=request.auth.user,  # type: ignore[attr-defined]
+        source=BillingTypeChange.Source.API,
+    )
+    return {"billingType": body.billingType}
+
+
+@router.get(
+    f"{DEVELOPER}/balance",
+    response={200: BalanceOut, **ERRORS},
+    exclude_none=True,
+    operation_id="billing_api_get_balance",
+)
+def get_balance(request: HttpRequest, org: str, email: str) -> dict[str, Any]:
+    account = _developer(request, org, email, "billing.view_any_prepaid_balance", own=True)
+    return _balance(account)
+
+
+@router.post(
+    f"{DEVELOPER}/balance:credit",
+    response={200: BalanceOut, 409: ErrorOut, **ERRORS},
+    exclude_none=True,
+    operation_id="billing_api_credit_balance",
+)
+def credit_balance(
+    request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
+) -> dict[str, Any]:
+    account = _developer(request, org, email, "billing.adjust_any_prepaid_balance")
+    money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
+    transaction_id_refuse_reserved(body.transactionId)
+    result = wallet_credit(
+        account=account,
+        money=money,
+        transaction_id=body.transactionId,
+        actor=_token_actor(request),
+        memo="Credit through the API",
+    )
+    return _answer(response, account, result)
+
+
+@router.post(
+    f"{DEVELOPER}/balance:debit",
+    response={200: BalanceOut, 409: ErrorOut, **ERRORS},
+    exclude_none=True,
+    operation_id="billing_api_debit_balance",
+)
+def debit_balance(
+    request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
+) -> dict[str, Any]:
+    """Charge usage; a prepaid wallet without enough funds answers 400 FAILED_PRECONDITION."""
+    account = _developer(request, org, email, "billing.debit_any_prepaid_balance")
+    money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
+    transaction_id_refuse_reserved(body.transactionId)
+    result = wallet_debit(
+        account=account,
+        money=money,
+        transaction_id=body.transactionId,
+        actor=_token_actor(request),
+        memo="Usage charged through the API",
+    )
+    return _answer(response, account, result)
+
+
+@router.post(
+    f"{DEVELOPER}/balance:adjust",
+    response={200: BalanceOut, 409: ErrorOut, **ERRORS},
+    exclude_none=True,
+    operation_id="billing_api_adjust_balance",
+)
+def adjust_balance(
+    request: HttpRequest, response: HttpResponse, org: str, email: str, body: AdjustRequest
+) -> dict[str, Any]:
+    """Seed 004's sign rule: a positive adjustment decreases the balance (under-charged),
+    a negative one increases it (over-charged)."""
+    account = _developer(request, org, email, "billing.adjust_any_prepaid_balance")
+    adjustment = money_from_apigee(body.adjustment.dict(), "adjustment")
+    result = wallet_adjust(
+        account=account,
+        change=-adjustment,
+        actor=_token_actor(request),
+        reason="Adjustment through the API",
+        transaction_id=body.transactionId,
+    )
+    return _answer(response, account, result)

@@ -1,0 +1,1 @@
+"""The payer: billing account, billing details, effective billing type, organisation settings."""

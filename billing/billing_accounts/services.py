@@ -1,0 +1,23 @@
+"""Writes of billing accounts and the organisation's settings row."""
+
+from __future__ import annotations
+
+from accounts.models import User
+from billing.models import BillingAccount, OrganizationSettings
+
+
+def organization_settings_ensure() -> OrganizationSettings:
+    """The settings row, made if it is missing: the ledger's statement joins it."""
+    org, _ = OrganizationSettings.objects.get_or_create(pk=OrganizationSettings.SINGLETON_ID)
+    return org
+
+
+def billing_account_get_or_create(*, user: User) -> BillingAccount:
+    account, _ = BillingAccount.objects.get_or_create(user=user)
+    return account
+
+
+def billing_details_update(*, account: BillingAccount, legal_company_name: str) -> BillingAccount:
+    account.legal_company_name = legal_company_name
+    account.save(update_fields=["legal_company_name"])
+    return account

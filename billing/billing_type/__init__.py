@@ -1,0 +1,1 @@
+"""Changing a billing type, and the ledger entries it leaves (seed 004)."""

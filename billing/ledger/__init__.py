@@ -1,0 +1,1 @@
+"""Wallets and their ledger entries: every balance change, exactly once."""

@@ -1,0 +1,33 @@
+"""billing's models, one module per area; every name is re-exported here, so `billing.models`
+stays the one import path (and migration 0016 still finds `_recharge_idempotency_key`)."""
+
+from __future__ import annotations
+
+from billing.models.audit import AuditLogEntry
+from billing.models.auto_recharge import AutoRecharge, RechargeAttempt, _recharge_idempotency_key
+from billing.models.billing_accounts import (
+    BillingAccount,
+    BillingType,
+    BillingTypeChange,
+    OrganizationSettings,
+)
+from billing.models.ledger import LedgerEntry, Wallet
+from billing.models.stripe_events import StripeEvent
+from billing.models.top_ups import TopUp, TopUpLimit, TrustTier
+
+__all__ = [
+    "AuditLogEntry",
+    "AutoRecharge",
+    "BillingAccount",
+    "BillingType",
+    "BillingTypeChange",
+    "LedgerEntry",
+    "OrganizationSettings",
+    "RechargeAttempt",
+    "StripeEvent",
+    "TopUp",
+    "TopUpLimit",
+    "TrustTier",
+    "Wallet",
+    "_recharge_idempotency_key",
+]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from billing.models.billing_accounts import BillingAccount
+
+
+class Wallet(models.Model):
+    """One balance per (billing account, currency); the cached sum of its ledger entries."""
+
+    billing_account = models.ForeignKey(
+        BillingAccount, on_delete=models.PROTECT, related_name="wallets"
+    )
+    currency = models.CharField(max_length=3)
+    balance = models.BigIntegerField(default=0)  # nanos
+    last_credit_at = models.DateTimeField(null=True, blank=True)
+    # Copied from an enabled auto-recharge, so a debit learns in its own statement whether it
+    # crossed the threshold, without another query on the hot path.
+    recharge_below = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["billing_account", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["billing_account", "currency"], name="wallet_one_per_currency"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.currency} wallet of {self.billing_account.user}"
+
+
+class LedgerEntry(models.Model):
+    """One immutable row per balance change. Never updated, never deleted."""
+
+    class Kind(models.TextChoices):
+        TOP_UP = "TOP_UP", "Top-up"
+        USAGE = "USAGE", "Usage"
+        FEE = "FEE", "Fee"
+        ADJUSTMENT = "ADJUSTMENT", "Adjustment"
+        REFUND = "REFUND", "Refund"
+        DISPUTE = "DISPUTE", "Dispute"
+        EXPIRY = "EXPIRY", "Expiry"
+        BILLING_TYPE_CHANGE = "BILLING_TYPE", "Billing type change"
+
+    class ActorType(models.TextChoices):
+        USER = "USER", "User"
+        TOKEN = "TOKEN", "API token"
+        STRIPE = "STRIPE", "Stripe"
+        SYSTEM = "SYSTEM", "System"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    amount = models.BigIntegerField()  # signed nanos: positive credits, negative debits
+    balance_after = models.BigIntegerField()
+    # The idempotency key: a transaction id, Stripe id or a generated one; applied at most once.
+    transaction_id = models.CharField(max_length=255, unique=True)
+    actor_type = models.CharField(max_length=6, choices=ActorType.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_token = models.ForeignKey(
+        "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    memo = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["wallet", "-id"], name="ledger_wallet_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} ({self.transaction_id})"

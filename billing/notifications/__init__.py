@@ -1,0 +1,1 @@
+"""Who is told what, and how: mail now (bodies in templates/emails/billing/)."""

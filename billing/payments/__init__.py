@@ -1,0 +1,1 @@
+"""Stripe: the client, customers, saved cards, and the offline stand-ins."""

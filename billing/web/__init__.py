@@ -1,0 +1,1 @@
+"""The developer and admin pages of billing."""

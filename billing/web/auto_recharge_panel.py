@@ -1,0 +1,75 @@
+"""What the balance page shows of auto-recharge, per offered currency."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from billing.auto_recharge.charge import FAILURES_BEFORE_SWITCH_OFF
+from billing.auto_recharge.selectors import recharge_waits_for_rise, runaway_guard_until
+from billing.models import AutoRecharge, BillingAccount, TopUpLimit
+from billing.money import Money, money_format
+from billing.web.forms import AutoRechargeForm
+
+
+def recharge_summary(recharge: AutoRecharge) -> str:
+    if recharge.mode == AutoRecharge.Mode.FIXED:
+        what = f"add {money_format(Money(recharge.amount, recharge.currency))}"
+    else:
+        what = f"top up to {money_format(Money(recharge.amount, recharge.currency))}"
+    below = money_format(Money(recharge.threshold, recharge.currency))
+    return f"When the balance falls below {below}, {what}."
+
+
+def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
+    """What the balance page shows per offered currency: settings form, state, last attempts."""
+
+    recharges = {r.currency: r for r in AutoRecharge.objects.filter(billing_account=account)}
+    now = timezone.now()
+    panels = []
+    for limit in TopUpLimit.objects.all():
+        recharge = recharges.get(limit.currency)
+        currency = limit.currency
+        initial: dict[str, Any] = {
+            "enabled": False,
+            "mode": AutoRecharge.Mode.FIXED,
+            "threshold": Money(limit.minimum, currency).input_text,
+            "amount": Money(limit.default, currency).input_text,
+        }
+        if recharge:
+            initial = {
+                "enabled": recharge.enabled,
+                "mode": recharge.mode,
+                "threshold": Money(recharge.threshold, currency).input_text,
+                "amount": Money(recharge.amount, currency).input_text,
+                "monthly_cap": (
+                    Money(recharge.monthly_cap, currency).input_text if recharge.monthly_cap else ""
+                ),
+            }
+        panels.append(
+            {
+                "currency": currency,
+                "recharge": recharge,
+                "summary": recharge_summary(recharge) if recharge else "",
+                "form": AutoRechargeForm(initial=initial, currency=currency),
+                "attempts": list(recharge.attempts.all()[:5]) if recharge else [],
+                "waits_for_rise": bool(
+                    recharge and recharge.enabled and recharge_waits_for_rise(recharge)
+                ),
+                **_switched_off(recharge, now),
+            }
+        )
+    return panels
+
+
+def _switched_off(recharge: AutoRecharge | None, now: datetime) -> dict[str, Any]:
+    """Why auto-recharge switched itself off, for the note on what switching it on does."""
+    if recharge is None or recharge.enabled or not recharge.disabled_reason:
+        return {"switched_off": False}
+    return {
+        "switched_off": True,
+        "declined": recharge.consecutive_failures >= FAILURES_BEFORE_SWITCH_OFF,
+        "guard_until": runaway_guard_until(recharge, now),
+    }

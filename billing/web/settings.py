@@ -1,0 +1,147 @@
+"""The organisation's Monetization settings page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.views.decorators.http import require_http_methods
+
+from accounts.access import PortalRequest, admin_required
+from billing.billing_accounts.selectors import organization_settings_get
+from billing.billing_type.selectors import billing_type_counts
+from billing.billing_type.services import organization_default_billing_type_set
+from billing.exceptions import BillingError
+from billing.models import BillingType, OrganizationSettings, TopUpLimit
+from billing.money import Money
+from billing.top_ups.selectors import CurrencyRemoval, top_up_currency_removals
+from billing.top_ups.settings import organization_top_up_settings_update
+from billing.web.billing_type import CHANGE_MEANING
+from billing.web.forms import OrganizationSettingsForm, TopUpLimitFormSet, TopUpSettingsForm
+
+
+@admin_required("billing.administer_monetization")
+@require_http_methods(["GET", "POST"])
+def monetization_settings(request: PortalRequest) -> HttpResponse:
+    """Organisation settings: default billing type (its own form, as it moves developers) and
+    the Add credit settings with per-currency limits."""
+    org = organization_settings_get()
+    posted = request.POST if request.method == "POST" else None
+    which = request.POST.get("section") if posted else None
+    form = OrganizationSettingsForm(
+        posted if which == "billing_type" else None,
+        initial={"default_billing_type": org.default_billing_type},
+    )
+    top_up_form = TopUpSettingsForm(
+        posted if which == "top_ups" else None,
+        initial={
+            "top_up_wait_seconds": org.top_up_wait_seconds,
+            "prepaid_grace": Money(org.prepaid_grace_nanos, "USD").input_text,
+            "notification_email": org.notification_email,
+        },
+    )
+    limits = TopUpLimitFormSet(
+        posted if which == "top_ups" else None, prefix="limits", initial=_limits_initial()
+    )
+    if which == "billing_type" and form.is_valid():
+        return _default_billing_type_save(request, org, form.cleaned_data["default_billing_type"])
+    if which == "top_ups" and top_up_form.is_valid() and limits.is_valid():
+        kept = [
+            f.cleaned_data
+            for f in limits.forms
+            if f.has_changed() or f.initial
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        ]
+        removals = top_up_currency_removals(kept=[limit["currency"] for limit in kept])
+        if removals and "confirm" not in request.POST:
+            return _top_up_currency_removal_confirm(request, removals)
+        try:
+            organization_top_up_settings_update(
+                changed_by=request.user,
+                top_up_wait_seconds=top_up_form.cleaned_data["top_up_wait_seconds"],
+                prepaid_grace_nanos=top_up_form.cleaned_data["prepaid_grace"],
+                notification_email=top_up_form.cleaned_data["notification_email"],
+                limits=kept,
+            )
+        except BillingError as exc:  # the service's own checks, should a form ever miss one
+            top_up_form.add_error(None, str(exc))
+        else:
+            messages.success(request, "The Add credit settings have been saved.")
+            return redirect("monetization_settings")
+    counts = billing_type_counts()
+    invalid = form.errors or top_up_form.errors or any(limits.errors) or limits.non_form_errors()
+    if invalid:
+        messages.error(request, "Nothing was saved: correct what is marked below.")
+    return render(
+        request,
+        "billing/settings/monetization_settings.html",
+        {
+            "form": form,
+            "top_up_form": top_up_form,
+            "limits": limits,
+            "org": org,
+            "counts": counts,
+            "choices": [
+                (value, label, counts.effective(value)) for value, label in BillingType.choices
+            ],
+        },
+        status=400 if invalid or (posted and not which) else 200,
+    )
+
+
+def _top_up_currency_removal_confirm(
+    request: PortalRequest, removals: list[CurrencyRemoval]
+) -> HttpResponse:
+    """Removing a currency stops Add credit and auto-recharge in it: confirm first. The page
+    posts the same form again, with `confirm`."""
+    posted = [
+        (name, value)
+        for name in request.POST
+        if name not in ("csrfmiddlewaretoken", "confirm")
+        for value in request.POST.getlist(name)
+    ]
+    return render(
+        request,
+        "billing/settings/top_up_currency_remove_confirm.html",
+        {"removals": removals, "posted": posted},
+    )
+
+
+def _default_billing_type_save(
+    request: PortalRequest, org: OrganizationSettings, chosen_value: str
+) -> HttpResponse:
+    """It moves every developer without a billing type of their own: confirm first."""
+    chosen = BillingType(chosen_value)
+    if chosen == org.default_billing_type:
+        messages.info(
+            request, f"Nothing changed: the default billing type is already {chosen.label}."
+        )
+        return redirect("monetization_settings")
+    if "confirm" not in request.POST:
+        following = billing_type_counts().following_default
+        return render(
+            request,
+            "billing/billing_type/default_billing_type_confirm.html",
+            {"chosen": chosen, "following": following, "meaning": CHANGE_MEANING[chosen]},
+        )
+    affected = organization_default_billing_type_set(billing_type=chosen, changed_by=request.user)
+    messages.success(
+        request,
+        f"The default billing type is now {chosen.label}. {affected} developer"
+        f"{pluralize(affected)} without a billing type of their own now "
+        f"{'follows' if affected == 1 else 'follow'} it.",
+    )
+    return redirect("monetization_settings")
+
+
+def _limits_initial() -> list[dict]:
+    return [
+        {
+            "currency": limit.currency,
+            "minimum": Money(limit.minimum, limit.currency).input_text,
+            "maximum": Money(limit.maximum, limit.currency).input_text,
+            "default": Money(limit.default, limit.currency).input_text,
+        }
+        for limit in TopUpLimit.objects.all()
+    ]

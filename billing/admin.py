@@ -9,7 +9,7 @@ from billing.models import (
     StripeEvent,
     TopUp,
 )
-from billing.money import Money, money_format
+from billing.money import money_format
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -119,15 +119,15 @@ class AddCreditLogAdmin(AddCreditLogPermission, ReadOnlyAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, top_up: TopUp) -> str:
-        return money_format(Money(top_up.amount, top_up.currency))
+        return money_format(top_up.money)
 
     @admin.display(description="refunded", ordering="refunded_amount")
     def refunded_amount_display(self, top_up: TopUp) -> str:
-        return money_format(Money(top_up.refunded_amount, top_up.currency))
+        return money_format(top_up.refunded_money)
 
     @admin.display(description="refunds failed (given back)", ordering="refund_failed_amount")
     def refund_failed_amount_display(self, top_up: TopUp) -> str:
-        return money_format(Money(top_up.refund_failed_amount, top_up.currency))
+        return money_format(top_up.refund_failed_money)
 
 
 @admin.register(StripeEvent)

@@ -114,6 +114,28 @@ class Money:
         return money_format(self)
 
 
+class MoneyProperty:
+    """A model attribute giving an integer nanos field and the row's currency as Money (None
+    where the field is null), in the spirit of saleor's composite MoneyField: call sites read
+    `top_up.money` instead of wrapping `Money(top_up.amount, top_up.currency)`. `currency` may
+    be a dotted path for rows whose currency lives on a parent, e.g. "wallet.currency"."""
+
+    def __init__(self, nanos_field: str, currency: str = "currency") -> None:
+        self.nanos_field = nanos_field
+        self.currency_path = currency.split(".")
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        nanos = getattr(instance, self.nanos_field)
+        if nanos is None:
+            return None
+        currency: Any = instance
+        for part in self.currency_path:
+            currency = getattr(currency, part)
+        return Money(nanos, currency)
+
+
 def currency_validate(code: object) -> str:
     if not isinstance(code, str) or len(code) != 3 or not code.isalpha() or not code.isupper():
         raise MoneyError(

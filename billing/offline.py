@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from billing.models import BillingAccount, TopUp
-from billing.money import Money, money_to_stripe
+from billing.money import money_to_stripe
 from billing.payments import stripe_gateway
 from billing.payments.events import OfflineChargeSucceeded
 from billing.tasks import offline_event_deliver
@@ -49,7 +49,7 @@ def offline_payment_intent_id(top_up: TopUp) -> str:
 
 
 def offline_checkout_event(*, top_up: TopUp, paid: bool) -> tuple[bytes, str]:
-    amount = money_to_stripe(Money(top_up.amount, top_up.currency))
+    amount = money_to_stripe(top_up.money)
     metadata = {"top_up_id": str(top_up.public_id)}
     payment_intent_id = offline_payment_intent_id(top_up)
     if paid:

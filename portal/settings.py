@@ -171,8 +171,11 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# The portal is written in English only; its own strings are not marked for translation.
+# USE_I18N stays on for one reason: locale/en/LC_MESSAGES/django.po restyles django-allauth's
+# Title Case in the portal's sentence case, which needs the translation machinery. A second
+# language would start by marking the portal's strings with gettext.
 USE_I18N = True
-# Sentence-case wording for django-allauth's pages (locale/en/LC_MESSAGES/django.po).
 LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 

@@ -14,7 +14,7 @@ from billing.exceptions import BillingError
 from billing.locks import auto_recharge_lock, recharge_attempt_lock, top_up_lock
 from billing.models import AutoRecharge, RechargeAttempt, TopUp
 from billing.models.state import transition
-from billing.money import Money, MoneyError
+from billing.money import MoneyError
 from billing.notifications.developers import auto_recharge_failed_email
 from billing.payments import stripe_gateway
 from billing.payments.customers import stripe_customer_ensure
@@ -38,7 +38,7 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
         return attempt.state
     recharge = attempt.auto_recharge
     account = recharge.billing_account
-    money = Money(attempt.amount, recharge.currency)
+    money = attempt.amount_money
     try:
         customer_id = stripe_customer_ensure(account) if stripe_gateway.stripe_enabled() else ""
         result = stripe_gateway.off_session_charge(

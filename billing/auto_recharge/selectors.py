@@ -182,7 +182,7 @@ def recharge_preview(*, account: BillingAccount, change: Money) -> RechargePrevi
     if amount is None:
         return None
     return RechargePreview(
-        threshold=Money(recharge.threshold, change.currency),
+        threshold=recharge.threshold_money,
         amount=Money(amount, change.currency),
         card=f"{account.card_brand.title()} •••• {account.card_last4}",
     )

@@ -11,7 +11,7 @@ from billing.exceptions import BillingError, BillingTypeConflict
 from billing.ledger.entries import Actor, ledger_apply
 from billing.locks import organization_settings_hold, organization_settings_lock
 from billing.models import BillingAccount, BillingType, BillingTypeChange, LedgerEntry, Wallet
-from billing.money import Money, money_format
+from billing.money import money_format
 
 
 def _valid_billing_type(billing_type: str) -> BillingType:
@@ -125,13 +125,10 @@ def _record_billing_type_change_in_ledger(*, change: BillingTypeChange, actor: A
     """
     wallets = Wallet.objects.filter(billing_account_id=change.billing_account_id).exclude(balance=0)
     for wallet in wallets:
-        balance = Money(wallet.balance, wallet.currency)
+        balance = wallet.balance_money
         if change.new_billing_type == BillingType.POSTPAID:
             delta = 0
-            memo = (
-                f"Prepaid balance of {money_format(balance)} carried into postpaid billing "
-                "as a credit."
-            )
+            memo = f"Prepaid balance of {balance} carried into postpaid billing as a credit."
         elif wallet.balance < 0:
             delta = -wallet.balance
             memo = (

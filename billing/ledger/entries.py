@@ -18,7 +18,7 @@ from billing.events import emit_after_commit
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
 from billing.ledger.events import RechargeMayBeDue
 from billing.models import BillingAccount, BillingType, LedgerEntry, OrganizationSettings, Wallet
-from billing.money import MAX_AMOUNT_NANOS, Money, money_format
+from billing.money import MAX_AMOUNT_NANOS, Money
 
 Kind = LedgerEntry.Kind
 
@@ -111,7 +111,7 @@ def ledger_apply(
     account: BillingAccount,
     currency: str,
     delta: int,
-    kind: str,
+    kind: LedgerEntry.Kind,
     transaction_id: str,
     actor: Actor,
     memo: str = "",
@@ -151,7 +151,7 @@ class _Change:
     account: BillingAccount
     currency: str
     delta: int
-    kind: str
+    kind: LedgerEntry.Kind
     transaction_id: str
     actor: Actor
     memo: str
@@ -246,8 +246,8 @@ def _refuse(change: _Change) -> NoReturn:
         raise BillingError("The balance would exceed the largest amount a wallet holds.")
     raise InsufficientFunds(
         f"Insufficient funds: the {change.currency} balance is "
-        f"{money_format(Money(balance, change.currency))} and this debit is "
-        f"{money_format(Money(-change.delta, change.currency))}."
+        f"{Money(balance, change.currency)} and this debit is "
+        f"{Money(-change.delta, change.currency)}."
     )
 
 
@@ -267,7 +267,7 @@ def _replay(existing: LedgerEntry, change: _Change) -> LedgerResult:
     ):
         raise TransactionConflict(
             f"Transaction id {existing.transaction_id!r} was already used for "
-            f"{money_format(Money(abs(existing.amount), wallet.currency))} "
+            f"{Money(abs(existing.amount), wallet.currency)} "
             f"({existing.get_kind_display().lower()}); use a new transaction id for a different "
             "amount, currency or developer."
         )

@@ -10,7 +10,7 @@ from billing.audit import audit_log
 from billing.exceptions import BillingError, TransactionConflict
 from billing.ledger.entries import Actor, Kind, LedgerResult, ledger_apply, prepaid_floor
 from billing.models import BillingAccount, LedgerEntry, Wallet
-from billing.money import MAX_AMOUNT_NANOS, Money, money_format
+from billing.money import MAX_AMOUNT_NANOS, Money
 
 
 def wallet_credit(
@@ -19,7 +19,7 @@ def wallet_credit(
     money: Money,
     transaction_id: str,
     actor: Actor,
-    kind: str = Kind.TOP_UP,
+    kind: LedgerEntry.Kind = Kind.TOP_UP,
     memo: str = "",
 ) -> LedgerResult:
     """Add money; a negative balance is covered first, simply by the signed sum."""
@@ -42,7 +42,7 @@ def wallet_debit(
     money: Money,
     transaction_id: str,
     actor: Actor,
-    kind: str = Kind.USAGE,
+    kind: LedgerEntry.Kind = Kind.USAGE,
     memo: str = "",
 ) -> LedgerResult:
     """Take money; prepaid wallets refuse to go below minus the organisation's grace,
@@ -147,9 +147,9 @@ def wallet_adjust_refusal(*, account: BillingAccount, change: Money) -> str | No
     grace = Money(-floor, change.currency)
     most = Money(max(balance.nanos + grace.nanos, 0), change.currency)
     return (
-        f"A prepaid balance may go at most {money_format(grace)} below zero (the grace in "
-        f"Monetization settings). The {change.currency} balance is {money_format(balance)}, so "
-        f"an adjustment can take off at most {money_format(most)}."
+        f"A prepaid balance may go at most {grace} below zero (the grace in "
+        f"Monetization settings). The {change.currency} balance is {balance}, so "
+        f"an adjustment can take off at most {most}."
     )
 
 
@@ -160,7 +160,7 @@ def _past_largest_balance(balance: Money, change: Money) -> str:
     else:
         verb, most = "take off", MAX_AMOUNT_NANOS + balance.nanos
     return (
-        f"A wallet holds at most {money_format(Money(MAX_AMOUNT_NANOS, currency))} either way. "
-        f"The {currency} balance is {money_format(balance)}, so an adjustment can {verb} at "
-        f"most {money_format(Money(most, currency))}."
+        f"A wallet holds at most {Money(MAX_AMOUNT_NANOS, currency)} either way. "
+        f"The {currency} balance is {balance}, so an adjustment can {verb} at "
+        f"most {Money(most, currency)}."
     )

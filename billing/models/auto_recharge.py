@@ -6,6 +6,7 @@ from django.db import models
 
 from billing.models.billing_accounts import BillingAccount
 from billing.models.top_ups import TopUp
+from billing.money import MoneyProperty
 
 
 class AutoRecharge(models.Model):
@@ -35,6 +36,10 @@ class AutoRecharge(models.Model):
                 fields=["billing_account", "currency"], name="auto_recharge_per_currency"
             )
         ]
+
+    threshold_money = MoneyProperty("threshold")
+    amount_money = MoneyProperty("amount")
+    monthly_cap_money = MoneyProperty("monthly_cap")
 
     def __str__(self) -> str:
         return f"Auto-recharge {self.currency} of {self.billing_account.user}"
@@ -91,6 +96,8 @@ class RechargeAttempt(models.Model):
                 name="one_recharge_in_flight",
             )
         ]
+
+    amount_money = MoneyProperty("amount", currency="auto_recharge.currency")
 
     def __str__(self) -> str:
         return f"Recharge attempt {self.pk} ({self.state})"

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing.models.billing_accounts import BillingAccount
+from billing.money import MoneyProperty
 
 
 class Wallet(models.Model):
@@ -28,6 +29,8 @@ class Wallet(models.Model):
                 fields=["billing_account", "currency"], name="wallet_one_per_currency"
             )
         ]
+
+    balance_money = MoneyProperty("balance")
 
     def __str__(self) -> str:
         return f"{self.currency} wallet of {self.billing_account.user}"
@@ -72,6 +75,9 @@ class LedgerEntry(models.Model):
         ordering = ["-id"]
         verbose_name_plural = "ledger entries"
         indexes = [models.Index(fields=["wallet", "-id"], name="ledger_wallet_recent")]
+
+    amount_money = MoneyProperty("amount", currency="wallet.currency")
+    balance_after_money = MoneyProperty("balance_after", currency="wallet.currency")
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} ({self.transaction_id})"

@@ -5,6 +5,7 @@ import uuid
 from django.db import models
 
 from billing.models.billing_accounts import BillingAccount
+from billing.money import MoneyProperty
 
 
 class TopUpLimit(models.Model):
@@ -27,6 +28,10 @@ class TopUpLimit(models.Model):
             )
         ]
 
+    minimum_money = MoneyProperty("minimum")
+    maximum_money = MoneyProperty("maximum")
+    default_money = MoneyProperty("default")
+
     def __str__(self) -> str:
         return f"{self.currency} top-up limits"
 
@@ -45,6 +50,9 @@ class TrustTier(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["level", "currency"], name="trust_tier_per_currency")
         ]
+
+    max_single_purchase_money = MoneyProperty("max_single_purchase")
+    max_monthly_total_money = MoneyProperty("max_monthly_total")
 
     def __str__(self) -> str:
         return f"Tier {self.level} ({self.name}) {self.currency}"
@@ -118,6 +126,10 @@ class TopUp(models.Model):
                 fields=["billing_account", "currency", "-created_at"], name="top_up_recent"
             )
         ]
+
+    money = MoneyProperty("amount")
+    refunded_money = MoneyProperty("refunded_amount")
+    refund_failed_money = MoneyProperty("refund_failed_amount")
 
     def __str__(self) -> str:
         return f"Top-up {self.public_id} ({self.state})"

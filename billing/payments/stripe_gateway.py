@@ -111,7 +111,7 @@ def checkout_session_create(
                     "quantity": 1,
                     "price_data": {
                         "currency": top_up.currency.lower(),
-                        "unit_amount": money_to_stripe(Money(top_up.amount, top_up.currency)),
+                        "unit_amount": money_to_stripe(top_up.money),
                         "product_data": {"name": "Prepaid balance top-up"},
                     },
                 }

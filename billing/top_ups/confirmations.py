@@ -17,7 +17,7 @@ from billing.ledger.entries import Actor, ledger_apply
 from billing.ledger.services import wallet_credit
 from billing.models import LedgerEntry, TopUp
 from billing.models.state import transition
-from billing.money import Money, money_format, money_from_stripe
+from billing.money import Money, money_from_stripe
 from billing.notifications.admins import top_up_flagged
 from billing.top_ups.checkout import stripe_page
 from billing.top_ups.limits import CREDITED
@@ -61,8 +61,7 @@ def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, curren
         top_up.payment_set_aside = True
         _flag(
             top_up,
-            f"Stripe reported {money_format(paid)} for a top-up of "
-            f"{money_format(Money(top_up.amount, top_up.currency))}; not credited.",
+            f"Stripe reported {paid} for a top-up of {top_up.money}; not credited.",
         )
         return False
     if top_up.state in CREDITED:
@@ -138,7 +137,7 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
         delta=-new,
         kind=LedgerEntry.Kind.REFUND,
         transaction_id=f"refund:{charge_id}:{amount_refunded}",
-        memo=f"Refund of {money_format(Money(new, top_up.currency))} by Stripe",
+        memo=f"Refund of {Money(new, top_up.currency)} by Stripe",
     )
     fields: dict[str, object] = {"refunded_amount": refunded.nanos, "stripe_charge_id": charge_id}
     TopUp.objects.filter(pk=top_up.pk).update(**fields)
@@ -147,7 +146,9 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
         transition(top_up, State.REFUNDED)
 
 
-def _stripe_entry(top_up: TopUp, *, delta: int, kind: str, transaction_id: str, memo: str) -> None:
+def _stripe_entry(
+    top_up: TopUp, *, delta: int, kind: LedgerEntry.Kind, transaction_id: str, memo: str
+) -> None:
     """A ledger entry Stripe's money movement makes in the top-up's wallet, exactly once.
     Callers have checked the currency against the top-up's."""
     ledger_apply(
@@ -173,8 +174,8 @@ def _check_refunded_after_failure(top_up: TopUp, refunded: Money) -> None:
     if _refunded_net(top_up) < refunded.nanos and top_up.refund_failed_amount:
         _flag(
             top_up,
-            f"Stripe reported {money_format(refunded)} refunded in all after a failed refund; "
-            f"{money_format(Money(_refunded_net(top_up), top_up.currency))} is debited now. "
+            f"Stripe reported {refunded} refunded in all after a failed refund; "
+            f"{Money(_refunded_net(top_up), top_up.currency)} is debited now. "
             "If this is a new refund, debit the difference by hand.",
         )
 
@@ -203,7 +204,7 @@ def top_up_refund_fail(*, top_up: TopUp, refund_id: str, amount: int, currency: 
         delta=money.nanos,
         kind=LedgerEntry.Kind.REFUND,
         transaction_id=transaction_id,
-        memo=f"Refund of {money_format(money)} failed at Stripe: given back",
+        memo=f"Refund of {money} failed at Stripe: given back",
     )
     top_up.refund_failed_amount += money.nanos
     TopUp.objects.filter(pk=top_up.pk).update(refund_failed_amount=top_up.refund_failed_amount)
@@ -238,7 +239,7 @@ def top_up_dispute(
         delta=-money.nanos,
         kind=LedgerEntry.Kind.DISPUTE,
         transaction_id=f"dispute:{dispute_id}",
-        memo=f"Card payment disputed ({money_format(money)})",
+        memo=f"Card payment disputed ({money})",
     )
     restored = f"dispute-won:{dispute_id}"
     if status == "won":
@@ -247,7 +248,7 @@ def top_up_dispute(
             delta=money.nanos,
             kind=LedgerEntry.Kind.DISPUTE,
             transaction_id=restored,
-            memo=f"Dispute won: {money_format(money)} restored",
+            memo=f"Dispute won: {money} restored",
         )
         if top_up.state == State.DISPUTED:  # a refunded top-up stays refunded
             transition(top_up, State.SUCCEEDED)
@@ -262,8 +263,8 @@ def top_up_currency_matches(*, top_up: TopUp, money: Money, what: str) -> bool:
         return True
     _flag(
         top_up,
-        f"Stripe reported {what} of {money_format(money)} for a top-up of "
-        f"{money_format(Money(top_up.amount, top_up.currency))}; no balance was changed.",
+        f"Stripe reported {what} of {money} for a top-up of "
+        f"{top_up.money}; no balance was changed.",
     )
     return False
 
@@ -279,7 +280,7 @@ def top_up_flag_uncredited(*, top_up: TopUp, what: str, money: Money) -> None:
     back from the developer, so an admin settles it by hand."""
     _flag(
         top_up,
-        f"Stripe reported {what} of {money_format(money)} for this top-up, which was never "
+        f"Stripe reported {what} of {money} for this top-up, which was never "
         "credited; no balance was changed.",
     )
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from billing.billing_accounts.selectors import billing_type_effective, organization_settings_get
 from billing.exceptions import BillingError
 from billing.models import BillingAccount, BillingType, TopUp, TopUpLimit, TrustTier
-from billing.money import Money, MoneyError, money_format, stripe_amount_check
+from billing.money import Money, MoneyError, stripe_amount_check
 from billing.payments import stripe_gateway
 
 State = TopUp.State
@@ -47,7 +47,7 @@ def top_up_offer(*, account: BillingAccount, currency: str) -> TopUpOffer | None
         maximum = min(maximum, tier.max_single_purchase)
     return TopUpOffer(
         currency,
-        Money(limit.minimum, currency),
+        limit.minimum_money,
         Money(maximum, currency),
         Money(min(limit.default, maximum), currency),
     )
@@ -87,7 +87,7 @@ def top_up_check(
     if limit is None:
         raise TopUpRefused(f"Adding credit in {currency} is not offered.")
     if money.nanos < limit.minimum:
-        raise TopUpRefused(f"The minimum top-up is {money_format(Money(limit.minimum, currency))}.")
+        raise TopUpRefused(f"The minimum top-up is {limit.minimum_money}.")
     try:  # a minimum saved before the settings page knew Stripe's: Stripe would refuse it
         stripe_amount_check(money)
     except MoneyError as exc:
@@ -98,12 +98,10 @@ def top_up_check(
     if tier and money.nanos > tier.max_single_purchase < limit.maximum:
         raise TopUpRefused(
             f"Your trust tier ({tier.name}) allows at most "
-            f"{money_format(Money(tier.max_single_purchase, currency))} in one top-up."
+            f"{tier.max_single_purchase_money} in one top-up."
         )
     if money.nanos > limit.maximum:
-        raise TopUpRefused(
-            f"The maximum for one top-up is {money_format(Money(limit.maximum, currency))}."
-        )
+        raise TopUpRefused(f"The maximum for one top-up is {limit.maximum_money}.")
     if tier:
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         used = (
@@ -116,9 +114,9 @@ def top_up_check(
             left = max(0, tier.max_monthly_total - used)
             raise TopUpRefused(
                 f"Your trust tier ({tier.name}) allows "
-                f"{money_format(Money(tier.max_monthly_total, currency))} of top-ups a month; "
-                f"{money_format(Money(used, currency))} is used this month, so at most "
-                f"{money_format(Money(left, currency))} more."
+                f"{tier.max_monthly_total_money} of top-ups a month; "
+                f"{Money(used, currency)} is used this month, so at most "
+                f"{Money(left, currency)} more."
             )
     if source == TopUp.Source.CHECKOUT:
         _check_wait(account, currency, now)

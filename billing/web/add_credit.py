@@ -16,7 +16,7 @@ from accounts.access import PortalRequest
 from billing.billing_accounts.selectors import billing_type_effective
 from billing.billing_accounts.services import billing_account_get_or_create
 from billing.models import BillingType, TopUp, Wallet
-from billing.money import Money, MoneyError
+from billing.money import MoneyError
 from billing.offline import (
     offline_checkout_event,
     offline_event_deliver_later,
@@ -120,7 +120,7 @@ def top_up_cancel_view(request: PortalRequest, public_id: uuid.UUID) -> HttpResp
         return render(
             request,
             "billing/top_ups/top_up_cancel.html",
-            {"top_up": top_up, "amount": Money(top_up.amount, top_up.currency), "tab": "balance"},
+            {"top_up": top_up, "amount": top_up.money, "tab": "balance"},
         )
     try:
         cancelled = top_up_cancel(top_up=top_up)
@@ -164,5 +164,5 @@ def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "billing/top_ups/test_payment.html",
-        {"top_up": top_up, "amount": Money(top_up.amount, top_up.currency)},
+        {"top_up": top_up, "amount": top_up.money},
     )

@@ -10,17 +10,15 @@ from django.utils import timezone
 from billing.auto_recharge.charge import FAILURES_BEFORE_SWITCH_OFF
 from billing.auto_recharge.selectors import recharge_waits_for_rise, runaway_guard_until
 from billing.models import AutoRecharge, BillingAccount, TopUpLimit
-from billing.money import Money, money_format
 from billing.web.forms import AutoRechargeForm
 
 
 def recharge_summary(recharge: AutoRecharge) -> str:
     if recharge.mode == AutoRecharge.Mode.FIXED:
-        what = f"add {money_format(Money(recharge.amount, recharge.currency))}"
+        what = f"add {recharge.amount_money}"
     else:
-        what = f"top up to {money_format(Money(recharge.amount, recharge.currency))}"
-    below = money_format(Money(recharge.threshold, recharge.currency))
-    return f"When the balance falls below {below}, {what}."
+        what = f"top up to {recharge.amount_money}"
+    return f"When the balance falls below {recharge.threshold_money}, {what}."
 
 
 def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
@@ -35,17 +33,17 @@ def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
         initial: dict[str, Any] = {
             "enabled": False,
             "mode": AutoRecharge.Mode.FIXED,
-            "threshold": Money(limit.minimum, currency).input_text,
-            "amount": Money(limit.default, currency).input_text,
+            "threshold": limit.minimum_money.input_text,
+            "amount": limit.default_money.input_text,
         }
         if recharge:
             initial = {
                 "enabled": recharge.enabled,
                 "mode": recharge.mode,
-                "threshold": Money(recharge.threshold, currency).input_text,
-                "amount": Money(recharge.amount, currency).input_text,
+                "threshold": recharge.threshold_money.input_text,
+                "amount": recharge.amount_money.input_text,
                 "monthly_cap": (
-                    Money(recharge.monthly_cap, currency).input_text if recharge.monthly_cap else ""
+                    recharge.monthly_cap_money.input_text if recharge.monthly_cap else ""
                 ),
             }
         panels.append(

@@ -167,7 +167,7 @@ def _adjust_save(
         messages.error(request, f"{exc} Nothing was changed.")
         return redirect("people_balance", user_id=developer.pk)
     entry = result.entry
-    balance = Money(entry.balance_after, entry.wallet.currency)
+    balance = entry.balance_after_money
     if result.replayed:
         messages.info(request, f"This adjustment was already saved; the balance is {balance}.")
     else:

@@ -139,9 +139,9 @@ def _limits_initial() -> list[dict]:
     return [
         {
             "currency": limit.currency,
-            "minimum": Money(limit.minimum, limit.currency).input_text,
-            "maximum": Money(limit.maximum, limit.currency).input_text,
-            "default": Money(limit.default, limit.currency).input_text,
+            "minimum": limit.minimum_money.input_text,
+            "maximum": limit.maximum_money.input_text,
+            "default": limit.default_money.input_text,
         }
         for limit in TopUpLimit.objects.all()
     ]

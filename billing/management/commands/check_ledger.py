@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 
 from billing.ledger.selectors import ledger_mismatches
 from billing.models import Wallet
-from billing.money import Money, money_format
+from billing.money import Money
 
 
 class Command(BaseCommand):
@@ -19,8 +19,8 @@ class Command(BaseCommand):
         for m in mismatches:
             self.stderr.write(
                 f"MISMATCH wallet {m.wallet_id} ({m.owner}, {m.currency}): balance "
-                f"{money_format(Money(m.balance, m.currency))} but entries sum to "
-                f"{money_format(Money(m.entries_sum, m.currency))}"
+                f"{Money(m.balance, m.currency)} but entries sum to "
+                f"{Money(m.entries_sum, m.currency)}"
             )
         checked = Wallet.objects.count()
         if mismatches:

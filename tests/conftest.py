@@ -1,4 +1,5 @@
-"""Shared fixtures: the five roles of the permission matrix and the external-service gates.
+"""Shared fixtures: the five roles of the permission matrix, a prepaid account, the
+external-service gates, and the helpers every folder uses (NANOS_PER_UNIT, usd()).
 
 Tests that need PostgreSQL, Redis or Chromium skip with the reason when those are missing;
 with REQUIRE_SERVICES=1 (set by .ci/run) the same gaps fail instead of skipping.
@@ -11,13 +12,27 @@ import shutil
 import threading
 import time
 
+import kombu.pools
 import pytest
 from django.core.cache import cache
 from django.db import connection, connections
 
+from billing.billing_type.services import billing_type_set
+from billing.models import BillingAccount, BillingTypeChange
+from billing.money import Money, money_parse
+from portal.celery import app as celery_app
 from tests.factories import AdminFactory, DeveloperFactory
 
+# The fake Stripe, a prepaid developer signed in, and the webhook helpers, for every folder.
+pytest_plugins = ["tests.fixtures.stripe"]
+
 CHROMIUM = "/usr/bin/chromium"
+# Nanos in one unit of a currency (one dollar): amounts are stored in nanos.
+NANOS_PER_UNIT = 10**9
+
+
+def usd(text: str) -> Money:
+    return money_parse(text, "USD")
 
 
 def require(condition: bool, reason: str) -> None:
@@ -44,6 +59,20 @@ def postgres(db: None) -> None:
 @pytest.fixture
 def developer(db: None):
     return DeveloperFactory()
+
+
+@pytest.fixture
+def prepaid_account(developer) -> BillingAccount:
+    """The billing account of `developer` (a fresh developer), which an admin made prepaid."""
+    account = developer.billing_account
+    billing_type_set(
+        account=account,
+        billing_type="PREPAID",
+        changed_by=None,
+        source=BillingTypeChange.Source.ADMIN,
+    )
+    account.refresh_from_db()
+    return account
 
 
 @pytest.fixture
@@ -111,3 +140,12 @@ def wait_until_blocked(thread: threading.Thread) -> bool:
                 return True
         time.sleep(0.02)
     return False
+
+
+def forget_broker_connections() -> None:
+    """Close this process's broker connections and let Celery build new ones from the current
+    settings, as Celery itself does after a fork. Celery reads the CELERY_* Django settings
+    live (so `settings` switches eager mode and the broker URL), but caches its pools."""
+    kombu.pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
-import kombu.pools
 import pytest
 from django.db import connection, transaction
 
@@ -19,29 +18,15 @@ from billing.auto_recharge.selectors import auto_recharge_due
 from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit
-from billing.models import BillingType, BillingTypeChange, LedgerEntry, Wallet
-from billing.money import money_parse
-from portal.celery import app as celery_app
+from billing.models import BillingAccount, BillingType, BillingTypeChange, LedgerEntry, Wallet
 from tests.api.conftest import Api, developer_path, error_of
+from tests.conftest import NANOS_PER_UNIT, forget_broker_connections, usd
 from tests.factories import auto_recharge_on
 from tests.fakes.silent_server import deadline, silent_server
-
-USD = 10**9
-
-
-def usd(text: str) -> Any:
-    return money_parse(text, "USD")
 
 
 def debit_body(units: str, tx: str) -> dict[str, Any]:
     return {"transactionAmount": {"currencyCode": "USD", "units": units}, "transactionId": tx}
-
-
-def _forget_broker_connections() -> None:
-    """Celery reads its settings live but caches its connection pools."""
-    kombu.pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 @contextlib.contextmanager
@@ -50,31 +35,23 @@ def hung_broker(settings: Any) -> Iterator[None]:
     with silent_server() as port:
         settings.CELERY_TASK_ALWAYS_EAGER = False
         settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"
-        _forget_broker_connections()
+        forget_broker_connections()
         try:
             yield
         finally:
-            _forget_broker_connections()
+            forget_broker_connections()
 
 
-def _prepaid_with_auto_recharge(developer: User) -> None:
-    account = developer.billing_account
-    billing_type_set(
-        account=account,
-        billing_type=BillingType.PREPAID,
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
-    account.refresh_from_db()
+def _with_auto_recharge(account: BillingAccount) -> None:
     wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
     auto_recharge_on(account)  # a test card; below USD 20, add USD 50
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_debit_answers_while_the_broker_hangs_and_the_sweep_finds_the_wallet(
-    api: Api, developer: User, portal_admin: User, settings
+    api: Api, developer: User, portal_admin: User, settings, prepaid_account: BillingAccount
 ):
-    _prepaid_with_auto_recharge(developer)
+    _with_auto_recharge(prepaid_account)
     token = api.token_for(portal_admin)
     path = developer_path(developer.email, "balance:debit")
 
@@ -86,7 +63,7 @@ def test_a_debit_answers_while_the_broker_hangs_and_the_sweep_finds_the_wallet(
     assert response.status_code == HTTPStatus.OK, response.content
     assert response.json()["wallets"][0]["balance"]["units"] == "10"
     assert time.monotonic() - started < 15
-    assert Wallet.objects.get(currency="USD").balance == 10 * USD
+    assert Wallet.objects.get(currency="USD").balance == 10 * NANOS_PER_UNIT
     assert LedgerEntry.objects.filter(transaction_id="usage-90").count() == 1
     # The recharge the debit could not hand on is found by the sweep once the broker is back.
     assert auto_recharge_due() == [(developer.billing_account.pk, "USD")]
@@ -144,10 +121,10 @@ def test_a_lock_timeout_answers_503_json_and_the_retry_applies_once(
     assert error["status"] == "UNAVAILABLE"
     assert "transactionId" in error["message"]
     assert busy["Retry-After"] == "1"
-    assert Wallet.objects.get(currency="USD").balance == 100 * USD
+    assert Wallet.objects.get(currency="USD").balance == 100 * NANOS_PER_UNIT
     assert not LedgerEntry.objects.filter(transaction_id="usage-30").exists()
 
     retry = api.call("POST", path, debit_body("30", "usage-30"), token=token)
     assert retry.status_code == HTTPStatus.OK
-    assert Wallet.objects.get(currency="USD").balance == 70 * USD
+    assert Wallet.objects.get(currency="USD").balance == 70 * NANOS_PER_UNIT
     assert LedgerEntry.objects.filter(transaction_id="usage-30").count() == 1

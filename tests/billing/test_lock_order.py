@@ -26,33 +26,17 @@ from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import BillingAccount, BillingTypeChange, TopUp, TrustTier, Wallet
-from billing.money import money_parse
 from billing.top_ups.checkout import top_up_start
 from billing.top_ups.limits import top_up_check
-from tests.conftest import wait_until_blocked
+from tests.conftest import NANOS_PER_UNIT, usd, wait_until_blocked
 from tests.factories import DeveloperFactory, auto_recharge_on
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-UNIT = 10**9
-
-
-def usd(text: str):
-    return money_parse(text, "USD")
-
-
 @pytest.fixture
-def account(postgres):
-    account = DeveloperFactory().billing_account
-    billing_type_set(
-        account=account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
-    account.refresh_from_db()
-    return account
+def account(postgres, prepaid_account):
+    return prepaid_account
 
 
 @pytest.fixture
@@ -165,7 +149,7 @@ def recharge_due(account) -> None:
     """Auto-recharge of 50 USD below 20, and a balance of 5: a recharge is due."""
     wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())
     auto_recharge_on(account, threshold="20", amount="50")
-    Wallet.objects.update(balance=5 * UNIT)  # below the threshold, no debit to trigger it
+    Wallet.objects.update(balance=5 * NANOS_PER_UNIT)  # below the threshold, no debit to trigger it
 
 
 @pytest.fixture
@@ -202,7 +186,7 @@ def test_a_recharge_credit_does_not_hold_the_wallet_while_waiting_for_the_settin
     succeed()
 
     assert wallet_free, "the credit held the wallet while it waited for the auto-recharge"
-    assert Wallet.objects.get(billing_account=account).balance == 55 * UNIT
+    assert Wallet.objects.get(billing_account=account).balance == 55 * NANOS_PER_UNIT
 
 
 def test_a_billing_type_change_takes_the_organisation_before_the_account(other_session):
@@ -241,7 +225,7 @@ def test_a_recharge_claim_counts_an_add_credit_being_started_in_the_monthly_tota
     checks it under a lock on the account; the claim checked it without, so a checkout started
     at the same moment was not counted and both passed the total together."""
     TrustTier.objects.filter(level=account.trust_tier, currency="USD").update(
-        max_monthly_total=100 * UNIT
+        max_monthly_total=100 * NANOS_PER_UNIT
     )
     held, done = threading.Event(), threading.Event()
 
@@ -251,7 +235,9 @@ def test_a_recharge_claim_counts_an_add_credit_being_started_in_the_monthly_tota
             with transaction.atomic():
                 BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
                 top_up_check(account=account, money=usd("60"))
-                TopUp.objects.create(billing_account=account, currency="USD", amount=60 * UNIT)
+                TopUp.objects.create(
+                    billing_account=account, currency="USD", amount=60 * NANOS_PER_UNIT
+                )
                 held.set()
                 done.wait(30)
         finally:
@@ -266,7 +252,9 @@ def test_a_recharge_claim_counts_an_add_credit_being_started_in_the_monthly_tota
     starting.join(30)
 
     assert claim() is None  # 60 + 50 would pass the tier's 100 a month
-    assert list(TopUp.objects.values_list("source", "amount")) == [("CHECKOUT", 60 * UNIT)]
+    assert list(TopUp.objects.values_list("source", "amount")) == [
+        ("CHECKOUT", 60 * NANOS_PER_UNIT)
+    ]
 
 
 def test_a_recharge_claim_waiting_for_a_billing_type_change_sees_the_new_type(

@@ -14,8 +14,7 @@ from billing.money import (
     money_to_stripe,
     stripe_round_up,
 )
-
-UNIT = 10**9
+from tests.conftest import NANOS_PER_UNIT
 
 
 @pytest.mark.parametrize(
@@ -29,7 +28,7 @@ UNIT = 10**9
         (" -0 ", 500_000_000, -500_000_000),
         ("0", 500_000_000, 500_000_000),
         (0, 500_000_000, 500_000_000),
-        (-7, 0, -7 * UNIT),
+        (-7, 0, -7 * NANOS_PER_UNIT),
     ],
 )
 def test_units_and_nanos_give_one_signed_amount(units, nanos, nanos_total):

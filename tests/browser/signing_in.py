@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing.billing_type.services import billing_type_set
-from billing.models import BillingTypeChange
-from tests.factories import PASSWORD, DeveloperFactory
+from tests.factories import PASSWORD
 
 
 def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> Any:
@@ -17,19 +15,6 @@ def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> A
     page.click("main button[type=submit]")
     page.wait_for_url(f"{base_url}/account/")
     return page
-
-
-def prepaid_developer(email: str = "priya@example.com") -> Any:
-    """A developer whose billing type an admin set to Prepaid, ready to add credit."""
-
-    developer = DeveloperFactory(email=email)
-    billing_type_set(
-        account=developer.billing_account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
-    return developer
 
 
 def signed_in_page(browser: Any, base_url: str, email: str, width: int | None = None) -> Any:

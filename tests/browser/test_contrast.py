@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.signing_in import prepaid_developer, sign_in
+from tests.browser.signing_in import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -23,11 +23,12 @@ CONTRAST = """el => {
 }"""
 
 
-def test_pending_and_warning_text_has_enough_contrast(browser, live_server, settings):
+def test_pending_and_warning_text_has_enough_contrast(
+    browser, live_server, settings, prepaid_developer
+):
     settings.PORTAL_BASE_URL = live_server.url
-    prepaid_developer()
     page = browser.new_context().new_page()
-    sign_in(page, live_server.url, "priya@example.com")
+    sign_in(page, live_server.url, prepaid_developer.email)
 
     page.goto(f"{live_server.url}/account/balance/add-credit/USD/")
     page.fill("input[name=amount]", "10")

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.signing_in import prepaid_developer, sign_in
+from tests.browser.signing_in import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -38,10 +38,9 @@ def test_signup_errors_and_hints_are_read_with_their_fields(browser, live_server
     assert broken_references(page) == []
 
 
-def test_an_add_credit_error_is_read_with_the_amount(browser, live_server):
-    prepaid_developer()
+def test_an_add_credit_error_is_read_with_the_amount(browser, live_server, prepaid_developer):
     page = browser.new_context().new_page()
-    sign_in(page, live_server.url, "priya@example.com")
+    sign_in(page, live_server.url, prepaid_developer.email)
     page.goto(f"{live_server.url}/account/balance/add-credit/USD/")
     page.fill("input[name=amount]", "0.01")
     page.click("main button:has-text('Continue to payment')")

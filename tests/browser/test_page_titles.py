@@ -6,16 +6,17 @@ from __future__ import annotations
 import pytest
 
 from billing.models import TopUp
-from tests.browser.signing_in import prepaid_developer, sign_in
+from tests.browser.signing_in import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def test_the_add_credit_pages_have_titles_of_their_own(browser, live_server, settings):
+def test_the_add_credit_pages_have_titles_of_their_own(
+    browser, live_server, settings, prepaid_developer
+):
     settings.PORTAL_BASE_URL = live_server.url
-    prepaid_developer()
     page = browser.new_context().new_page()
-    sign_in(page, live_server.url, "priya@example.com")
+    sign_in(page, live_server.url, prepaid_developer.email)
     titles = {"account": page.title()}
     page.goto(f"{live_server.url}/account/balance/")
     titles["balance"] = page.title()

@@ -7,17 +7,18 @@ import pytest
 from playwright.sync_api import expect
 
 from billing.models import TopUp
-from tests.browser.signing_in import prepaid_developer, sign_in
+from tests.browser.signing_in import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def test_the_status_is_announced_once_when_the_payment_is_confirmed(browser, live_server, settings):
+def test_the_status_is_announced_once_when_the_payment_is_confirmed(
+    browser, live_server, settings, prepaid_developer
+):
     settings.PORTAL_BASE_URL = live_server.url
-    prepaid_developer()
     context = browser.new_context(viewport={"width": 390, "height": 844})
     payer = context.new_page()
-    sign_in(payer, live_server.url, "priya@example.com")
+    sign_in(payer, live_server.url, prepaid_developer.email)
     payer.goto(f"{live_server.url}/account/balance/add-credit/USD/")
     payer.fill("input[name=amount]", "10")
     payer.click("main button:has-text('Continue to payment')")

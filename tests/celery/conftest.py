@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import kombu.pools
 import pytest
 import redis
 import stripe
@@ -33,27 +32,24 @@ from django.test import Client
 from django.urls import reverse
 
 from billing.auto_recharge.settings import auto_recharge_configure
-from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit
-from billing.models import AutoRecharge, BillingAccount, BillingTypeChange, LedgerEntry
+from billing.models import AutoRecharge, BillingAccount, LedgerEntry
 from billing.money import Money
 from billing.payments.cards import card_save
 from portal.celery import app as celery_app
-from tests.conftest import require
-from tests.factories import DeveloperFactory
+from tests.conftest import NANOS_PER_UNIT, forget_broker_connections, require
 from tests.fakes.stripe_server import FakeStripeProcess, signed_event
 
 ROOT = Path(__file__).resolve().parents[2]
-USD = 10**9
 API_KEY = "sk_test_celery_integration"
 WEBHOOK_SECRET = "whsec_celery_integration"
 REDIS_REASON = "needs Redis: set TEST_REDIS_URL"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
-OPENING = 30 * USD
-THRESHOLD = 20 * USD
-RECHARGE = 50 * USD
+OPENING = 30 * NANOS_PER_UNIT
+THRESHOLD = 20 * NANOS_PER_UNIT
+RECHARGE = 50 * NANOS_PER_UNIT
 CARD = "pm_card_visa"
 # auto_recharge_configure asks a worker once whether a recharge is already due ("not due").
 CONFIGURE_TASKS = 1
@@ -173,15 +169,6 @@ def fake_stripe() -> Iterator[FakeStripeProcess]:
         yield fake
 
 
-def _forget_broker_connections() -> None:
-    """Close this process's broker connections and let Celery build new ones from the current
-    settings, as Celery itself does after a fork. Celery reads the CELERY_* Django settings
-    live (so `settings` switches eager mode and the broker URL), but caches its pools."""
-    kombu.pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
 @pytest.fixture
 def celery_broker(
     settings: Any, broker: Broker, fake_stripe: FakeStripeProcess
@@ -193,13 +180,13 @@ def celery_broker(
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.STRIPE_API_BASE = fake_stripe.url
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    _forget_broker_connections()
+    forget_broker_connections()
     assert celery_app.conf.broker_url == broker.url
     assert not celery_app.conf.task_always_eager
     try:
         yield broker
     finally:
-        _forget_broker_connections()
+        forget_broker_connections()
 
 
 # ---- the worker ----
@@ -371,16 +358,10 @@ def start_worker(
 
 
 @pytest.fixture
-def recharge_account(celery_broker: Broker) -> BillingAccount:
+def recharge_account(celery_broker: Broker, prepaid_account: BillingAccount) -> BillingAccount:
     """A prepaid developer with a saved card, $30 of credit, and auto-recharge on: below $20,
     add $50. The Stripe customer is left for the app to create on the first charge."""
-    account = DeveloperFactory().billing_account
-    billing_type_set(
-        account=account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
+    account = prepaid_account
     card_save(account=account, payment_method_id=CARD, brand="visa", last4="4242")
     account.refresh_from_db()
     wallet_credit(

@@ -31,12 +31,12 @@ from tests.celery.conftest import (
     CONFIGURE_TASKS,
     OPENING,
     RECHARGE,
-    USD,
     deliver_webhook,
     payment_intent_creates,
     read_mails,
     wait_until,
 )
+from tests.conftest import NANOS_PER_UNIT
 from tests.fakes.stripe_server import FakeStripeProcess
 
 pytestmark = [
@@ -58,7 +58,7 @@ def test_a_debit_below_the_threshold_charges_the_card_once_and_credits_once(
 
     debit = wallet_debit(
         account=recharge_account,
-        money=Money(15 * USD, "USD"),
+        money=Money(15 * NANOS_PER_UNIT, "USD"),
         transaction_id="usage-1",
         actor=Actor.system(),
     )
@@ -100,7 +100,9 @@ def test_a_debit_below_the_threshold_charges_the_card_once_and_credits_once(
     [credit] = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP)
     assert (credit.transaction_id, credit.amount) == (intent["id"], RECHARGE)
     assert credit.actor_type == LedgerEntry.ActorType.STRIPE
-    assert balance(recharge_account) == OPENING - 15 * USD + RECHARGE == 65 * USD
+    assert (
+        balance(recharge_account) == OPENING - 15 * NANOS_PER_UNIT + RECHARGE == 65 * NANOS_PER_UNIT
+    )
 
     # Stripe's webhook reports the same payment afterwards: processed, not credited again.
     event = fake_stripe.payment_intent_event(intent["id"], "payment_intent.succeeded")
@@ -108,7 +110,7 @@ def test_a_debit_below_the_threshold_charges_the_card_once_and_credits_once(
         assert deliver_webhook(client, event).status_code == HTTPStatus.OK
     assert StripeEvent.objects.get(pk=event["id"]).status == StripeEvent.Status.PROCESSED
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP).count() == 1
-    assert balance(recharge_account) == 65 * USD
+    assert balance(recharge_account) == 65 * NANOS_PER_UNIT
     assert RechargeAttempt.objects.get().state == RechargeAttempt.State.SUCCEEDED
     assert len(payment_intent_creates(fake_stripe)) == 1
     call_command("check_ledger")
@@ -116,7 +118,7 @@ def test_a_debit_below_the_threshold_charges_the_card_once_and_credits_once(
 
 # 25 threads of 8 debits: each thread on its own PostgreSQL connection, all released at once
 # (200 connections at once would exceed PostgreSQL's default max_connections of 100).
-THREADS, DEBITS_PER_THREAD, DEBIT = 25, 8, USD // 10
+THREADS, DEBITS_PER_THREAD, DEBIT = 25, 8, NANOS_PER_UNIT // 10
 
 
 def test_two_hundred_concurrent_debits_crossing_the_threshold_give_one_recharge(
@@ -125,7 +127,7 @@ def test_two_hundred_concurrent_debits_crossing_the_threshold_give_one_recharge(
     worker = start_worker()
     worker.wait_results(CONFIGURE_TASKS)  # the check auto_recharge_configure asked for
     worker.wait_results(CONFIGURE_TASKS)
-    opening = 21 * USD  # just above the $20 threshold: almost every debit reports it
+    opening = 21 * NANOS_PER_UNIT  # just above the $20 threshold: almost every debit reports it
     wallet_debit(
         account=recharge_account,
         money=Money(OPENING - opening, "USD"),
@@ -184,7 +186,7 @@ def test_two_hundred_concurrent_debits_crossing_the_threshold_give_one_recharge(
     [credit] = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP)
     assert credit.transaction_id == attempt.stripe_payment_intent_id
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE).count() == 1 + debits
-    assert balance(recharge_account) == opening - debits * DEBIT + RECHARGE == 51 * USD
+    assert balance(recharge_account) == opening - debits * DEBIT + RECHARGE == 51 * NANOS_PER_UNIT
     call_command("check_ledger")
 
 
@@ -206,7 +208,9 @@ def test_more_than_three_recharges_in_ten_minutes_switch_it_off_and_alert_an_adm
     worker.wait_results(CONFIGURE_TASKS)
 
     for n in (1, 2, 3, 4):
-        amount = 15 * USD if n == 1 else 50 * USD  # each time from $65 (or $30) down to $15
+        amount = (
+            15 * NANOS_PER_UNIT if n == 1 else 50 * NANOS_PER_UNIT
+        )  # each time from $65 (or $30) down to $15
         assert wallet_debit(
             account=recharge_account,
             money=Money(amount, "USD"),
@@ -214,12 +218,12 @@ def test_more_than_three_recharges_in_ten_minutes_switch_it_off_and_alert_an_adm
             actor=Actor.system(),
         ).below_recharge_threshold
         assert worker.wait_results(CONFIGURE_TASKS + n)[-1] == "SUCCEEDED"
-        assert balance(recharge_account) == 65 * USD
+        assert balance(recharge_account) == 65 * NANOS_PER_UNIT
 
     # A fifth need within ten minutes: the guard stops auto-recharge instead of charging.
     assert wallet_debit(
         account=recharge_account,
-        money=Money(50 * USD, "USD"),
+        money=Money(50 * NANOS_PER_UNIT, "USD"),
         transaction_id="usage-5",
         actor=Actor.system(),
     ).below_recharge_threshold
@@ -233,7 +237,7 @@ def test_more_than_three_recharges_in_ten_minutes_switch_it_off_and_alert_an_adm
     assert len(payment_intent_creates(fake_stripe)) == 4
     assert RechargeAttempt.objects.filter(state=RechargeAttempt.State.SUCCEEDED).count() == 4
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP).count() == 4
-    assert balance(recharge_account) == 15 * USD
+    assert balance(recharge_account) == 15 * NANOS_PER_UNIT
     [alert] = wait_until(lambda: read_mails(mail_dir), what="the admin alert", workers=(worker,))
     assert f"To: {ALERTS}" in alert
     email = recharge_account.user.email

@@ -23,11 +23,11 @@ from tests.celery.conftest import (
     OPENING,
     RECHARGE,
     THRESHOLD,
-    USD,
     payment_intent_creates,
     read_mails,
     wait_until,
 )
+from tests.conftest import NANOS_PER_UNIT
 from tests.fakes.stripe_server import FakeStripeProcess
 
 pytestmark = [
@@ -45,7 +45,7 @@ def balance(account: BillingAccount) -> int:
     return Wallet.objects.get(billing_account=account, currency="USD").balance
 
 
-def debit(account: BillingAccount, transaction_id: str, amount: int = 1 * USD) -> bool:
+def debit(account: BillingAccount, transaction_id: str, amount: int = 1 * NANOS_PER_UNIT) -> bool:
     """A usage debit; True if it reported the threshold (and so enqueued a recharge)."""
     return wallet_debit(
         account=account,
@@ -79,7 +79,9 @@ def test_three_declines_in_a_row_back_off_then_switch_auto_recharge_off(
 
     for n in (1, 2, 3):
         started = timezone.now()
-        assert debit(recharge_account, f"usage-{n}", amount=15 * USD if n == 1 else USD)
+        assert debit(
+            recharge_account, f"usage-{n}", amount=15 * NANOS_PER_UNIT if n == 1 else NANOS_PER_UNIT
+        )
         attempts = failed_attempts(n, worker, mail_dir)
         finished = timezone.now()
 
@@ -120,7 +122,7 @@ def test_three_declines_in_a_row_back_off_then_switch_auto_recharge_off(
     assert [c["status"] for c in creates] == [402, 402, 402]
     assert [c["idempotency_key"] for c in creates] == [a.idempotency_key for a in attempts]
     assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP).exists()
-    assert balance(recharge_account) == OPENING - 17 * USD
+    assert balance(recharge_account) == OPENING - 17 * NANOS_PER_UNIT
 
     # Switched off: a debit no longer asks, and a recharge asked for anyway charges nothing.
     assert not debit(recharge_account, "usage-4")
@@ -151,7 +153,7 @@ def test_three_declines_in_a_row_back_off_then_switch_auto_recharge_off(
         None,
     )
     assert recharge.disabled_reason == ""
-    assert balance(recharge_account) == OPENING - 18 * USD + RECHARGE
+    assert balance(recharge_account) == OPENING - 18 * NANOS_PER_UNIT + RECHARGE
     assert len(read_mails(mail_dir)) == 3
     call_command("check_ledger")
 
@@ -164,7 +166,7 @@ def test_a_card_needing_authentication_ends_the_attempt_like_a_decline(
     worker.wait_results(CONFIGURE_TASKS)  # the check auto_recharge_configure asked for
     started = timezone.now()
 
-    assert debit(recharge_account, "usage-1", amount=15 * USD)
+    assert debit(recharge_account, "usage-1", amount=15 * NANOS_PER_UNIT)
     [attempt] = failed_attempts(1, worker, mail_dir)
     finished = timezone.now()
 
@@ -185,7 +187,7 @@ def test_a_card_needing_authentication_ends_the_attempt_like_a_decline(
     assert "We will try again in an hour." in mail
     assert worker.wait_results(CONFIGURE_TASKS + 1)[-1] == "FAILED"
     assert len(payment_intent_creates(fake_stripe)) == 1  # not retried
-    assert balance(recharge_account) == OPENING - 15 * USD
+    assert balance(recharge_account) == OPENING - 15 * NANOS_PER_UNIT
 
 
 def test_stripe_server_errors_are_retried_under_the_same_key_until_one_charge(
@@ -195,7 +197,7 @@ def test_stripe_server_errors_are_retried_under_the_same_key_until_one_charge(
     worker = start_worker()
     worker.wait_results(CONFIGURE_TASKS)  # the check auto_recharge_configure asked for
 
-    assert debit(recharge_account, "usage-1", amount=15 * USD)
+    assert debit(recharge_account, "usage-1", amount=15 * NANOS_PER_UNIT)
     attempt = wait_until(
         lambda: RechargeAttempt.objects.filter(state=RechargeAttempt.State.SUCCEEDED).first(),
         what="the attempt to succeed after two Stripe 500s",
@@ -214,7 +216,7 @@ def test_stripe_server_errors_are_retried_under_the_same_key_until_one_charge(
     assert TopUp.objects.get().state == TopUp.State.SUCCEEDED
     [credit] = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP)
     assert (credit.transaction_id, credit.amount) == (intent["id"], RECHARGE)
-    assert balance(recharge_account) == OPENING - 15 * USD + RECHARGE
+    assert balance(recharge_account) == OPENING - 15 * NANOS_PER_UNIT + RECHARGE
     recharge = AutoRecharge.objects.get(billing_account=recharge_account)
     assert (recharge.consecutive_failures, recharge.retry_after) == (0, None)
     assert read_mails(mail_dir) == []
@@ -231,7 +233,7 @@ def test_a_stripe_500_saved_under_the_key_closes_the_attempt_and_a_new_one_charg
     worker = start_worker()
     worker.wait_results(CONFIGURE_TASKS)
 
-    assert debit(recharge_account, "usage-1", amount=15 * USD)
+    assert debit(recharge_account, "usage-1", amount=15 * NANOS_PER_UNIT)
     first = wait_until(
         lambda: RechargeAttempt.objects.filter(state=RechargeAttempt.State.FAILED).first(),
         what="the attempt to close after the replayed 500",
@@ -247,7 +249,7 @@ def test_a_stripe_500_saved_under_the_key_closes_the_attempt_and_a_new_one_charg
     assert recharge.retry_after > timezone.now()  # a short pause, not the decline's hour
     assert recharge.retry_after < timezone.now() + timedelta(minutes=10)
     assert read_mails(mail_dir) == []  # Stripe's failure, not the developer's card
-    assert balance(recharge_account) == OPENING - 15 * USD
+    assert balance(recharge_account) == OPENING - 15 * NANOS_PER_UNIT
 
     AutoRecharge.objects.filter(pk=recharge.pk).update(retry_after=timezone.now())  # pause over
     auto_recharge_run.delay(recharge_account.pk, "USD")
@@ -260,7 +262,7 @@ def test_a_stripe_500_saved_under_the_key_closes_the_attempt_and_a_new_one_charg
     assert second.idempotency_key != first.idempotency_key
     [intent] = fake_stripe.objects("payment_intent")
     assert second.stripe_payment_intent_id == intent["id"]
-    assert balance(recharge_account) == OPENING - 15 * USD + RECHARGE
+    assert balance(recharge_account) == OPENING - 15 * NANOS_PER_UNIT + RECHARGE
     call_command("check_ledger")
 
 
@@ -273,7 +275,7 @@ def test_a_stripe_500_saved_after_the_charge_finds_the_payment_and_credits_once(
     worker = start_worker()
     worker.wait_results(CONFIGURE_TASKS)
 
-    assert debit(recharge_account, "usage-1", amount=15 * USD)
+    assert debit(recharge_account, "usage-1", amount=15 * NANOS_PER_UNIT)
     attempt = wait_until(
         lambda: RechargeAttempt.objects.filter(state=RechargeAttempt.State.SUCCEEDED).first(),
         what="the attempt to find its payment",

@@ -23,12 +23,12 @@ from tests.celery.conftest import (
     CONFIGURE_TASKS,
     OPENING,
     RECHARGE,
-    USD,
     Broker,
     deliver_webhook,
     payment_intent_creates,
     wait_until,
 )
+from tests.conftest import NANOS_PER_UNIT
 from tests.fakes.stripe_server import FakeStripeProcess
 
 pytestmark = [
@@ -39,7 +39,7 @@ pytestmark = [
 
 # Stripe creates the PaymentIntent at once but answers this late; the worker dies meanwhile.
 SLOW_ANSWER_SECONDS = 10
-BELOW = OPENING - 15 * USD
+BELOW = OPENING - 15 * NANOS_PER_UNIT
 VISIBILITY_TIMEOUT = 1  # seconds, for the worker that takes over a lost task
 
 
@@ -55,7 +55,7 @@ def kill_worker_while_stripe_answers(
     first.wait_results(CONFIGURE_TASKS)
     wallet_debit(
         account=account,
-        money=Money(15 * USD, "USD"),
+        money=Money(15 * NANOS_PER_UNIT, "USD"),
         transaction_id="usage-1",
         actor=Actor.system(),
     )
@@ -105,7 +105,7 @@ def assert_charged_once(
     assert TopUp.objects.get().state == TopUp.State.SUCCEEDED
     [credit] = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP)
     assert (credit.transaction_id, credit.amount) == (intent["id"], RECHARGE)
-    assert balance(account) == BELOW + RECHARGE == 65 * USD
+    assert balance(account) == BELOW + RECHARGE == 65 * NANOS_PER_UNIT
     call_command("check_ledger")
 
 
@@ -162,7 +162,7 @@ def test_a_pool_process_killed_mid_charge_is_replaced_and_the_task_run_again(
     [pool_process] = worker.pool_processes()
     wallet_debit(
         account=recharge_account,
-        money=Money(15 * USD, "USD"),
+        money=Money(15 * NANOS_PER_UNIT, "USD"),
         transaction_id="usage-1",
         actor=Actor.system(),
     )
@@ -212,5 +212,5 @@ def test_stripe_webhook_settles_a_dead_workers_attempt_and_the_redelivered_task_
     assert TopUp.objects.get().state == TopUp.State.SUCCEEDED
     [credit] = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.TOP_UP)
     assert credit.transaction_id == intent["id"]
-    assert balance(recharge_account) == BELOW + RECHARGE == 65 * USD
+    assert balance(recharge_account) == BELOW + RECHARGE == 65 * NANOS_PER_UNIT
     call_command("check_ledger")

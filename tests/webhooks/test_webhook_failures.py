@@ -10,17 +10,15 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
-import kombu.pools
 import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
 from billing.models import BillingAccount, StripeEvent
-from billing.webhooks.receive import _failed
-from portal.celery import app as celery_app
+from tests.conftest import forget_broker_connections
 from tests.fakes.stripe_server import FakeStripe, signed_event
-from tests.stripe.conftest import post_raw
+from tests.fixtures.stripe import post_raw
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -28,26 +26,19 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 BROKER_DOWN = "redis://127.0.0.1:9/0"
 
 
-def _forget_broker_connections() -> None:
-    """Celery reads its settings live but caches its connection pools."""
-    kombu.pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
 @pytest.fixture
 def broker_down(settings: Any) -> Iterator[None]:
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.CELERY_BROKER_URL = BROKER_DOWN
-    _forget_broker_connections()
+    forget_broker_connections()
     yield
-    _forget_broker_connections()
+    forget_broker_connections()
 
 
 def _broker_back(settings: Any) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = True  # in-process: the task runs at once
     settings.CELERY_BROKER_URL = "memory://"
-    _forget_broker_connections()
+    forget_broker_connections()
 
 
 def _send(event: dict[str, Any]) -> int:
@@ -75,7 +66,9 @@ def test_a_saved_card_is_not_lost_while_the_broker_is_down(
     assert StripeEvent.objects.get().status == StripeEvent.Status.PROCESSED
 
 
-def test_the_failure_email_refused_by_the_mail_server_is_sent_at_the_next_failure(settings):
+def test_the_failure_email_refused_by_the_mail_server_is_sent_at_the_next_failure(
+    settings, deliver_failing
+):
     """Stripe retries a failing event for days and the admins hear of it once. When the mail
     server refused that one email, they never heard of it at all."""
 
@@ -84,11 +77,11 @@ def test_the_failure_email_refused_by_the_mail_server_is_sent_at_the_next_failur
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens: refused
 
-    assert _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))[0] == 500
+    assert deliver_failing("evt_failing")[0] == 500
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # the server is back
-    _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))
-    _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))
+    deliver_failing("evt_failing")
+    deliver_failing("evt_failing")
 
     [email] = mail.outbox
     assert "evt_failing" in email.subject and "boom" in email.body

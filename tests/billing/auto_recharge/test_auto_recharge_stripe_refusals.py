@@ -16,16 +16,13 @@ from billing.auto_recharge.settings import auto_recharge_configure
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import AutoRecharge, RechargeAttempt
-from billing.money import Money, money_parse
+from billing.money import Money
 from billing.payments import stripe_gateway
 from billing.payments.customers import stripe_customer_ensure
+from tests.conftest import usd
 from tests.fakes.stripe_server import FakeStripe
 
 pytestmark = pytest.mark.django_db
-
-
-def usd(text: str) -> Any:
-    return money_parse(text, "USD")
 
 
 @pytest.fixture

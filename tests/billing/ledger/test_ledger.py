@@ -14,16 +14,12 @@ from billing.models import (
     OrganizationSettings,
     Wallet,
 )
-from billing.money import Money, money_parse
+from billing.money import Money
+from tests.conftest import usd
 
 pytestmark = pytest.mark.django_db
 
 USD = "USD"
-
-
-def usd(amount: str) -> Money:
-
-    return money_parse(amount, USD)
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.factories import PASSWORD, DeveloperFactory
-from tests.stripe.conftest import make_prepaid
+from tests.factories import PASSWORD
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,8 +34,10 @@ def shoot(page, name: str, viewport: str) -> None:
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_a_developer_adds_20_dollars_and_sees_pending_then_done(browser, live_server, viewport):
-    developer = make_prepaid(DeveloperFactory())
+def test_a_developer_adds_20_dollars_and_sees_pending_then_done(
+    browser, live_server, viewport, prepaid_developer
+):
+    developer = prepaid_developer
     context = browser.new_context(viewport=VIEWPORTS[viewport])
     page = context.new_page()
     base = live_server.url

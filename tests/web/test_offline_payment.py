@@ -18,9 +18,9 @@ from django.utils import timezone
 from billing.models import LedgerEntry, StripeEvent, TopUp, Wallet
 from billing.payments.stripe_gateway import CHECKOUT_LIFETIME
 from billing.top_ups.checkout import TopUpNotCancelled, top_up_cancel, top_up_pay_offline
-from tests.stripe.conftest import add_credit, latest_top_up
+from tests.conftest import NANOS_PER_UNIT
+from tests.fixtures.stripe import add_credit, latest_top_up
 
-UNIT = 10**9
 transactional = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
@@ -76,10 +76,10 @@ def test_paying_on_the_test_page_credits_once_after_the_redirect(prepaid_client)
     assert not timers[0].is_alive()
 
     wallet = Wallet.objects.get(currency="USD")
-    assert wallet.balance == 20 * UNIT
+    assert wallet.balance == 20 * NANOS_PER_UNIT
     [entry] = LedgerEntry.objects.all()
     assert entry.transaction_id.startswith("pi_offline_")
-    assert (entry.kind, entry.amount, entry.actor_type) == ("TOP_UP", 20 * UNIT, "STRIPE")
+    assert (entry.kind, entry.amount, entry.actor_type) == ("TOP_UP", 20 * NANOS_PER_UNIT, "STRIPE")
     [event] = StripeEvent.objects.all()
     assert (event.type, event.status) == ("checkout.session.completed", "PROCESSED")
     done = prepaid_client.get(status_url, headers={"HX-Request": "true"})
@@ -99,7 +99,7 @@ def test_cancelling_right_after_paying_on_the_test_page_cancels_nothing(prepaid_
     assert "Nothing was charged" not in text(answer)
     assert wait_for(lambda: top_up_state(top_up) == "SUCCEEDED")
     timers[0].join(timeout=10)
-    assert Wallet.objects.get(currency="USD").balance == 20 * UNIT
+    assert Wallet.objects.get(currency="USD").balance == 20 * NANOS_PER_UNIT
 
 
 @pytest.mark.django_db
@@ -153,7 +153,7 @@ def test_a_double_click_on_pay_still_credits_once(postgres, prepaid_client):
     for timer in timers:
         timer.join(timeout=10)
     assert top_up_state(top_up) == "SUCCEEDED"
-    assert Wallet.objects.get(currency="USD").balance == 20 * UNIT
+    assert Wallet.objects.get(currency="USD").balance == 20 * NANOS_PER_UNIT
     assert LedgerEntry.objects.count() == 1
 
 

@@ -32,14 +32,13 @@ from billing.models import (
 from billing.money import money_parse
 from billing.payments.stripe_gateway import customer_create
 from billing.top_ups.limits import PENDING_COUNTS_FOR
+from tests.conftest import NANOS_PER_UNIT
 from tests.factories import AdminFactory
 from tests.fakes.silent_server import deadline
 from tests.fakes.stripe_server import FakeStripe, StripeApiError
-from tests.stripe.conftest import add_credit, deliver, latest_top_up
+from tests.fixtures.stripe import add_credit, deliver, latest_top_up
 
 pytestmark = pytest.mark.django_db
-
-UNIT = 10**9
 
 
 def page_text(response: Any) -> str:
@@ -65,7 +64,7 @@ def earlier_top_up(account: BillingAccount, dollars: int, **fields: Any) -> TopU
     return TopUp.objects.create(
         billing_account=account,
         currency="USD",
-        amount=dollars * UNIT,
+        amount=dollars * NANOS_PER_UNIT,
         state=fields.pop("state", TopUp.State.SUCCEEDED),
         **fields,
     )
@@ -80,7 +79,7 @@ def test_add_credit_opens_a_checkout_session_for_exactly_that_top_up(
     response = add_credit(prepaid_client, "20")
 
     top_up = latest_top_up()
-    assert (top_up.state, top_up.currency, top_up.amount) == ("PENDING", "USD", 20 * UNIT)
+    assert (top_up.state, top_up.currency, top_up.amount) == ("PENDING", "USD", 20 * NANOS_PER_UNIT)
     assert top_up.billing_account.user == prepaid_developer
     [customer_call] = stripe_calls(fake_stripe, "/v1/customers")
     [session_call] = stripe_calls(fake_stripe, "/v1/checkout/sessions")
@@ -226,7 +225,7 @@ def test_a_higher_trust_tier_allows_more_in_one_top_up(fake_stripe, prepaid_clie
     response = add_credit(prepaid_client, "250")
 
     assert response.status_code == HTTPStatus.FOUND
-    assert latest_top_up().amount == 250 * UNIT
+    assert latest_top_up().amount == 250 * NANOS_PER_UNIT
 
 
 def test_above_the_organisations_maximum_the_organisations_limit_is_named(
@@ -455,7 +454,9 @@ def test_cancel_of_a_page_already_paid_keeps_the_top_up_for_its_webhook(
     assert top_up.state == "PENDING"
     assert "was already paid on the payment page, so it cannot be cancelled" in page_text(response)
     assert deliver(prepaid_client, completed).status_code == HTTPStatus.OK
-    assert Wallet.objects.get(billing_account__user=prepaid_developer).balance == 20 * UNIT
+    assert (
+        Wallet.objects.get(billing_account__user=prepaid_developer).balance == 20 * NANOS_PER_UNIT
+    )
 
 
 def test_cancel_while_stripe_cannot_be_reached_cancels_nothing(
@@ -632,14 +633,16 @@ def test_the_balance_page_offers_add_credit_for_a_negative_wallet(
     account = prepaid_developer.billing_account
     usd = money_parse("1", "USD")
     wallet_credit(account=account, money=usd, transaction_id="t1", actor=Actor.system())
-    OrganizationSettings.objects.update(prepaid_grace_nanos=5 * UNIT)  # negative within grace
+    OrganizationSettings.objects.update(
+        prepaid_grace_nanos=5 * NANOS_PER_UNIT
+    )  # negative within grace
     wallet_adjust(
         account=account, change=-money_parse("3", "USD"), actor=Actor.system(), reason="x"
     )
 
     response = prepaid_client.get(reverse("my_balance"))
 
-    assert Wallet.objects.get().balance == -2 * UNIT
+    assert Wallet.objects.get().balance == -2 * NANOS_PER_UNIT
     assert add_credit_links(response) == ["USD"]
     assert "-$2.00" in page_text(response)
 

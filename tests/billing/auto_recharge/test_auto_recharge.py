@@ -35,6 +35,7 @@ from billing.offline import offline_setup_event
 from billing.payments.cards import card_save
 from billing.tasks import auto_recharge_sweep
 from billing.webhooks.receive import webhook_receive
+from tests.conftest import usd
 
 pytestmark = pytest.mark.django_db
 
@@ -42,20 +43,9 @@ VISA = "pm_offline_visa_4242"
 DECLINED = "pm_offline_visa_0002"
 
 
-def usd(text: str):
-    return money_parse(text, "USD")
-
-
 @pytest.fixture
-def account(developer):
-    account = developer.billing_account
-    billing_type_set(
-        account=account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
-    account.refresh_from_db()
+def account(prepaid_account):
+    account = prepaid_account
     card_save(account=account, payment_method_id=VISA, brand="visa", last4="4242")
     account.refresh_from_db()
     wallet_credit(account=account, money=usd("100"), transaction_id="opening", actor=Actor.system())

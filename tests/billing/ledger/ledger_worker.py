@@ -1,6 +1,6 @@
 """A separate process that applies ledger operations, for the concurrency tests.
 
-    python -m tests.billing.ledger_worker OPS_JSON RESULT_JSON START_AT
+    python -m tests.billing.ledger.ledger_worker OPS_JSON RESULT_JSON START_AT
 
 Runs with DATABASE_URL pointing at the test database; waits until START_AT (epoch seconds) so
 that all workers begin together, then applies each operation through the service layer.
@@ -20,7 +20,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
 
-    django.setup()
+    django.setup()  # the models may be imported only now
     from billing.exceptions import InsufficientFunds, TransactionConflict
     from billing.ledger.entries import Actor
     from billing.ledger.services import wallet_credit, wallet_debit

@@ -10,13 +10,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from billing.auto_recharge.settings import auto_recharge_configure
-from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_adjust, wallet_credit, wallet_debit
 from billing.models import (
     AuditLogEntry,
     AutoRecharge,
-    BillingTypeChange,
     LedgerEntry,
     OrganizationSettings,
     RechargeAttempt,
@@ -25,25 +23,10 @@ from billing.models import (
 )
 from billing.money import money_parse
 from billing.payments.cards import card_save
+from tests.conftest import usd
 from tests.factories import AdminFactory, auto_recharge_on
 
 pytestmark = pytest.mark.django_db
-
-
-def usd(text: str):
-    return money_parse(text, "USD")
-
-
-@pytest.fixture
-def prepaid_developer(developer):
-    billing_type_set(
-        account=developer.billing_account,
-        billing_type="PREPAID",
-        changed_by=None,
-        source=BillingTypeChange.Source.ADMIN,
-    )
-    developer.billing_account.refresh_from_db()
-    return developer
 
 
 @pytest.fixture

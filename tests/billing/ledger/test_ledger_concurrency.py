@@ -20,12 +20,12 @@ from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit
 from billing.models import BillingTypeChange, LedgerEntry, Wallet
 from billing.money import Money
+from tests.conftest import NANOS_PER_UNIT
 from tests.factories import DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-ROOT = Path(__file__).resolve().parents[2]
-USD = 10**9
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def database_url() -> str:
@@ -52,7 +52,7 @@ def run_workers(tmp_path: Path, account_id: int, jobs: list[list]) -> Counter:
                     [
                         sys.executable,
                         "-m",
-                        "tests.billing.ledger_worker",
+                        "tests.billing.ledger.ledger_worker",
                         str(ops_file),
                         str(result_file),
                         str(start_at),
@@ -87,7 +87,7 @@ def prepaid_account(postgres):
 
 def test_many_processes_mixed_operations_end_at_the_exact_sum(prepaid_account, tmp_path):
     rng = random.Random(20261121)
-    opening = 1_000_000 * USD
+    opening = 1_000_000 * NANOS_PER_UNIT
     wallet_credit(
         account=prepaid_account,
         money=Money(opening, "USD"),
@@ -101,7 +101,7 @@ def test_many_processes_mixed_operations_end_at_the_exact_sum(prepaid_account, t
     # Duplicates of operations in the same run race their originals from another process;
     # conflicts reuse a pre-applied id with another amount and must always lose.
     duplicates = rng.sample(unique, 400)
-    pre_applied = [("credit", f"pre{n}", 5 * USD) for n in range(50)]
+    pre_applied = [("credit", f"pre{n}", 5 * NANOS_PER_UNIT) for n in range(50)]
     for _, tid, nanos in pre_applied:
         wallet_credit(
             account=prepaid_account,
@@ -144,11 +144,11 @@ def test_many_processes_mixed_operations_end_at_the_exact_sum(prepaid_account, t
 def test_concurrent_debits_never_overspend_a_prepaid_wallet(prepaid_account, tmp_path):
     wallet_credit(
         account=prepaid_account,
-        money=Money(100 * USD, "USD"),
+        money=Money(100 * NANOS_PER_UNIT, "USD"),
         transaction_id="opening",
         actor=Actor.system(),
     )
-    jobs = [[("debit", f"w{w}-{n}", USD) for n in range(25)] for w in range(10)]
+    jobs = [[("debit", f"w{w}-{n}", NANOS_PER_UNIT) for n in range(25)] for w in range(10)]
 
     outcomes = run_workers(tmp_path, prepaid_account.pk, jobs)
 

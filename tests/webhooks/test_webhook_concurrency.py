@@ -18,16 +18,15 @@ from django.db import connection, connections
 
 from billing.ledger.selectors import ledger_mismatches
 from billing.models import LedgerEntry, StripeEvent, TopUp, Wallet
-from billing.webhooks.receive import _failed
+from tests.conftest import NANOS_PER_UNIT
 from tests.fakes.stripe_server import FakeStripe, signed_event
-from tests.stripe.conftest import WEBHOOK_SECRET, add_credit, latest_top_up
+from tests.fixtures.stripe import WEBHOOK_SECRET, add_credit, latest_top_up
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-UNIT = 10**9
 THREADS = 10
 # No proxy handler entries: these requests stay on 127.0.0.1 whatever the environment says.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -88,9 +87,9 @@ def paid_top_up(postgres, fake_stripe: FakeStripe, prepaid_client) -> tuple[TopU
 
 
 def assert_credited_once(top_up: TopUp, payment_intent_id: str) -> None:
-    assert Wallet.objects.get(currency="USD").balance == 20 * UNIT
+    assert Wallet.objects.get(currency="USD").balance == 20 * NANOS_PER_UNIT
     assert list(LedgerEntry.objects.values_list("kind", "amount", "transaction_id")) == [
-        ("TOP_UP", 20 * UNIT, payment_intent_id)
+        ("TOP_UP", 20 * NANOS_PER_UNIT, payment_intent_id)
     ]
     top_up.refresh_from_db()
     assert (top_up.state, top_up.ledger_transaction_id) == ("SUCCEEDED", payment_intent_id)
@@ -142,10 +141,10 @@ def test_concurrent_refund_events_debit_the_refunded_total_once(
 
     assert answers == [HTTPStatus.OK] * THREADS
     refunds = LedgerEntry.objects.filter(kind="REFUND").values_list("amount", flat=True)
-    assert sum(refunds) == -12 * UNIT
-    assert Wallet.objects.get(currency="USD").balance == 8 * UNIT
+    assert sum(refunds) == -12 * NANOS_PER_UNIT
+    assert Wallet.objects.get(currency="USD").balance == 8 * NANOS_PER_UNIT
     top_up.refresh_from_db()
-    assert top_up.refunded_amount == 12 * UNIT
+    assert top_up.refunded_amount == 12 * NANOS_PER_UNIT
     assert ledger_mismatches() == []
 
 
@@ -183,19 +182,21 @@ def test_a_payment_its_refund_and_its_dispute_reported_at_once_end_the_same(
 
     entries = LedgerEntry.objects.order_by("kind", "amount").values_list("kind", "amount")
     assert list(entries) == [
-        ("DISPUTE", -15 * UNIT),
-        ("DISPUTE", 15 * UNIT),
-        ("REFUND", -5 * UNIT),
-        ("TOP_UP", 20 * UNIT),
+        ("DISPUTE", -15 * NANOS_PER_UNIT),
+        ("DISPUTE", 15 * NANOS_PER_UNIT),
+        ("REFUND", -5 * NANOS_PER_UNIT),
+        ("TOP_UP", 20 * NANOS_PER_UNIT),
     ]
-    assert Wallet.objects.get(currency="USD").balance == 15 * UNIT
+    assert Wallet.objects.get(currency="USD").balance == 15 * NANOS_PER_UNIT
     top_up.refresh_from_db()
-    assert (top_up.state, top_up.refunded_amount) == ("SUCCEEDED", 5 * UNIT)
+    assert (top_up.state, top_up.refunded_amount) == ("SUCCEEDED", 5 * NANOS_PER_UNIT)
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"PROCESSED"}
     assert ledger_mismatches() == []
 
 
-def test_two_deliveries_failing_at_once_email_the_admins_exactly_once(postgres, settings):
+def test_two_deliveries_failing_at_once_email_the_admins_exactly_once(
+    postgres, settings, deliver_failing
+):
     """Both failures count the attempt; the one that counts the first tells the admins. The count
     was read in a second query, so two failures meeting on the row could both read 2."""
 
@@ -219,7 +220,7 @@ def test_two_deliveries_failing_at_once_email_the_admins_exactly_once(postgres, 
 
     def fail() -> None:
         try:
-            _failed("evt_failing", "payment_intent.succeeded", RuntimeError("boom"))
+            deliver_failing("evt_failing")
         finally:
             connection.close()
 

@@ -11,11 +11,10 @@ from django.urls import reverse
 from billing.billing_accounts.selectors import organization_settings_get
 from billing.models import AuditLogEntry, AutoRecharge, TopUp, TopUpLimit
 from billing.notifications.admins import notify_admins
+from tests.conftest import NANOS_PER_UNIT
 from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db
-
-UNIT = 10**9
 
 
 def form_data(**overrides):
@@ -45,9 +44,9 @@ def test_out_of_the_box_limits_are_usd_5_500_10():
     limit = TopUpLimit.objects.get()
     assert (limit.currency, limit.minimum, limit.maximum, limit.default) == (
         "USD",
-        5 * UNIT,
-        500 * UNIT,
-        10 * UNIT,
+        5 * NANOS_PER_UNIT,
+        500 * NANOS_PER_UNIT,
+        10 * NANOS_PER_UNIT,
     )
     assert organization_settings_get().top_up_wait_seconds == 300
 
@@ -65,7 +64,11 @@ def test_admin_saves_add_credit_settings_and_a_new_currency(client, portal_admin
         "billing@example.com",
     )
     eur = TopUpLimit.objects.get(currency="EUR")
-    assert (eur.minimum, eur.maximum, eur.default) == (10 * UNIT, 300 * UNIT, 25_500_000_000)
+    assert (eur.minimum, eur.maximum, eur.default) == (
+        10 * NANOS_PER_UNIT,
+        300 * NANOS_PER_UNIT,
+        25_500_000_000,
+    )
     audit = AuditLogEntry.objects.get(action="organization.top_up_settings.set")
     assert audit.actor == portal_admin and audit.data["before"]["top_up_wait_seconds"] == 300
 
@@ -79,8 +82,8 @@ def test_removing_a_currency_is_confirmed_first_then_stops_add_credit_in_it(
         billing_account=developer.billing_account,
         currency="EUR",
         enabled=True,
-        threshold=10 * UNIT,
-        amount=20 * UNIT,
+        threshold=10 * NANOS_PER_UNIT,
+        amount=20 * NANOS_PER_UNIT,
     )
     removal = form_data(
         **{"limits-INITIAL_FORMS": "2", "limits-1-DELETE": "on", "top_up_wait_seconds": "60"}
@@ -169,7 +172,7 @@ def test_bad_settings_are_refused_and_nothing_changes(client, portal_admin, over
 )
 def test_add_credit_log_needs_its_permission(client, request, developer, role, expected):
     TopUp.objects.create(
-        billing_account=developer.billing_account, currency="USD", amount=20 * UNIT
+        billing_account=developer.billing_account, currency="USD", amount=20 * NANOS_PER_UNIT
     )
     client.force_login(request.getfixturevalue(role))
     response = client.get(reverse("admin:billing_topup_changelist"))
@@ -204,7 +207,7 @@ def test_add_credit_log_shows_a_top_up_as_money_read_only(client, developer, por
         billing_account=developer.billing_account,
         currency="USD",
         amount=20_500_000_000,
-        refunded_amount=5 * UNIT,
+        refunded_amount=5 * NANOS_PER_UNIT,
         state=TopUp.State.REFUNDED,
     )
     client.force_login(portal_admin)
@@ -229,9 +232,9 @@ def test_add_credit_log_shows_refunds_that_failed_and_were_given_back(
     top_up = TopUp.objects.create(
         billing_account=developer.billing_account,
         currency="USD",
-        amount=20 * UNIT,
-        refunded_amount=20 * UNIT,
-        refund_failed_amount=5 * UNIT,
+        amount=20 * NANOS_PER_UNIT,
+        refunded_amount=20 * NANOS_PER_UNIT,
+        refund_failed_amount=5 * NANOS_PER_UNIT,
         state=TopUp.State.SUCCEEDED,
     )
     client.force_login(portal_admin)

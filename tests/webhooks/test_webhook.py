@@ -20,13 +20,13 @@ from django.utils import timezone
 
 from billing.billing_accounts.selectors import organization_settings_get
 from billing.models import LedgerEntry, OrganizationSettings, StripeEvent, TopUp, Wallet
-from billing.top_ups.confirmations import _flag
+from billing.top_ups.confirmations import top_up_flag_uncredited
+from tests.conftest import NANOS_PER_UNIT, usd
 from tests.fakes.stripe_server import FakeStripe, signed_event
-from tests.stripe.conftest import WEBHOOK_SECRET, add_credit, latest_top_up, post_raw, sign
+from tests.fixtures.stripe import WEBHOOK_SECRET, add_credit, latest_top_up, post_raw, sign
 
 pytestmark = pytest.mark.django_db
 
-UNIT = 10**9
 ADMIN_EMAIL = "payments-admin@example.com"
 
 
@@ -91,8 +91,8 @@ def succeeded_intent_event(fake: FakeStripe, payment_intent_id: str) -> dict[str
 
 
 def assert_credited_once(top_up: TopUp, payment_intent_id: str) -> None:
-    assert balance() == 20 * UNIT
-    assert ledger() == [("TOP_UP", 20 * UNIT, payment_intent_id)]
+    assert balance() == 20 * NANOS_PER_UNIT
+    assert ledger() == [("TOP_UP", 20 * NANOS_PER_UNIT, payment_intent_id)]
     top_up.refresh_from_db()
     assert top_up.state == "SUCCEEDED"
     assert top_up.stripe_payment_intent_id == payment_intent_id
@@ -111,7 +111,7 @@ def test_a_paid_checkout_credits_the_wallet_once(top_up, checkout_completed, sen
     entry = LedgerEntry.objects.get()
     assert (entry.actor_type, entry.balance_after, entry.memo) == (
         "STRIPE",
-        20 * UNIT,
+        20 * NANOS_PER_UNIT,
         "Card payment",
     )
     assert Wallet.objects.get().last_credit_at is not None
@@ -259,7 +259,7 @@ def test_a_signature_290_seconds_old_is_still_accepted(top_up, checkout_complete
     response = post_raw(stripe_sender, payload, sign(payload, timestamp=int(time.time()) - 290))
 
     assert response.status_code == HTTPStatus.OK
-    assert balance() == 20 * UNIT
+    assert balance() == 20 * NANOS_PER_UNIT
 
 
 @pytest.mark.parametrize(
@@ -466,11 +466,11 @@ def test_a_full_refund_debits_the_refunded_amount_once(
 
     assert balance() == 0
     assert ledger() == [
-        ("TOP_UP", 20 * UNIT, pi),
-        ("REFUND", -20 * UNIT, f"refund:{charge_id}:2000"),
+        ("TOP_UP", 20 * NANOS_PER_UNIT, pi),
+        ("REFUND", -20 * NANOS_PER_UNIT, f"refund:{charge_id}:2000"),
     ]
     assert state(top_up) == "REFUNDED"
-    assert top_up.refunded_amount == 20 * UNIT
+    assert top_up.refunded_amount == 20 * NANOS_PER_UNIT
 
 
 def test_partial_refunds_debit_exactly_what_is_new(fake_stripe, top_up, checkout_completed, send):
@@ -483,10 +483,13 @@ def test_partial_refunds_debit_exactly_what_is_new(fake_stripe, top_up, checkout
     for event in (first, second, first, second):  # replays, and the older one arriving late
         assert send(event) == HTTPStatus.OK
 
-    assert balance() == 8 * UNIT
-    assert [amount for kind, amount, _ in ledger() if kind == "REFUND"] == [-5 * UNIT, -7 * UNIT]
+    assert balance() == 8 * NANOS_PER_UNIT
+    assert [amount for kind, amount, _ in ledger() if kind == "REFUND"] == [
+        -5 * NANOS_PER_UNIT,
+        -7 * NANOS_PER_UNIT,
+    ]
     assert state(top_up) == "SUCCEEDED"
-    assert top_up.refunded_amount == 12 * UNIT
+    assert top_up.refunded_amount == 12 * NANOS_PER_UNIT
 
     assert send(fake_stripe.charge_refunded_event(pi)) == HTTPStatus.OK  # the remaining 8.00
 
@@ -505,8 +508,8 @@ def test_partial_refunds_arriving_newest_first_debit_the_total_once(
     assert send(second) == HTTPStatus.OK
     assert send(first) == HTTPStatus.OK
 
-    assert balance() == 8 * UNIT
-    assert sum(amount for kind, amount, _ in ledger() if kind == "REFUND") == -12 * UNIT
+    assert balance() == 8 * NANOS_PER_UNIT
+    assert sum(amount for kind, amount, _ in ledger() if kind == "REFUND") == -12 * NANOS_PER_UNIT
 
 
 def test_a_refund_before_the_payment_is_known_waits_for_it(
@@ -551,9 +554,12 @@ def test_a_refund_before_the_payment_is_known_ends_with_the_money_right(
     stripe_delivers(send, refunded, checkout_completed)
 
     assert balance() == 0
-    assert sorted(amount for _, amount, _ in ledger()) == [-20 * UNIT, 20 * UNIT]
+    assert sorted(amount for _, amount, _ in ledger()) == [
+        -20 * NANOS_PER_UNIT,
+        20 * NANOS_PER_UNIT,
+    ]
     assert state(top_up) == "REFUNDED"
-    assert top_up.refunded_amount == 20 * UNIT
+    assert top_up.refunded_amount == 20 * NANOS_PER_UNIT
 
 
 def test_a_refund_for_a_payment_we_never_saw_waits(fake_stripe, top_up, send):
@@ -668,7 +674,7 @@ def test_an_expired_session_does_not_undo_a_paid_top_up(
     assert send(late) == HTTPStatus.OK
 
     assert state(top_up) == "SUCCEEDED"
-    assert balance() == 20 * UNIT
+    assert balance() == 20 * NANOS_PER_UNIT
 
 
 # --- disputes ---------------------------------------------------------------------------------
@@ -686,15 +692,15 @@ def test_a_dispute_takes_the_money_back_and_a_won_dispute_restores_it(
     assert send(opened) == HTTPStatus.OK
 
     assert balance() == 0
-    assert ledger()[1:] == [("DISPUTE", -20 * UNIT, f"dispute:{dispute_id}")]
+    assert ledger()[1:] == [("DISPUTE", -20 * NANOS_PER_UNIT, f"dispute:{dispute_id}")]
     assert state(top_up) == "DISPUTED"
 
     won = fake_stripe.dispute_closed_event(pi, status="won")
     assert send(won) == HTTPStatus.OK
     assert send(won) == HTTPStatus.OK
 
-    assert balance() == 20 * UNIT
-    assert ledger()[2:] == [("DISPUTE", 20 * UNIT, f"dispute-won:{dispute_id}")]
+    assert balance() == 20 * NANOS_PER_UNIT
+    assert ledger()[2:] == [("DISPUTE", 20 * NANOS_PER_UNIT, f"dispute-won:{dispute_id}")]
     assert state(top_up) == "SUCCEEDED"
 
 
@@ -764,7 +770,7 @@ def test_an_inquiry_takes_no_money(fake_stripe, top_up, checkout_completed, send
     assert send(opened_inquiry) == HTTPStatus.OK
     assert send(closed_inquiry) == HTTPStatus.OK
 
-    assert balance() == 20 * UNIT
+    assert balance() == 20 * NANOS_PER_UNIT
 
 
 def dispute_events(fake_stripe, pi: str, *steps: tuple[str, str]) -> list[dict[str, Any]]:
@@ -793,7 +799,7 @@ def test_an_inquiry_that_becomes_a_lost_chargeback_takes_the_money_once(
     )
 
     assert send(events[0]) == HTTPStatus.OK
-    assert balance() == 20 * UNIT  # an inquiry: nothing withdrawn yet
+    assert balance() == 20 * NANOS_PER_UNIT  # an inquiry: nothing withdrawn yet
     for event in events[1:]:
         assert send(event) == HTTPStatus.OK
 
@@ -821,10 +827,10 @@ def test_a_won_dispute_leaves_the_balance_whole_in_any_order(
     for n in order:
         assert send(events[n]) == HTTPStatus.OK
 
-    assert balance() == 20 * UNIT
+    assert balance() == 20 * NANOS_PER_UNIT
     assert sorted(amount for kind, amount, _ in ledger() if kind == "DISPUTE") in (
         [],
-        [-20 * UNIT, 20 * UNIT],
+        [-20 * NANOS_PER_UNIT, 20 * NANOS_PER_UNIT],
     )
     assert state(top_up) == "SUCCEEDED"
 
@@ -849,13 +855,16 @@ def test_a_failed_refund_gives_the_money_back_once(fake_stripe, top_up, checkout
     for event in failed:  # charge.refund.updated, refund.updated, refund.failed
         assert send(event) == HTTPStatus.OK
 
-    assert balance() == 20 * UNIT
+    assert balance() == 20 * NANOS_PER_UNIT
     assert ledger()[1:] == [
-        ("REFUND", -20 * UNIT, f"refund:{refunded['data']['object']['id']}:2000"),
-        ("REFUND", 20 * UNIT, f"refund-failed:{refund_id}"),
+        ("REFUND", -20 * NANOS_PER_UNIT, f"refund:{refunded['data']['object']['id']}:2000"),
+        ("REFUND", 20 * NANOS_PER_UNIT, f"refund-failed:{refund_id}"),
     ]
     assert state(top_up) == "SUCCEEDED"
-    assert (top_up.refunded_amount, top_up.refund_failed_amount) == (20 * UNIT, 20 * UNIT)
+    assert (top_up.refunded_amount, top_up.refund_failed_amount) == (
+        20 * NANOS_PER_UNIT,
+        20 * NANOS_PER_UNIT,
+    )
     assert all(status == "PROCESSED" for status in events().values())
 
 
@@ -870,8 +879,11 @@ def test_the_same_failed_refund_event_ten_times_gives_back_once(
     answers = [send(failed[-1]) for _ in range(10)]
 
     assert answers == [HTTPStatus.OK] * 10
-    assert balance() == 20 * UNIT
-    assert [amount for kind, amount, _ in ledger() if kind == "REFUND"] == [-5 * UNIT, 5 * UNIT]
+    assert balance() == 20 * NANOS_PER_UNIT
+    assert [amount for kind, amount, _ in ledger() if kind == "REFUND"] == [
+        -5 * NANOS_PER_UNIT,
+        5 * NANOS_PER_UNIT,
+    ]
 
 
 @pytest.mark.parametrize("first", [0, 1, 2])
@@ -883,14 +895,16 @@ def test_a_failure_reported_before_its_refund_ends_with_the_money_right(
     refunded, _, failed = refund_then_fail(fake_stripe, pi, amount=500)
 
     assert send(failed[first]) == HTTPStatus.INTERNAL_SERVER_ERROR  # waits for the refund
-    assert balance() == 20 * UNIT and len(ledger()) == 1  # nothing given that was not taken
+    assert (
+        balance() == 20 * NANOS_PER_UNIT and len(ledger()) == 1
+    )  # nothing given that was not taken
     assert mail.outbox == []
     stripe_delivers(send, *failed, refunded)
 
-    assert balance() == 20 * UNIT
+    assert balance() == 20 * NANOS_PER_UNIT
     assert sorted(amount for kind, amount, _ in ledger() if kind == "REFUND") == [
-        -5 * UNIT,
-        5 * UNIT,
+        -5 * NANOS_PER_UNIT,
+        5 * NANOS_PER_UNIT,
     ]
     assert state(top_up) == "SUCCEEDED"
 
@@ -905,15 +919,15 @@ def test_a_partial_refund_that_fails_while_another_succeeds_gives_back_only_its_
 
     stripe_delivers(send, first, second, *first_failed, second, first)
 
-    assert balance() == 13 * UNIT  # 20 - 5 - 7, and the failed 5 given back
+    assert balance() == 13 * NANOS_PER_UNIT  # 20 - 5 - 7, and the failed 5 given back
     assert state(top_up) == "SUCCEEDED"
-    assert _net_refunded(top_up) == 7 * UNIT
+    assert _net_refunded(top_up) == 7 * NANOS_PER_UNIT
 
     assert send(fake_stripe.charge_refunded_event(pi)) == HTTPStatus.OK  # the remaining 8.00
 
-    assert balance() == 5 * UNIT  # the failed refund stays with the developer
+    assert balance() == 5 * NANOS_PER_UNIT  # the failed refund stays with the developer
     assert state(top_up) == "SUCCEEDED"
-    assert _net_refunded(top_up) == 15 * UNIT
+    assert _net_refunded(top_up) == 15 * NANOS_PER_UNIT
 
 
 def _net_refunded(top_up: TopUp) -> int:
@@ -935,7 +949,7 @@ def test_a_lower_refunded_total_after_a_failed_refund_is_flagged_not_guessed(
     with django_capture_on_commit_callbacks(execute=True):
         assert send(fake_stripe.event_for("charge.refunded", charge)) == HTTPStatus.OK
 
-    assert balance() == 13 * UNIT
+    assert balance() == 13 * NANOS_PER_UNIT
     top_up.refresh_from_db()
     assert top_up.flagged
     assert top_up.flag_reason.startswith(
@@ -988,8 +1002,8 @@ def test_a_refund_in_another_currency_is_flagged_for_an_admin_not_ignored(
         with django_capture_on_commit_callbacks(execute=True):
             assert send(refunded) == HTTPStatus.OK
 
-    assert balance() == 20 * UNIT
-    assert ledger() == [("TOP_UP", 20 * UNIT, pi)]
+    assert balance() == 20 * NANOS_PER_UNIT
+    assert ledger() == [("TOP_UP", 20 * NANOS_PER_UNIT, pi)]
     assert not Wallet.objects.filter(currency="EUR").exists()
     assert state(top_up) == "SUCCEEDED"
     assert top_up.refunded_amount == 0
@@ -1010,8 +1024,8 @@ def test_a_dispute_in_another_currency_debits_no_wallet_and_is_flagged_once(
         with django_capture_on_commit_callbacks(execute=True):
             assert send(event) == HTTPStatus.OK
 
-    assert balance() == 20 * UNIT
-    assert ledger() == [("TOP_UP", 20 * UNIT, pi)]
+    assert balance() == 20 * NANOS_PER_UNIT
+    assert ledger() == [("TOP_UP", 20 * NANOS_PER_UNIT, pi)]
     assert not Wallet.objects.filter(currency="EUR").exists()
     assert state(top_up) == "SUCCEEDED"
     assert_flagged_once(
@@ -1106,7 +1120,7 @@ def test_a_refund_before_its_payment_still_waits_when_the_top_up_is_flagged_for_
     assert send(checkout_completed) == HTTPStatus.OK
     assert send(refunded) == HTTPStatus.OK
 
-    assert balance() == 15 * UNIT
+    assert balance() == 15 * NANOS_PER_UNIT
 
 
 # --- a handler that crashes -------------------------------------------------------------------
@@ -1161,10 +1175,15 @@ def test_a_long_flag_is_kept_whole_and_a_repeated_reason_is_not_emailed_again(
     top_up, django_capture_on_commit_callbacks
 ):
 
-    reasons = [f"Reason {n}: " + "x" * 300 for n in range(3)]
-    for reason in [*reasons, *reasons]:
+    whats = [f"Reason {n}: " + "x" * 300 for n in range(3)]
+    reasons = [
+        f"Stripe reported {what} of $1.00 for this top-up, which was never credited; "
+        "no balance was changed."
+        for what in whats
+    ]
+    for what in [*whats, *whats]:
         with django_capture_on_commit_callbacks(execute=True):
-            _flag(top_up, reason)
+            top_up_flag_uncredited(top_up=top_up, what=what, money=usd("1"))
 
     top_up.refresh_from_db()
     assert top_up.flag_reason.splitlines() == reasons

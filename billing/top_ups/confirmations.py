@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from billing.ledger.entries import Actor, ledger_apply
 from billing.ledger.services import wallet_credit
+from billing.locks import top_up_lock_by
 from billing.models import LedgerEntry, TopUp
 from billing.models.state import transition
 from billing.money import Money, money_from_stripe
@@ -32,19 +32,11 @@ def top_up_for_stripe(
     """Find and lock our top-up from what a Stripe object carries: our id in metadata, or
     Stripe's ids. Call inside a transaction; the services below expect the row locked, so that
     concurrent events about one payment take turns."""
-    top_up_id = (metadata or {}).get("top_up_id")
-    rows = TopUp.objects.select_for_update(of=("self",)).select_related("billing_account")
-    query = rows.none()
-    if top_up_id:
-        query = rows.filter(public_id=top_up_id)
-    elif payment_intent_id:
-        query = rows.filter(stripe_payment_intent_id=payment_intent_id)
-    elif session_id:
-        query = rows.filter(stripe_checkout_session_id=session_id)
-    try:
-        return query.first()
-    except (ValueError, ValidationError):  # a malformed id in metadata is "not ours"
-        return None
+    return top_up_lock_by(
+        public_id=(metadata or {}).get("top_up_id") or "",
+        payment_intent_id=payment_intent_id or "",
+        session_id=session_id or "",
+    )
 
 
 def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, currency: str) -> bool:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib import admin
+from django.utils.html import format_html
 
 from billing.models import (
     AuditLogEntry,
@@ -9,7 +12,7 @@ from billing.models import (
     StripeEvent,
     TopUp,
 )
-from billing.money import money_format
+from billing.money import Money, money_format
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -42,11 +45,73 @@ class BillingTypeChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditLogEntry)
 class AuditLogEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "action", "actor", "target_user", "data"]
+    list_display = ["created_at", "summary", "actor", "target_user"]
     list_filter = ["action"]
     date_hierarchy = "created_at"
     search_fields = ["actor__email", "target_user__email", "action"]
     list_select_related = ["actor", "target_user"]
+    fields = ["created_at", "action", "actor", "target_user", "details", "data"]
+
+    @admin.display(description="what", ordering="action")
+    def summary(self, entry: AuditLogEntry) -> str:
+        """The action, then its details cut short; the whole of it on the entry's own page."""
+        text = audit_details(entry.data)
+        if len(text) > SUMMARY_LENGTH:
+            text = text[: SUMMARY_LENGTH - 1] + "…"
+        return format_html("<strong>{}</strong><br>{}", entry.action, text)
+
+    @admin.display(description="details")
+    def details(self, entry: AuditLogEntry) -> str:
+        return audit_details(entry.data)
+
+
+SUMMARY_LENGTH = 160
+
+
+def audit_details(data: object, currency: str | None = None) -> str:
+    """An audit entry's data as people read it: amounts in money ("balance after: $12.50"), not
+    nanos; "USD 5.00 to 500.00, default 10.00" for Add credit limits."""
+    if isinstance(data, list):
+        return "; ".join(audit_details(item, currency) for item in data) or "none"
+    if isinstance(data, bool):
+        return "yes" if data else "no"
+    if not isinstance(data, dict):
+        return "—" if data is None or data == "" else str(data)
+    currency = data.get("currency", currency)
+    if {"minimum", "maximum", "default"} <= data.keys():
+        return (
+            f"{currency} {_amount(data['minimum'], currency)} to "
+            f"{_amount(data['maximum'], currency)}, default {_amount(data['default'], currency)}"
+        )
+    parts = []
+    for key in sorted(data, key=_reading_order):
+        value = data[key]
+        if key == "currency" and not isinstance(value, dict | list):
+            continue
+        label = key.removesuffix("_nanos").replace("_", " ")
+        if key.endswith("_nanos") and isinstance(value, int):
+            parts.append(f"{label}: {_amount(value, currency)}")
+        elif isinstance(value, dict | list):
+            parts.append(f"{label}: ({audit_details(value, currency)})")
+        else:
+            parts.append(f"{label}: {audit_details(value, currency)}")
+    if currency and "currency" in data:
+        parts.insert(0, f"currency: {currency}")
+    return ", ".join(parts)
+
+
+# PostgreSQL keeps JSON keys in its own order: show the telling ones first, the rest A to Z.
+_FIRST = ["old", "new", "enabled", "change_nanos", "amount_nanos", "threshold_nanos", "mode"]
+
+
+def _reading_order(key: str) -> tuple[int, str]:
+    return (_FIRST.index(key), "") if key in _FIRST else (len(_FIRST), key)
+
+
+def _amount(nanos: int, currency: str | None) -> str:
+    if currency:
+        return money_format(Money(nanos, currency))
+    return format(Decimal(nanos).scaleb(-9).normalize(), "f")  # a grace: in each currency's units
 
 
 @admin.register(OrganizationSettings)

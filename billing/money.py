@@ -5,11 +5,21 @@ Apigee/Google `Money` JSON, Stripe minor units, form input and localised display
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel import Locale
+from babel.numbers import (
+    NumberFormatError,
+    format_currency,
+    format_decimal,
+    get_currency_precision,
+    get_currency_symbol,
+    list_currencies,
+    parse_decimal,
+)
 
 NANOS_PER_UNIT = 10**9
 MAX_NANO_PART = NANOS_PER_UNIT - 1
@@ -78,9 +88,39 @@ _NOT_CURRENCIES = frozenset({"XXX", "XTS"})
 _WHOLE_NUMBER_TEXT = re.compile(r"[+-]?[0-9]+")
 _KNOWN = frozenset(list_currencies()) - _NOT_CURRENCIES
 
+# What people type: the portal is in English, so amounts are read as en_US writes them.
+INPUT_LOCALE = "en_US"
+TOO_LARGE = "The amount is too large."
+# The text is cut into sign, symbol, number, exponent and symbol, each then checked on its own.
+# Possessive quantifiers keep the match linear however long the text (backtracking is not).
+_INPUT_PARTS = re.compile(
+    r"(?P<sign>[+-]?+)\s*+(?P<before>[^\s0-9.,+-]++)?\s*+(?P<sign2>[+-]?+)"
+    r"(?P<number>[0-9.,]++)(?P<exponent>[eE][+-]?+[0-9]++)?\s*+(?P<after>[^\s0-9.,]++)?"
+)
+_PLAIN_NUMBER = re.compile(r"(?=[.,]*+[0-9])[0-9,]*+(?:\.[0-9]*+)?")
+_SPACE_GROUPED = re.compile(r"[+-]?+[0-9]{1,3}(?:[ \u00a0\u202f][0-9]{3})++(?:\.[0-9]++)?")
+_DOT_GROUPED = re.compile(r"[+-]?+[0-9]{1,3}(?:\.[0-9]{3})++(?:,[0-9]++)?")
+_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
+# Past ten digits before the point an amount is over MAX_AMOUNT_NANOS: refused before any
+# conversion of the digits.
+_MAX_WHOLE_DIGITS = len(str(MAX_AMOUNT_NANOS // NANOS_PER_UNIT))
+_SYMBOLS = {
+    symbol: code
+    for code, symbol in Locale.parse(INPUT_LOCALE).currency_symbols.items()
+    if code in _KNOWN
+}
+
 
 class MoneyError(ValueError):
     """Input that is not a valid amount; the message says which field and why."""
+
+
+class MoneyPrecisionError(MoneyError):
+    """More decimals than allowed. `understood` is the amount as typed, where nanos hold it."""
+
+    def __init__(self, message: str, understood: Money | None) -> None:
+        super().__init__(message)
+        self.understood = understood
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,22 +327,206 @@ def money_from_stripe(amount: int, currency: str) -> Money:
 
 
 def money_parse(text: str, currency: str, *, max_decimals: int | None = None) -> Money:
-    """Form input such as "20", "20.5" or "1,250.75" in major units."""
+    """An amount written in code or a test, such as "20" or "30.0013": the grammar of
+    `money_from_input`, to the nano (or to `max_decimals`). What people type goes through
+    `money_from_input`, which allows only the currency's decimals."""
     currency_validate(currency)
-    cleaned = str(text).strip().replace(",", "").replace("_", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise MoneyError(f"“{text}” is not an amount: use digits, e.g. 20 or 20.50.") from None
-    if not value.is_finite():
-        raise MoneyError(f"“{text}” is not an amount: use digits, e.g. 20 or 20.50.")
-    decimals = max(0, -value.as_tuple().exponent)  # type: ignore[operator]
     allowed = 9 if max_decimals is None else max_decimals
-    if decimals > allowed:
-        raise MoneyError(f"{currency} amounts take at most {allowed} decimal places.")
-    if abs(value) > Decimal(MAX_AMOUNT_NANOS).scaleb(-9):
-        raise MoneyError("The amount is too large.")
-    return Money(int(value.scaleb(9)), currency)
+    return Money(_amount_nanos(text, decimals=allowed, currency=currency), currency)
+
+
+def money_from_input(text: str, currency: str) -> Money:
+    """An amount a person typed, in major units, read strictly as en_US writes it: "1,250.75",
+    "20", "20.", ".5", "-5" (the form decides about the sign), with the field's own symbol or
+    code before or after ("$20", "20 USD"). Refused with a message saying why, and what the
+    text could mean where that is clear: wrong grouping ("20,50": 20.50 or 2,050?), more
+    decimals than the currency has, exponents ("1e3"), NaN and Infinity, digits other than
+    0-9, spaces or dots between thousands, invisible characters, another currency's symbol,
+    more than MAX_AMOUNT_NANOS. Only MoneyError is raised, whatever the text."""
+    currency_validate(currency)
+    decimals = currency_decimals(currency)
+    return Money(_amount_nanos(text, decimals=decimals, currency=currency), currency)
+
+
+def amount_from_input(text: str, *, decimals: int) -> int:
+    """Nanos of an amount a person typed that applies in every currency (the prepaid grace):
+    the rules of `money_from_input`, without a currency symbol."""
+    return _amount_nanos(text, decimals=decimals, currency=None)
+
+
+def currency_symbol(currency: str) -> str:
+    """The symbol amounts are shown with (money_format): "$" for USD, "€", "CA$", "KWD"."""
+    return get_currency_symbol(currency_validate(currency), locale=INPUT_LOCALE)
+
+
+def _amount_nanos(text: object, *, decimals: int, currency: str | None) -> int:
+    if not isinstance(text, str):
+        raise MoneyError(f"An amount must be text, not {_short(text)}.")
+    text = text.strip()
+    if not text:
+        raise MoneyError("Enter an amount.")
+    if not text.isprintable():
+        _invisible_refuse(text)
+    parts = _INPUT_PARTS.fullmatch(text)
+    if parts is None or (parts["before"] and parts["after"]) or (parts["sign"] and parts["sign2"]):
+        raise MoneyError(_not_an_amount(text, decimals, currency))
+    negative = "-" in (parts["sign"], parts["sign2"])
+    symbol = parts["before"] or parts["after"]
+    if symbol:
+        _symbol_check(text, symbol, decimals, currency)
+    number = parts["number"]
+    if parts["exponent"]:
+        _exponent_refuse(text, number, parts["exponent"], negative)
+    if not _PLAIN_NUMBER.fullmatch(number):
+        raise MoneyError(_not_an_amount(text, decimals, currency))
+    whole, _, fraction = number.partition(".")
+    if len(whole.replace(",", "").lstrip("0")) > _MAX_WHOLE_DIGITS:
+        raise MoneyError(TOO_LARGE)
+    if len(fraction) > 9:  # finer than a nano: not read at all
+        raise MoneyPrecisionError(_too_many_decimals(decimals, currency), None)
+    value = _grouping_check(text, number, negative, decimals, currency)
+    if value > MAX_AMOUNT_NANOS // NANOS_PER_UNIT:
+        raise MoneyError(TOO_LARGE)
+    nanos = int(value.scaleb(9))  # at most 10 + 9 digits: exact
+    if negative:
+        nanos = -nanos
+    if len(fraction) > decimals:
+        understood = None if currency is None else Money(nanos, currency)
+        raise MoneyPrecisionError(_too_many_decimals(decimals, currency), understood)
+    return nanos
+
+
+def _grouping_check(
+    text: str, number: str, negative: bool, decimals: int, currency: str | None
+) -> Decimal:
+    """Babel's strict reading: commas only between groups of three before the point. A wrong
+    one is refused with what the text could mean, the decimal reading first."""
+    try:
+        return parse_decimal(number, locale=INPUT_LOCALE, strict=True)
+    except NumberFormatError as exc:
+        sign = "-" if negative else ""
+        readings = [sign + s for s in reversed(exc.suggestions or [])]
+        raise MoneyError(_did_you_mean(text, readings, decimals, currency)) from None
+
+
+def _did_you_mean(
+    text: str, readings: list[str], decimals: int, currency: str | None, how: str = ""
+) -> str:
+    """The message for text that reads as an amount written another way: the readings a
+    field with `decimals` would take, each written as the currency's amounts are (20.50)."""
+    usual = decimals if currency is None else min(decimals, currency_decimals(currency))
+    kept: list[str] = []
+    for reading in readings:
+        value = Decimal(reading.replace(",", "")).normalize()
+        places = max(0, -value.as_tuple().exponent)  # type: ignore[operator]
+        if places <= decimals:
+            written = _decimal_text(value, max(places, usual) if places else 0)
+            if written not in kept:
+                kept.append(written)
+    if not kept:
+        return _use_digits(text, decimals)
+    return f"“{_shown(text)}” is not an amount: {how}did you mean {' or '.join(kept)}?"
+
+
+def _not_an_amount(text: str, decimals: int, currency: str | None) -> str:
+    """The message for text that is not an amount as written, with the likely reading where
+    one is clear: digits of another script, spaces or dots between thousands."""
+    if any(ch.isdecimal() and not ch.isascii() for ch in text):
+        latin = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
+        readings = _readings(latin, decimals, currency)
+        if not readings:
+            return f"“{_shown(text)}” is not an amount: type it with the digits 0 to 9."
+        how = "type it with the digits 0 to 9; "
+        return _did_you_mean(text, readings, decimals, currency, how)
+    if _SPACE_GROUPED.fullmatch(text):
+        grouped = re.sub(r"[ \u00a0\u202f]", ",", text)
+        return _did_you_mean(text, _readings(grouped, decimals, currency), decimals, currency)
+    if _DOT_GROUPED.fullmatch(text):  # 1.250,75 as much of Europe writes it
+        swapped = text.replace(".", "_").replace(",", ".").replace("_", ",")
+        return _did_you_mean(text, _readings(swapped, decimals, currency), decimals, currency)
+    return _use_digits(text, decimals)
+
+
+def _readings(text: str, decimals: int, currency: str | None) -> list[str]:
+    """`text`, a rewriting of what was typed, as a reading if it is a valid amount."""
+    try:
+        nanos = _amount_nanos(text, decimals=decimals, currency=currency)
+    except MoneyError:
+        return []
+    return [str(Decimal(nanos).scaleb(-9).normalize())]
+
+
+def _use_digits(text: str, decimals: int) -> str:
+    example = "20 or 20.50" if decimals else "20 or 2,000"
+    return f"“{_shown(text)}” is not an amount: use digits, e.g. {example}."
+
+
+def _symbol_check(text: str, symbol: str, decimals: int, currency: str | None) -> None:
+    if currency:
+        own = currency_symbol(currency)
+        # "$" is how people write CA$, A$ or MX$ too; the field shows which dollar it takes.
+        if symbol.upper() == currency or symbol == own or (symbol == "$" and own.endswith("$")):
+            return
+    other = symbol.upper() if symbol.upper() in _KNOWN else _SYMBOLS.get(symbol)
+    if currency and other:
+        raise MoneyError(f"“{_shown(text)}” is in {other}, but this amount is in {currency}.")
+    raise MoneyError(_use_digits(text, decimals))
+
+
+def _exponent_refuse(text: str, number: str, exponent: str, negative: bool) -> None:
+    """People write amounts out: "1e3" is refused, as too large above the largest amount, else
+    with the amount written out where that is short."""
+    mantissa = number.replace(",", "")
+    if not _PLAIN_NUMBER.fullmatch(mantissa):
+        raise MoneyError(f"“{_shown(text)}” is not an amount: write it out in digits.")
+    value = Decimal(mantissa)
+    power = exponent[1:]
+    # Past four digits the exponent is not turned into an int (thousands of digits are slow).
+    if len(power.lstrip("+-").lstrip("0")) > 4:
+        if value and not power.startswith("-"):
+            raise MoneyError(TOO_LARGE)
+        raise MoneyError(f"“{_shown(text)}” is not an amount: write it out in digits.")
+    written = value.scaleb(int(power))
+    if written > MAX_AMOUNT_NANOS // NANOS_PER_UNIT:
+        raise MoneyError(TOO_LARGE)
+    places = max(0, -written.normalize().as_tuple().exponent)  # type: ignore[operator]
+    if places > 9 or len(mantissa) > 20:
+        raise MoneyError(f"“{_shown(text)}” is not an amount: write it out in digits.")
+    raise MoneyError(
+        f"“{_shown(text)}” is not an amount: write it out in digits, e.g. "
+        f"{_decimal_text(-written if negative else written, places)}."
+    )
+
+
+def _invisible_refuse(text: str) -> None:
+    """Control and format characters (NUL, zero-width spaces, right-to-left marks) are not
+    seen, and a right-to-left override shows digits in another order: never guessed at."""
+    for ch in text:
+        if unicodedata.category(ch) in _INVISIBLE:
+            name = unicodedata.name(ch, "")
+            what = f"U+{ord(ch):04X}{' ' + name if name else ''}"
+            raise MoneyError(
+                f"The amount contains an invisible character ({what}), perhaps copied with it: "
+                "type the amount again."
+            )
+
+
+def _too_many_decimals(decimals: int, currency: str | None) -> str:
+    if currency is None:
+        return f"Amounts here take at most {decimals} decimal places."
+    if decimals == 0:
+        return f"{currency} amounts are whole numbers, without decimals."
+    return f"{currency} amounts take at most {decimals} decimal places."
+
+
+def _decimal_text(value: Decimal, decimals: int) -> str:
+    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+    return format_decimal(value, format=pattern, locale=INPUT_LOCALE)
+
+
+def _shown(text: str) -> str:
+    """What the person typed, cut short, for a message."""
+    return text if len(text) <= 24 else text[:20] + "…"
 
 
 def money_format(money: Money, locale: str = "en_US") -> str:

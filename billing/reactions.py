@@ -14,8 +14,18 @@ from billing.events import react, reactions_clear
 from billing.ledger.events import RechargeMayBeDue
 from billing.offline import deliver_payment_intent_succeeded
 from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
-from billing.tasks import auto_recharge_run, card_save_from_setup
-from billing.top_ups.events import CurrencyWithdrawn
+from billing.tasks import (
+    auto_recharge_run,
+    card_save_from_setup,
+    refund_or_dispute_receipt_send,
+    top_up_receipt_send,
+)
+from billing.top_ups.events import (
+    CurrencyWithdrawn,
+    MoneyGivenBack,
+    MoneyTakenBack,
+    TopUpCredited,
+)
 
 
 def recharge(event: RechargeMayBeDue) -> None:
@@ -37,6 +47,15 @@ def save_card(event: CardSetupCompleted) -> None:
     card_save_from_setup.delay(event.account_id, event.setup_intent_id)
 
 
+def send_top_up_receipt(event: TopUpCredited) -> None:
+    """A worker emails the developer the receipt (in-process when Celery has no broker)."""
+    top_up_receipt_send.delay(event.top_up_id)
+
+
+def send_refund_or_dispute_receipt(event: MoneyTakenBack | MoneyGivenBack) -> None:
+    refund_or_dispute_receipt_send.delay(event.transaction_id)
+
+
 def register() -> None:
     reactions_clear()
     # The debit or the saved settings are committed; a failing trigger must not turn their
@@ -47,3 +66,8 @@ def register() -> None:
     # sends it again and the card is not lost.
     react(CardSetupCompleted, save_card, robust=False)
     react(OfflineChargeSucceeded, deliver_payment_intent_succeeded, robust=False)
+    # Robust: the money has moved and the receipt is owed with it; a broker that is down must
+    # not fail the webhook (the receipts sweep sends it later).
+    react(TopUpCredited, send_top_up_receipt, robust=True)
+    react(MoneyTakenBack, send_refund_or_dispute_receipt, robust=True)
+    react(MoneyGivenBack, send_refund_or_dispute_receipt, robust=True)

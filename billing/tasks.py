@@ -12,6 +12,12 @@ from django.db import connection
 from billing.auto_recharge.charge import auto_recharge_charge
 from billing.auto_recharge.claim import auto_recharge_claim
 from billing.auto_recharge.selectors import auto_recharge_due
+from billing.notifications.receipts import (
+    receipts_unsent,
+    refund_or_dispute_receipt_email,
+    top_up_receipt_email,
+)
+from billing.payments import stripe_gateway
 from billing.payments.cards import card_save_from_setup_intent
 from billing.webhooks.receive import webhook_receive
 
@@ -23,6 +29,10 @@ TRANSIENT_STRIPE_ERRORS = (
     stripe.APIError,
     stripe.IdempotencyError,
 )
+
+# The mail server refused or did not answer (smtplib's errors are OSErrors): a receipt's claim
+# was given back, and a retry sends it.
+MAIL_ERRORS = (OSError,)
 
 
 def _backoff(retries: int) -> int:
@@ -88,3 +98,47 @@ def card_save_from_setup(self, account_id: int, setup_intent_id: str) -> None:  
         card_save_from_setup_intent(account_id=account_id, setup_intent_id=setup_intent_id)
     except TRANSIENT_STRIPE_ERRORS as exc:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+
+@shared_task(
+    name="billing.tasks.top_up_receipt_send",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=60,
+    soft_time_limit=45,
+)
+def top_up_receipt_send(self, top_up_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Email a credited top-up's receipt, once; Stripe is asked which card paid."""
+    try:
+        return top_up_receipt_email(top_up_id=top_up_id, card_of=stripe_gateway.payment_intent_card)
+    except MAIL_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+
+@shared_task(
+    name="billing.tasks.refund_or_dispute_receipt_send",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=60,
+    soft_time_limit=45,
+)
+def refund_or_dispute_receipt_send(self, transaction_id: str) -> bool:  # type: ignore[no-untyped-def]
+    """Email the receipt of money a refund or dispute took back (or gave back), once."""
+    try:
+        return refund_or_dispute_receipt_email(transaction_id=transaction_id)
+    except MAIL_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+
+@shared_task(name="billing.tasks.receipts_sweep", acks_late=True, time_limit=60, soft_time_limit=45)
+def receipts_sweep() -> int:
+    """Every five minutes (celery beat): send the receipts whose task was lost (the broker was
+    down), gave up (the mail server was) or died. The claim keeps each to one email."""
+    top_up_ids, transaction_ids = receipts_unsent()
+    for top_up_id in top_up_ids:
+        top_up_receipt_send.delay(top_up_id)
+    for transaction_id in transaction_ids:
+        refund_or_dispute_receipt_send.delay(transaction_id)
+    return len(top_up_ids) + len(transaction_ids)

@@ -107,6 +107,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.support",
             ],
         },
     },
@@ -147,7 +148,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "my_account"
+LOGIN_REDIRECT_URL = "home"  # developers: their money at a glance; admins go on to People
 LOGOUT_REDIRECT_URL = "home"
 
 # django-allauth: email is the login; verification mails go to the console by default.
@@ -249,6 +250,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BEAT_SCHEDULE = {
     "auto-recharge-sweep": {"task": "billing.tasks.auto_recharge_sweep", "schedule": 60.0},
+    "receipts-sweep": {"task": "billing.tasks.receipts_sweep", "schedule": 300.0},
 }
 
 # Stripe: without a secret key the portal uses the offline payment simulator.
@@ -287,9 +289,11 @@ if HTTPS_ONLY and not STRIPE_SECRET_KEY:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"client_errors": {"()": "portal.log_filters.ClientErrorsWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "django.request": {"filters": ["client_errors"]},
         "django.db.backends": {"level": "WARNING"},
         "stripe": {"level": "WARNING"},  # it logs every request at INFO
     },

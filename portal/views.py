@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
-from accounts.access import PortalRequest, admin_required
-from accounts.models import User
+from accounts.access import PortalRequest, admin_required, developer_or_404
 from accounts.views import account_context
+from billing.billing_accounts.services import billing_account_get_or_create
+from billing.web.overview import account_overview
 from portal.selectors import developers_list
 
 PEOPLE_PER_PAGE = 25
@@ -21,8 +22,18 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/home.html")
+def home(request: PortalRequest) -> HttpResponse:
+    """Anonymous visitors: what the portal is. Admins: People. Developers: their money at a
+    glance (later also plans, usage and keys)."""
+    user = request.user
+    if not user.is_authenticated:
+        return render(request, "portal/home.html")
+    if user.is_staff:
+        return redirect("people_list")
+    account = billing_account_get_or_create(user=user)
+    return render(
+        request, "portal/dashboard.html", {"developer": user, **account_overview(account=account)}
+    )
 
 
 @admin_required()
@@ -43,6 +54,6 @@ def people_list(request: PortalRequest) -> HttpResponse:
 @admin_required()
 @require_safe
 def people_account(request: HttpRequest, user_id: int) -> HttpResponse:
-    developer = get_object_or_404(User, pk=user_id, is_staff=False)
+    developer = developer_or_404(user_id)
     context = {**account_context(developer=developer), "tab": "account", "admin_view": True}
     return render(request, "accounts/my_account.html", context)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from billing.auto_recharge.settings import auto_recharge_switch_off
 from billing.exceptions import BillingError
 from billing.locks import auto_recharge_lock, recharge_attempt_lock, top_up_lock
-from billing.models import AutoRecharge, RechargeAttempt, TopUp
+from billing.models import AutoRecharge, BillingAccount, RechargeAttempt, TopUp
 from billing.models.state import transition
 from billing.money import MoneyError
 from billing.notifications.developers import auto_recharge_failed_email
@@ -39,6 +39,7 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
     recharge = attempt.auto_recharge
     account = recharge.billing_account
     money = attempt.amount_money
+    _top_up_card_record(attempt, account)
     try:
         customer_id = stripe_customer_ensure(account) if stripe_gateway.stripe_enabled() else ""
         result = stripe_gateway.off_session_charge(
@@ -103,6 +104,17 @@ def auto_recharge_charge(*, attempt_id: int) -> str:
         )
         return Attempt.SUCCEEDED
     return Attempt.IN_FLIGHT  # processing: the webhook settles it
+
+
+def _top_up_card_record(attempt: RechargeAttempt, account: BillingAccount) -> None:
+    """The receipt names the card this attempt charges: the developer may replace the saved
+    card before the credit is confirmed. A retry under the same idempotency key charges what
+    the first try did, so the first record stays."""
+    if attempt.top_up_id is None:
+        return
+    TopUp.objects.filter(pk=attempt.top_up_id, card_last4="").update(
+        card_brand=account.card_brand, card_last4=account.card_last4
+    )
 
 
 def recharge_attempt_succeed(

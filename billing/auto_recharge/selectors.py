@@ -16,11 +16,12 @@ from billing.models import (
     BillingType,
     LedgerEntry,
     RechargeAttempt,
+    TopUp,
     TopUpLimit,
     Wallet,
 )
 from billing.money import Money, stripe_minimum_charge, stripe_round_up
-from billing.top_ups.limits import top_up_offer
+from billing.top_ups.limits import TopUpRefused, top_up_check, top_up_offer
 
 Attempt = RechargeAttempt.State
 RUNAWAY_WINDOW = timedelta(minutes=10)
@@ -70,7 +71,7 @@ def recharge_due(
         recharge, balance, limit.minimum, offer.maximum.nanos if offer else limit.maximum
     )
     if recharge.monthly_cap is not None and (
-        _month_total(recharge, now) + amount > recharge.monthly_cap
+        recharge_month_total(recharge, now) + amount > recharge.monthly_cap
     ):
         return None
     return amount
@@ -81,6 +82,8 @@ def recharge_waits_for_rise(recharge: AutoRecharge) -> bool:
     fixed amount smaller than the gap) is not repeated every minute by the sweep until the
     runaway guard switches it off: the next waits until the balance has been back at or above
     the threshold, or the developer saves the settings again."""
+    if recharge.pk is None:  # settings not saved yet: no recharge to wait after
+        return False
     last = (
         recharge.attempts.filter(state=Attempt.SUCCEEDED, finished_at__gte=recharge.updated_at)
         .exclude(stripe_payment_intent_id="")
@@ -123,7 +126,9 @@ def runaway_minutes() -> int:
     return int(RUNAWAY_WINDOW.total_seconds() // 60)
 
 
-def _month_total(recharge: AutoRecharge, now: datetime) -> int:
+def recharge_month_total(recharge: AutoRecharge, now: datetime) -> int:
+    if recharge.pk is None:
+        return 0
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return (
         recharge.attempts.filter(
@@ -184,5 +189,60 @@ def recharge_preview(*, account: BillingAccount, change: Money) -> RechargePrevi
     return RechargePreview(
         threshold=recharge.threshold_money,
         amount=Money(amount, change.currency),
-        card=f"{account.card_brand.title()} •••• {account.card_last4}",
+        card=account.card_label,
+    )
+
+
+def recharge_on_save(
+    *,
+    account: BillingAccount,
+    currency: str,
+    threshold: Money,
+    mode: str,
+    amount: Money,
+    monthly_cap: Money | None,
+) -> RechargePreview | None:
+    """What saving these settings, switched on, would charge at once, or None: the claim's
+    own decision for the settings as they would stand after the save (which ends a back-off
+    and the wait for the balance to rise), within the trust tier's limits."""
+    saved = AutoRecharge.objects.filter(billing_account=account, currency=currency).first()
+    now = timezone.now()
+    candidate = AutoRecharge(
+        pk=saved.pk if saved else None,
+        billing_account=account,
+        currency=currency,
+        enabled=True,
+        threshold=threshold.nanos,
+        mode=mode,
+        amount=amount.nanos,
+        monthly_cap=monthly_cap.nanos if monthly_cap else None,
+        updated_at=now,
+    )
+    wallet = Wallet.objects.filter(billing_account=account, currency=currency).first()
+    due = recharge_due(
+        candidate, balance=wallet.balance if wallet else 0, now=now, runaway=lambda: False
+    )
+    if due is None:
+        return None
+    try:
+        top_up_check(account=account, money=Money(due, currency), source=TopUp.Source.AUTO_RECHARGE)
+    except TopUpRefused:
+        return None  # the claim would skip it too
+    return RechargePreview(
+        threshold=threshold, amount=Money(due, currency), card=account.card_label
+    )
+
+
+def recharge_attempt_since(
+    *, account: BillingAccount, currency: str, since: datetime
+) -> RechargeAttempt | None:
+    """The latest recharge attempt of one wallet made at or after `since`."""
+    return (
+        RechargeAttempt.objects.filter(
+            auto_recharge__billing_account=account,
+            auto_recharge__currency=currency,
+            created_at__gte=since,
+        )
+        .order_by("-created_at", "-id")
+        .first()
     )

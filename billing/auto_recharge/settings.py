@@ -28,10 +28,18 @@ def auto_recharge_configure(
     monthly_cap: Money | None,
     changed_by: User | None,
 ) -> AutoRecharge:
-    """Save one currency's auto-recharge, checked against the Add credit limits."""
-    _check_settings(account, currency, enabled, threshold, mode, amount, monthly_cap)
-    if enabled:
-        _check_runaway_guard(account, currency)
+    """Save one currency's auto-recharge, checked against the Add credit limits. Switched on
+    below the threshold, it charges the saved card after the commit: pages ask first
+    (selectors.recharge_on_save)."""
+    auto_recharge_check(
+        account=account,
+        currency=currency,
+        enabled=enabled,
+        threshold=threshold,
+        mode=mode,
+        amount=amount,
+        monthly_cap=monthly_cap,
+    )
     with transaction.atomic():
         recharge, _ = AutoRecharge.objects.select_for_update().update_or_create(
             billing_account=account,
@@ -67,6 +75,22 @@ def auto_recharge_configure(
     return recharge
 
 
+def auto_recharge_check(
+    *,
+    account: BillingAccount,
+    currency: str,
+    enabled: bool,
+    threshold: Money,
+    mode: str,
+    amount: Money,
+    monthly_cap: Money | None,
+) -> None:
+    """Refuse, with the reason, settings that auto_recharge_configure would refuse."""
+    _check_settings(account, currency, enabled, threshold, mode, amount, monthly_cap)
+    if enabled:
+        _check_runaway_guard(account, currency)
+
+
 def _check_settings(
     account: BillingAccount,
     currency: str,
@@ -87,8 +111,16 @@ def _check_settings(
         raise BillingError(str(exc)) from exc
     if enabled and not account.stripe_payment_method_id:
         raise BillingError("Save a card first: auto-recharge charges it.")
-    if threshold.nanos < 0:
-        raise BillingError("The threshold cannot be negative.")
+    if threshold.nanos <= 0:
+        raise BillingError(
+            "The threshold cannot be negative or zero: a prepaid balance does not go below "
+            "zero, so auto-recharge would never charge."
+        )
+    if threshold.nanos > offer.maximum.nanos:
+        raise BillingError(
+            f"The threshold can be at most {offer.maximum}, the largest top-up in {currency}: "
+            "above it, every recharge would leave the balance still below the threshold."
+        )
     if mode == AutoRecharge.Mode.FIXED:
         if not offer.minimum.nanos <= amount.nanos <= offer.maximum.nanos:
             raise BillingError(
@@ -110,6 +142,12 @@ def _check_settings(
         raise BillingError("Choose a fixed amount or a target balance.")
     if monthly_cap is not None and monthly_cap.nanos < offer.minimum.nanos:
         raise BillingError(f"A monthly cap below {offer.minimum} would stop every recharge.")
+    fixed = mode == AutoRecharge.Mode.FIXED
+    if monthly_cap is not None and fixed and monthly_cap.nanos < amount.nanos:
+        raise BillingError(
+            f"A monthly cap of {monthly_cap} is below the recharge amount of {amount}, so it "
+            "could never charge: raise the cap or lower the amount."
+        )
 
 
 def _check_runaway_guard(account: BillingAccount, currency: str) -> None:

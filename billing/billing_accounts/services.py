@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from accounts.models import User
+from billing.audit import audit_log
 from billing.models import BillingAccount, OrganizationSettings
 
 
@@ -21,3 +22,14 @@ def billing_details_update(*, account: BillingAccount, legal_company_name: str) 
     account.legal_company_name = legal_company_name
     account.save(update_fields=["legal_company_name"])
     return account
+
+
+def organization_support_email_set(*, support_email: str, changed_by: User | None) -> bool:
+    """Set where developers write for help; True if it changed. Audited."""
+    org = organization_settings_ensure()
+    if org.support_email == support_email:
+        return False
+    old = org.support_email
+    OrganizationSettings.objects.filter(pk=org.pk).update(support_email=support_email)
+    audit_log(actor=changed_by, action="organization.support_email.set", old=old, new=support_email)
+    return True

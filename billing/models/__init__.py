@@ -12,6 +12,7 @@ from billing.models.billing_accounts import (
     OrganizationSettings,
 )
 from billing.models.ledger import LedgerEntry, Wallet
+from billing.models.notifications import SentNotification
 from billing.models.stripe_events import StripeEvent
 from billing.models.top_ups import TopUp, TopUpLimit, TrustTier
 
@@ -24,6 +25,7 @@ __all__ = [
     "LedgerEntry",
     "OrganizationSettings",
     "RechargeAttempt",
+    "SentNotification",
     "StripeEvent",
     "TopUp",
     "TopUpLimit",

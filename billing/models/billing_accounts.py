@@ -21,6 +21,8 @@ class OrganizationSettings(models.Model):
     prepaid_grace_nanos = models.BigIntegerField(default=0)
     # Seconds between two manual top-ups in one currency (card-testing and double-click guard).
     top_up_wait_seconds = models.PositiveIntegerField(default=300)
+    # Where developers write for help: every "contact us" on the portal's pages names it.
+    support_email = models.EmailField(blank=True, default="")
     notification_email = models.EmailField(
         blank=True, default="", help_text="Who is emailed when crediting a payment fails."
     )
@@ -71,6 +73,13 @@ class BillingAccount(models.Model):
 
     def __str__(self) -> str:
         return f"Billing account of {self.user}"
+
+    @property
+    def card_label(self) -> str:
+        """The saved card as people read it, e.g. "Visa •••• 4242"; empty without one."""
+        if not self.card_last4:
+            return ""
+        return f"{self.card_brand.title()} •••• {self.card_last4}"
 
 
 class BillingTypeChange(models.Model):

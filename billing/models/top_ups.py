@@ -100,6 +100,11 @@ class TopUp(models.Model):
     stripe_payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     stripe_charge_id = models.CharField(max_length=255, blank=True, default="")
     ledger_transaction_id = models.CharField(max_length=255, blank=True, default="")
+    # The card charged, where the portal knows it when charging: an auto-recharge's saved card,
+    # kept here because the developer may replace it before the receipt is sent. A Checkout
+    # payment's card is known only to Stripe.
+    card_brand = models.CharField(max_length=20, blank=True, default="")
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
     refunded_amount = models.BigIntegerField(default=0)  # nanos, cumulative
     # nanos: refunds that failed at Stripe after their debit, given back to the developer
     refund_failed_amount = models.BigIntegerField(default=0)

@@ -5,9 +5,10 @@ for Stripe Checkout, signing its events with a local webhook secret."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import stripe
 from django.conf import settings
@@ -21,6 +22,8 @@ from billing.payments.offline_cards import (
     offline_card_behaviour,
     offline_charge_intent_id,
 )
+
+logger = logging.getLogger(__name__)
 
 # How long a payment page can be paid. Stripe allows 30 minutes to 24 hours.
 CHECKOUT_LIFETIME = timedelta(hours=1)
@@ -277,6 +280,36 @@ def payment_intent_for_attempt(
                 intent.id, intent.status, intent.amount_received or intent.amount, intent.currency
             )
     return None
+
+
+class PaymentCard(NamedTuple):
+    brand: str  # Stripe's word, e.g. "visa"
+    last4: str  # empty when there is no card number to show
+
+
+# Offline, the test payment page stands in for Checkout: no card is charged.
+OFFLINE_TEST_CARD = PaymentCard("test card", "")
+
+
+def payment_intent_card(payment_intent_id: str) -> PaymentCard | None:
+    """The card that paid a PaymentIntent, from its latest charge, for a receipt. None when
+    Stripe cannot tell (not a card, or no answer): a receipt never waits for its card."""
+    if not stripe_enabled():
+        return OFFLINE_TEST_CARD
+    try:
+        # A page's short timeouts: a worker sending receipts is not held for minutes.
+        intent = stripe_client(for_page=True).v1.payment_intents.retrieve(
+            payment_intent_id, params={"expand": ["latest_charge"]}
+        )
+    except stripe.StripeError as exc:
+        logger.warning("Could not ask Stripe for the card of %s: %s", payment_intent_id, exc)
+        return None
+    charge = intent.latest_charge
+    details = None if isinstance(charge, str) else getattr(charge, "payment_method_details", None)
+    card = getattr(details, "card", None)
+    if card is None or not card.last4:
+        return None
+    return PaymentCard(card.brand or "card", card.last4)
 
 
 def _offline_charge(payment_method_id: str, amount: int, currency: str, key: str) -> ChargeResult:

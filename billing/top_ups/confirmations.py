@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from billing.events import emit_after_commit
 from billing.ledger.entries import Actor, ledger_apply
 from billing.ledger.services import wallet_credit
 from billing.locks import top_up_lock_by
@@ -19,7 +20,9 @@ from billing.models import LedgerEntry, TopUp
 from billing.models.state import transition
 from billing.money import Money, money_from_stripe
 from billing.notifications.admins import top_up_flagged
+from billing.notifications.receipts import refund_or_dispute_receipt_owe, top_up_receipt_owe
 from billing.top_ups.checkout import stripe_page
+from billing.top_ups.events import MoneyGivenBack, MoneyTakenBack, TopUpCredited
 from billing.top_ups.limits import CREDITED
 
 logger = logging.getLogger(__name__)
@@ -75,7 +78,11 @@ def top_up_succeed(*, top_up: TopUp, payment_intent_id: str, amount: int, curren
     )
     if top_up.refunded_amount >= top_up.amount:  # refunded in full before it was confirmed
         transition(top_up, State.REFUNDED)
-    return not result.replayed
+    if result.replayed:
+        return False
+    top_up_receipt_owe(top_up=top_up)  # owed with the credit; sent after the commit
+    emit_after_commit(TopUpCredited(top_up.pk))
+    return True
 
 
 def top_up_payment_attempt_failed(
@@ -141,9 +148,10 @@ def top_up_refund(*, top_up: TopUp, charge_id: str, amount_refunded: int, curren
 def _stripe_entry(
     top_up: TopUp, *, delta: int, kind: LedgerEntry.Kind, transaction_id: str, memo: str
 ) -> None:
-    """A ledger entry Stripe's money movement makes in the top-up's wallet, exactly once.
-    Callers have checked the currency against the top-up's."""
-    ledger_apply(
+    """A ledger entry Stripe's money movement makes in the top-up's wallet, exactly once, and
+    the developer's receipt for it, owed with it and sent after the commit. Callers have
+    checked the currency against the top-up's."""
+    result = ledger_apply(
         account=top_up.billing_account,
         currency=top_up.currency,
         delta=delta,
@@ -152,6 +160,10 @@ def _stripe_entry(
         actor=Actor.stripe(),
         memo=memo,
     )
+    if not result.replayed:
+        refund_or_dispute_receipt_owe(entry=result.entry)
+        fact = MoneyTakenBack if delta < 0 else MoneyGivenBack
+        emit_after_commit(fact(transaction_id))
 
 
 def _refunded_net(top_up: TopUp) -> int:
@@ -231,7 +243,8 @@ def top_up_dispute(
         delta=-money.nanos,
         kind=LedgerEntry.Kind.DISPUTE,
         transaction_id=f"dispute:{dispute_id}",
-        memo=f"Card payment disputed ({money})",
+        # The memo is the receipt's "why": a dispute first seen lost was never seen opened.
+        memo=f"Dispute lost ({money})" if status == "lost" else f"Card payment disputed ({money})",
     )
     restored = f"dispute-won:{dispute_id}"
     if status == "won":

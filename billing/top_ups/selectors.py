@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from billing.models import AutoRecharge, BillingAccount, TopUpLimit, Wallet
+from django.utils import timezone
+
+from billing.models import AutoRecharge, BillingAccount, TopUp, TopUpLimit, Wallet
+from billing.payments import stripe_gateway
 
 
 def add_credit_rows(*, account: BillingAccount) -> list[dict]:
@@ -48,3 +51,29 @@ def adjustment_currencies(*, account: BillingAccount) -> list[str]:
     offered = TopUpLimit.objects.values_list("currency", flat=True)
     held = Wallet.objects.filter(billing_account=account).values_list("currency", flat=True)
     return sorted({*offered, *held})
+
+
+RECENT_TOP_UPS = 10
+
+
+def recent_top_ups(*, account: BillingAccount, limit: int = RECENT_TOP_UPS) -> list[TopUp]:
+    """The account's latest payments, Add credit and auto-recharge, newest first."""
+    return list(
+        TopUp.objects.filter(billing_account=account).order_by("-created_at", "-id")[:limit]
+    )
+
+
+def latest_checkout_top_ups(*, account: BillingAccount) -> dict[str, TopUp]:
+    """Per currency, the developer's latest Add credit top-up (the one a warning is about)."""
+    latest: dict[str, TopUp] = {}
+    recent = TopUp.objects.filter(billing_account=account, source=TopUp.Source.CHECKOUT)
+    for top_up in recent.order_by("-created_at", "-id")[:50]:
+        latest.setdefault(top_up.currency, top_up)
+    return latest
+
+
+def top_up_payable(top_up: TopUp) -> bool:
+    """Its Stripe (or test) payment page can still be paid."""
+    opened = bool(top_up.checkout_url) and top_up.stripe_payment_intent_id is None
+    fresh = top_up.created_at >= timezone.now() - stripe_gateway.CHECKOUT_LIFETIME
+    return top_up.state == TopUp.State.PENDING and opened and fresh

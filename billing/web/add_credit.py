@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from http import HTTPStatus
 
@@ -64,7 +65,7 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
     form = AddCreditForm(
         request.POST if request.method == "POST" else None,
         currency=offer.currency,
-        initial={"amount": offer.default.input_text},
+        initial={"amount": _amount_asked(request) or offer.default.input_text},
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -166,3 +167,13 @@ def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
         "billing/top_ups/test_payment.html",
         {"top_up": top_up, "amount": top_up.money},
     )
+
+
+def _amount_asked(request: PortalRequest) -> str:
+    """ "Try again" links carry the amount of the payment that failed (?amount=20.00): shown
+    in the field as it was, only when it is plainly a number; the form checks it on Pay."""
+    amount = request.GET.get("amount", "")
+    return amount if _PLAIN_AMOUNT.fullmatch(amount) else ""
+
+
+_PLAIN_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")

@@ -8,8 +8,13 @@ from typing import Any
 from django.utils import timezone
 
 from billing.auto_recharge.charge import FAILURES_BEFORE_SWITCH_OFF
-from billing.auto_recharge.selectors import recharge_waits_for_rise, runaway_guard_until
-from billing.models import AutoRecharge, BillingAccount, TopUpLimit
+from billing.auto_recharge.selectors import (
+    recharge_month_total,
+    recharge_waits_for_rise,
+    runaway_guard_until,
+)
+from billing.models import AutoRecharge, BillingAccount, RechargeAttempt, TopUpLimit
+from billing.money import Money
 from billing.web.forms import AutoRechargeForm
 
 
@@ -19,6 +24,27 @@ def recharge_summary(recharge: AutoRecharge) -> str:
     else:
         what = f"top up to {recharge.amount_money}"
     return f"When the balance falls below {recharge.threshold_money}, {what}."
+
+
+def cap_summary(recharge: AutoRecharge, now: datetime) -> str:
+    """E.g. "$20.00 of $50.00 used this month"; empty without a cap."""
+    if recharge.monthly_cap is None:
+        return ""
+    used = Money(recharge_month_total(recharge, now), recharge.currency)
+    return f"{used} of {recharge.monthly_cap_money} used this month"
+
+
+def recharge_state(recharge: AutoRecharge | None, attempts: list[RechargeAttempt]) -> str:
+    """How the panel shows auto-recharge: "off", "on", "charging", "declined" (the card failed:
+    the developer acts) or "paused" (Stripe failed: it tries again by itself)."""
+    if recharge is None or not recharge.enabled:
+        return "off"
+    last = attempts[0] if attempts else None
+    if last is None or last.state == RechargeAttempt.State.SUCCEEDED:
+        return "on"
+    if last.state == RechargeAttempt.State.IN_FLIGHT:
+        return "charging"
+    return "declined" if recharge.consecutive_failures else "paused"
 
 
 def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
@@ -46,13 +72,16 @@ def recharge_panels(*, account: BillingAccount) -> list[dict[str, Any]]:
                     recharge.monthly_cap_money.input_text if recharge.monthly_cap else ""
                 ),
             }
+        attempts = list(recharge.attempts.all()[:5]) if recharge else []
         panels.append(
             {
                 "currency": currency,
                 "recharge": recharge,
                 "summary": recharge_summary(recharge) if recharge else "",
+                "cap": cap_summary(recharge, now) if recharge else "",
+                "state": recharge_state(recharge, attempts),
                 "form": AutoRechargeForm(initial=initial, currency=currency),
-                "attempts": list(recharge.attempts.all()[:5]) if recharge else [],
+                "attempts": attempts,
                 "waits_for_rise": bool(
                     recharge and recharge.enabled and recharge_waits_for_rise(recharge)
                 ),

@@ -27,9 +27,10 @@ from billing.ledger.services import wallet_adjust, wallet_adjust_refusal
 from billing.models import BillingAccount, BillingType
 from billing.money import Money
 from billing.payments.stripe_gateway import stripe_enabled
-from billing.top_ups.selectors import add_credit_rows, adjustment_currencies
+from billing.top_ups.selectors import add_credit_rows, adjustment_currencies, recent_top_ups
 from billing.web.auto_recharge_panel import recharge_panels
 from billing.web.forms import AdjustBalanceForm, HistoryFilterForm
+from billing.web.payment_status import payment_warnings
 
 HISTORY_PER_PAGE = 20
 
@@ -48,6 +49,10 @@ def balance_context(request: PortalRequest, account: BillingAccount, url: str) -
         request.GET.get("page")
     )
     panels = recharge_panels(account=account)
+    warnings = payment_warnings(account=account, panels=panels)
+    rows = [r for r in add_credit_rows(account=account) if prepaid or r["wallet"]]
+    for row in rows:
+        row["warnings"] = warnings.get(row["currency"], [])
     return {
         "billing_account": account,
         "recharge_panels": panels,
@@ -55,7 +60,8 @@ def balance_context(request: PortalRequest, account: BillingAccount, url: str) -
         "prepaid": prepaid,
         "wallets": wallets_for(account=account),
         # Postpaid: only wallets that hold something, not an empty row per offered currency.
-        "rows": [r for r in add_credit_rows(account=account) if prepaid or r["wallet"]],
+        "rows": rows,
+        "payments": recent_top_ups(account=account),
         "page": page,
         "kind": kind,
         "filter_form": filter_form,

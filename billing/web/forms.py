@@ -3,17 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django import forms
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from billing.models import BillingType, LedgerEntry
 from billing.money import (
     MoneyError,
-    currency_decimals,
-    money_parse,
+    MoneyPrecisionError,
+    amount_from_input,
+    currency_symbol,
+    currency_validate,
+    money_from_input,
     stripe_amount_check,
     stripe_currency_check,
 )
+
+# The prepaid grace is one number for every currency: two decimals, as most currencies have.
+# (Whole units would be stricter, but refuse the 2.50 the settings page has always taken.)
+GRACE_DECIMALS = 2
+
+
+class AmountInput(forms.TextInput):
+    """A box for an amount a person types: the phone's decimal keypad (type=number would refuse
+    "1,250.75" in some browsers and round in others), and the currency's symbol before it, as
+    the amount will be shown. The symbol is aria-hidden: the label or the heading names the
+    currency, and the input keeps its label and aria-describedby as Django sets them."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None, currency: str | None = None) -> None:
+        super().__init__(attrs={"inputmode": "decimal", **(attrs or {})})
+        self.currency = currency
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        box = super().render(name, value, attrs, renderer)
+        if not self.currency:
+            return box
+        return format_html(
+            '<span class="amount-field" data-currency="{}"><span class="amount-prefix" '
+            'aria-hidden="true">{}</span>{}</span>',
+            self.currency,
+            currency_symbol(self.currency),
+            box,
+        )
+
+
+class AmountField(forms.CharField):
+    """The text of an amount; the form reads it with money_from_input, in its currency."""
+
+    widget = AmountInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=32, **kwargs)
+
+
+def _amounts_in(form: forms.Form, currency: str | None) -> None:
+    """Show `currency`'s symbol before each amount box of `form` (none if it is unknown)."""
+    try:
+        known = currency_validate(currency) if currency else None
+    except MoneyError:
+        known = None
+    for field in form.fields.values():
+        if isinstance(field.widget, AmountInput):
+            field.widget.currency = known
 
 
 class BillingTypeForm(forms.Form):
@@ -47,6 +102,14 @@ class OrganizationSettingsForm(forms.Form):
     )
 
 
+class SupportForm(forms.Form):
+    support_email = forms.EmailField(
+        required=False,
+        label="Support email",
+        help_text="Where developers write for help: the portal's “contact us” texts name it.",
+    )
+
+
 class HistoryFilterForm(forms.Form):
     kind = forms.ChoiceField(choices=[("", "All kinds")], required=False, label="Show")
 
@@ -65,7 +128,9 @@ class AdjustBalanceForm(forms.Form):
     ]
 
     direction = forms.ChoiceField(choices=DIRECTIONS, widget=forms.RadioSelect, label="Adjustment")
-    amount = forms.CharField(max_length=32, label="Amount", help_text="For example 12.50")
+    # Right before the amount, with each currency's symbol: the amount box shows a symbol only
+    # when there is one currency to choose (a symbol for the currency chosen now would be wrong
+    # as soon as the admin picked another, without a script).
     # A list, checked in clean_currency: posted codes stay case-insensitive, as before.
     currency = forms.CharField(
         max_length=3,
@@ -73,6 +138,7 @@ class AdjustBalanceForm(forms.Form):
         widget=forms.Select,
         error_messages={"required": "Choose a currency."},
     )
+    amount = AmountField(label="Amount", help_text="For example 12.50")
     reason = forms.CharField(
         max_length=500,
         label="Reason",
@@ -90,13 +156,14 @@ class AdjustBalanceForm(forms.Form):
         field = self.fields["currency"]
         assert isinstance(field.widget, forms.Select)
         # The blank first choice shows after a refused code, instead of silently another one.
-        field.widget.choices = [("", "Choose…"), *((code, code) for code in self.currencies)]
+        field.widget.choices = [("", "Choose…"), *((c, _with_symbol(c)) for c in self.currencies)]
         field.initial = "USD" if "USD" in self.currencies else next(iter(self.currencies), None)
         if not self.currencies:
             field.help_text = (
                 "No currency to adjust: the organisation offers none (Monetization settings) "
                 "and the developer has no balance."
             )
+        _amounts_in(self, self.currencies[0] if len(self.currencies) == 1 else None)
 
     def clean_currency(self) -> str:
         code = self.cleaned_data["currency"].strip().upper()
@@ -119,7 +186,7 @@ class AdjustBalanceForm(forms.Form):
         cleaned = super().clean() or {}
         if "amount" in cleaned and "currency" in cleaned:
             try:
-                money = money_parse(cleaned["amount"], cleaned["currency"])
+                money = money_from_input(cleaned["amount"], cleaned["currency"])
             except MoneyError as exc:
                 self.add_error("amount", str(exc))
                 return cleaned
@@ -131,8 +198,7 @@ class AdjustBalanceForm(forms.Form):
 
 
 class AddCreditForm(forms.Form):
-    amount = forms.CharField(
-        max_length=32,
+    amount = AmountField(
         label="Amount to be added to your account balance",
         error_messages={"required": "Enter the amount to add."},
     )
@@ -140,15 +206,12 @@ class AddCreditForm(forms.Form):
     def __init__(self, *args: object, currency: str, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.currency = currency
+        _amounts_in(self, currency)
 
     def clean_amount(self) -> object:
 
         try:
-            money = money_parse(
-                self.cleaned_data["amount"],
-                self.currency,
-                max_decimals=currency_decimals(self.currency),
-            )
+            money = money_from_input(self.cleaned_data["amount"], self.currency)
             if money.nanos <= 0:
                 raise forms.ValidationError("Enter an amount greater than zero.")
             # The card is charged exactly this amount. Too small an amount is refused with the
@@ -161,7 +224,13 @@ class AddCreditForm(forms.Form):
 def _money_field_clean(text: str, currency: str, label: str) -> int:
 
     try:
-        money = money_parse(text, currency)
+        try:
+            money = money_from_input(text, currency)
+        except MoneyPrecisionError as exc:
+            # A limit is an amount to pay: Stripe's step, with the amount as typed, says more.
+            if exc.understood is not None:
+                stripe_amount_check(exc.understood, minimum=False)
+            raise
         if money.nanos <= 0:
             raise forms.ValidationError(f"{label} must be greater than zero.")
         # Limits are offered as amounts to pay: each must be one Stripe can charge.
@@ -177,10 +246,12 @@ class TopUpSettingsForm(forms.Form):
         label="Top-up wait (seconds)",
         help_text="Time between two Add credit payments in one currency; 0 for none.",
     )
-    prepaid_grace = forms.CharField(
-        max_length=32,
+    prepaid_grace = AmountField(
         label="Prepaid grace below zero",
-        help_text="How far a prepaid balance may go below zero, in each currency's units.",
+        help_text=(
+            "How far a prepaid balance may go below zero: one number for every currency, in "
+            f"its units, with at most {GRACE_DECIMALS} decimals (e.g. 5 or 2.50)."
+        ),
     )
     notification_email = forms.EmailField(
         required=False,
@@ -194,8 +265,7 @@ class TopUpSettingsForm(forms.Form):
     def clean_prepaid_grace(self) -> int:
 
         try:
-            # The currency only validates the format; grace applies in every currency.
-            grace = money_parse(self.cleaned_data["prepaid_grace"], "USD").nanos
+            grace = amount_from_input(self.cleaned_data["prepaid_grace"], decimals=GRACE_DECIMALS)
         except MoneyError as exc:
             raise forms.ValidationError(str(exc)) from exc
         if grace < 0:
@@ -207,9 +277,18 @@ class TopUpSettingsForm(forms.Form):
 
 class TopUpLimitForm(forms.Form):
     currency = forms.CharField(max_length=3, label="Currency")
-    minimum = forms.CharField(max_length=32, label="Minimum")
-    maximum = forms.CharField(max_length=32, label="Maximum")
-    default = forms.CharField(max_length=32, label="Default")
+    minimum = AmountField(label="Minimum")
+    maximum = AmountField(label="Maximum")
+    default = AmountField(label="Default")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The row's currency as posted or saved; a new row shows no symbol until it has one.
+        if self.is_bound:
+            currency = self.data.get(self.add_prefix("currency"))
+        else:
+            currency = self.initial.get("currency")
+        _amounts_in(self, str(currency or "").strip().upper())
 
     def clean(self) -> dict:
 
@@ -254,21 +333,20 @@ TopUpLimitFormSet = forms.formset_factory(
 
 class AutoRechargeForm(forms.Form):
     enabled = forms.BooleanField(required=False, label="Recharge automatically")
-    threshold = forms.CharField(max_length=32, label="When the balance falls below")
+    threshold = AmountField(label="When the balance falls below")
     mode = forms.ChoiceField(
         choices=[("FIXED", "Add a fixed amount"), ("TARGET", "Top up to a target balance")],
         widget=forms.RadioSelect,
         label="Then",
     )
-    amount = forms.CharField(max_length=32, label="Amount, or target balance")
-    monthly_cap = forms.CharField(
-        max_length=32, required=False, label="At most per month (optional)"
-    )
+    amount = AmountField(label="Amount, or target balance")
+    monthly_cap = AmountField(required=False, label="At most per month (optional)")
 
     def __init__(self, *args: object, currency: str, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.currency = currency
         self.prefix = f"recharge-{currency}"
+        _amounts_in(self, currency)
 
     def _money(self, name: str, *, allow_zero: bool = False) -> object:
 
@@ -276,7 +354,7 @@ class AutoRechargeForm(forms.Form):
         if not text.strip():
             return None
         try:
-            money = money_parse(text, self.currency, max_decimals=currency_decimals(self.currency))
+            money = money_from_input(text, self.currency)
         except MoneyError as exc:
             raise forms.ValidationError(str(exc)) from exc
         if money.nanos < 0 or (money.nanos == 0 and not allow_zero):
@@ -291,3 +369,9 @@ class AutoRechargeForm(forms.Form):
 
     def clean_monthly_cap(self) -> object:
         return self._money("monthly_cap")
+
+
+def _with_symbol(currency: str) -> str:
+    """A currency as a choice: "USD ($)", "EUR (€)"; "KWD" where the symbol is the code."""
+    symbol = currency_symbol(currency)
+    return currency if symbol == currency else f"{currency} ({symbol})"

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.access import PortalRequest, admin_required
 from billing.billing_accounts.selectors import organization_settings_get
+from billing.billing_accounts.services import organization_support_email_set
 from billing.billing_type.selectors import billing_type_counts
 from billing.billing_type.services import organization_default_billing_type_set
 from billing.exceptions import BillingError
@@ -18,7 +19,12 @@ from billing.money import Money
 from billing.top_ups.selectors import CurrencyRemoval, top_up_currency_removals
 from billing.top_ups.settings import organization_top_up_settings_update
 from billing.web.billing_type import CHANGE_MEANING
-from billing.web.forms import OrganizationSettingsForm, TopUpLimitFormSet, TopUpSettingsForm
+from billing.web.forms import (
+    OrganizationSettingsForm,
+    SupportForm,
+    TopUpLimitFormSet,
+    TopUpSettingsForm,
+)
 
 
 @admin_required("billing.administer_monetization")
@@ -44,6 +50,17 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
     limits = TopUpLimitFormSet(
         posted if which == "top_ups" else None, prefix="limits", initial=_limits_initial()
     )
+    support_form = SupportForm(
+        posted if which == "support" else None, initial={"support_email": org.support_email}
+    )
+    if which == "support" and support_form.is_valid():
+        changed = organization_support_email_set(
+            support_email=support_form.cleaned_data["support_email"], changed_by=request.user
+        )
+        messages.success(
+            request, "The support email has been saved." if changed else "Nothing changed."
+        )
+        return redirect("monetization_settings")
     if which == "billing_type" and form.is_valid():
         return _default_billing_type_save(request, org, form.cleaned_data["default_billing_type"])
     if which == "top_ups" and top_up_form.is_valid() and limits.is_valid():
@@ -70,7 +87,13 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
             messages.success(request, "The Add credit settings have been saved.")
             return redirect("monetization_settings")
     counts = billing_type_counts()
-    invalid = form.errors or top_up_form.errors or any(limits.errors) or limits.non_form_errors()
+    invalid = (
+        form.errors
+        or top_up_form.errors
+        or support_form.errors
+        or any(limits.errors)
+        or limits.non_form_errors()
+    )
     if invalid:
         messages.error(request, "Nothing was saved: correct what is marked below.")
     return render(
@@ -79,6 +102,7 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         {
             "form": form,
             "top_up_form": top_up_form,
+            "support_form": support_form,
             "limits": limits,
             "org": org,
             "counts": counts,

@@ -10,3 +10,15 @@ document.addEventListener("htmx:afterSettle", function (event) {
     region.focus({ preventScroll: true });
   }
 });
+
+// htmx keeps a snapshot of the page's HTML for Back and Forward. A select's choice and a
+// field's text live in the DOM's properties, not its attributes, so the snapshot showed a
+// filtered list under "All kinds": write them into the attributes before it is taken.
+document.addEventListener("htmx:beforeHistorySave", function () {
+  document.querySelectorAll("select option").forEach(function (option) {
+    option.toggleAttribute("selected", option.selected);
+  });
+  document.querySelectorAll("input[type=search], input[type=text]").forEach(function (input) {
+    input.setAttribute("value", input.value);
+  });
+});

@@ -15,7 +15,12 @@ from billing import reactions as wiring
 from billing.events import emit_after_commit, react, reactions
 from billing.ledger.events import RechargeMayBeDue
 from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
-from billing.top_ups.events import CurrencyWithdrawn
+from billing.top_ups.events import (
+    CurrencyWithdrawn,
+    MoneyGivenBack,
+    MoneyTakenBack,
+    TopUpCredited,
+)
 
 # Who reacts to what, and whether a failing reaction fails the request that stated the fact.
 WIRING = {
@@ -23,6 +28,9 @@ WIRING = {
     CurrencyWithdrawn: [("billing.reactions", "switch_off_auto_recharges", True)],
     CardSetupCompleted: [("billing.reactions", "save_card", False)],
     OfflineChargeSucceeded: [("billing.offline", "deliver_payment_intent_succeeded", False)],
+    TopUpCredited: [("billing.reactions", "send_top_up_receipt", True)],
+    MoneyTakenBack: [("billing.reactions", "send_refund_or_dispute_receipt", True)],
+    MoneyGivenBack: [("billing.reactions", "send_refund_or_dispute_receipt", True)],
 }
 
 

@@ -8,12 +8,13 @@ from tests.factories import PASSWORD
 
 
 def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> Any:
-    """Sign in on `page` and wait for My account; returns the page."""
+    """Sign in on `page` and wait for where signing in lands (home for a developer, People for
+    an admin); returns the page."""
     page.goto(f"{base_url}/accounts/login/")
     page.fill("input[name=login]", email)
     page.fill("input[name=password]", password)
     page.click("main button[type=submit]")
-    page.wait_for_url(f"{base_url}/account/")
+    page.wait_for_url(lambda url: url in (f"{base_url}/", f"{base_url}/people/"))
     return page
 
 

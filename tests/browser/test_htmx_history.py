@@ -54,3 +54,30 @@ def test_back_to_a_page_of_transactions_shows_the_whole_page(browser, live_serve
 
     assert page.locator(".topbar").count() == 1
     assert "Page 2 of 2" in page.inner_text("#history")
+
+
+def test_back_then_forward_keeps_the_transaction_filter_and_its_list_together(browser, live_server):
+    """After Back then Forward the list showed one kind of entries under "All kinds": htmx
+    restored its snapshot of the page, in which the filter's choice was not written down."""
+    developer = DeveloperFactory(email="priya@example.com")
+    wallet_credit(
+        account=developer.billing_account,
+        money=money_parse("5.00", "USD"),
+        transaction_id="t1",
+        actor=Actor.system(),
+        kind="ADJUSTMENT",
+    )
+    page = signed_in_page(browser, live_server.url, "priya@example.com", width=1280)
+    page.goto(f"{live_server.url}/account/balance/")
+
+    page.select_option("#id_kind", "TOP_UP")
+    page.wait_for_url("**/account/balance/?kind=TOP_UP")
+    assert "No transactions" in page.inner_text("#history")
+    # htmx restores both from its history cache: the address changes, no page loads.
+    page.go_back(wait_until="commit")
+    page.wait_for_function("location.search === '' && !!document.querySelector('#history td')")
+    page.go_forward(wait_until="commit")
+    page.wait_for_function("location.search === '?kind=TOP_UP'")
+
+    assert page.input_value("#id_kind") == "TOP_UP"
+    assert "No transactions" in page.inner_text("#history")

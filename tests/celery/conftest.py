@@ -114,7 +114,8 @@ def read_mails(mail_dir: Path) -> list[str]:
     messages = []
     for path in sorted(mail_dir.glob("*.log"), key=lambda path: path.stat().st_mtime_ns):
         messages += [m.strip() for m in path.read_text().split(separator) if m.strip()]
-    return messages
+    # Receipts for the recharges that succeed are tested in tests/webhooks/test_receipts*.py.
+    return [m for m in messages if "Subject: [Developer portal] Receipt:" not in m]
 
 
 @pytest.fixture(autouse=True)

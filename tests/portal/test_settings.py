@@ -3,12 +3,15 @@ payment simulator, which credits without payment."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = "import django; django.setup(); from billing.payments.stripe_gateway import stripe_enabled; print('online' if stripe_enabled() else 'offline')"
@@ -185,3 +188,28 @@ def test_the_embedded_secret_key_is_made_once_private_and_kept(tmp_path):
     assert key_file.read_text().strip() == first
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert not [f for f in var_dir.iterdir() if f.name.startswith("secret_key.")]
+
+
+@pytest.mark.django_db
+def test_a_403_is_logged_in_one_line_without_a_traceback(client, admin_without_permission, caplog):
+    """`make run` printed a traceback for every 403: a page answering as designed is no bug."""
+    client.force_login(admin_without_permission)
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = client.get(reverse("monetization_settings"))
+
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    assert (
+        record.getMessage() == "Forbidden (Permission denied): /admin/config/monetization/settings/"
+    )
+    assert record.exc_info is None
+
+
+def test_make_run_on_another_port_links_emails_to_that_port():
+    """Emails sent by workers linked to port 8000 whatever port `make run` served on."""
+    dry_run = subprocess.run(
+        ["make", "-n", "run", "PORT=8123"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+
+    assert "PORTAL_BASE_URL=${PORTAL_BASE_URL:-http://127.0.0.1:8123}" in dry_run
+    assert "runserver 127.0.0.1:8123" in dry_run

@@ -434,7 +434,8 @@ def test_cancel_closes_stripes_page_and_says_nothing_was_charged(fake_stripe, pr
     assert not Wallet.objects.exists()
     status = prepaid_client.get(reverse("top_up_status", args=[top_up.public_id]))
     assert "Cancelled. Nothing was charged." in page_text(status)
-    assert f'href="{reverse("add_credit", args=["USD"])}">Try again' in page_text(status)
+    try_again = reverse("add_credit", args=["USD"]) + "?amount=20"  # the amount is kept
+    assert f'href="{try_again}">Try again' in page_text(status)
     # The page can no longer be paid, so the freed limits cannot be used twice.
     assert fake_stripe.get_object(top_up.stripe_checkout_session_id)["status"] == "expired"
     with pytest.raises(StripeApiError, match="not open"):

@@ -35,7 +35,7 @@ from billing.offline import offline_setup_event
 from billing.payments.cards import card_save
 from billing.tasks import auto_recharge_sweep
 from billing.webhooks.receive import webhook_receive
-from tests.conftest import usd
+from tests.conftest import NANOS_PER_UNIT, usd
 
 pytestmark = pytest.mark.django_db
 
@@ -542,8 +542,11 @@ def test_switching_on_again_while_the_runaway_guard_holds_says_when_it_can(clien
         "balance is below $90.00." in page
     )
     calmer = {**RECHARGE_FORM, "recharge-USD-threshold": "50", "recharge-USD-amount": "50"}
+    asked = client.post(url, calmer).content.decode()  # below 50: saving charges at once
+    assert "Saving charges <strong>Visa •••• 4242</strong>" in asked
     with _committing():
-        page = client.post(url, calmer, follow=True).content.decode()
+        confirmed = {**calmer, "confirm_charge": str(50 * NANOS_PER_UNIT)}
+        page = client.post(url, confirmed, follow=True).content.decode()
     assert "Auto-recharge for USD is on." in page and "runaway guard" not in page
     assert AutoRecharge.objects.get().enabled
     assert RechargeAttempt.objects.filter(state="SUCCEEDED").count() == 5  # charged at once

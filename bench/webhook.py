@@ -3,6 +3,8 @@ duplicates, beside a trivial Django view on the same server in the same run.
 
     .venv/bin/python bench/webhook.py [--payments 1000] [--rounds 3] [--clients 8] [--workers 4]
 
+Needs PostgreSQL (BENCH_DATABASE_URL) and Redis (BENCH_REDIS_URL, default db 12) as the broker.
+
 Target (restated in issue 12): the full webhook, duplicates included, at 0.5× or better of the
 verify-and-store bound measured in the same run (new events that are only verified and stored,
 credited nowhere). The trivial view is printed beside both, as before.
@@ -30,9 +32,11 @@ import time
 import uuid
 from pathlib import Path
 
+import redis
 from _setup import bench_database_url, django_setup, start_gunicorn
 
 TICKS = os.sysconf("SC_CLK_TCK")
+BROKER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 def _client(args: tuple[int, str, list[tuple[bytes, str]] | int]) -> tuple[int, int]:
@@ -224,11 +228,20 @@ def main() -> None:
 
     rounds = [signed_deliveries() for _ in range(args.rounds)]
     stored_only = [signed_deliveries() for _ in range(args.rounds)]
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.flushdb()
     gunicorn, port = start_gunicorn(
         database_url,
         args.workers,
-        # The portal's settings and URLs, plus the bench-only verify-and-store view.
-        {"DJANGO_SETTINGS_MODULE": "settings_bound", "PYTHONPATH": str(Path(__file__).parent)},
+        {
+            # The portal's settings and URLs, plus the bench-only verify-and-store view.
+            "DJANGO_SETTINGS_MODULE": "settings_bound",
+            "PYTHONPATH": str(Path(__file__).parent),
+            # As in production (which refuses to start without a broker): what a credit sets
+            # off after its commit (the receipt) is published for a worker, not run in the
+            # request. Nothing consumes it here; the queue is emptied at the end.
+            "CELERY_BROKER_URL": BROKER_URL,
+        },
     )
     trivial_jobs = [(port, "/healthz", per_client)] * args.clients
     results = []
@@ -243,6 +256,10 @@ def main() -> None:
     finally:
         gunicorn.terminate()
         gunicorn.wait()
+        queued = sum(
+            broker.llen(key) for key in broker.keys("celery*") if broker.type(key) == b"list"
+        )
+        broker.flushdb()
     floor = database_floor(database_url, per_client * args.clients, args.clients)
 
     print(
@@ -307,6 +324,7 @@ def main() -> None:
         f"(expected ${payments:,.2f})"
     )
     print(f"verify-and-store bound: {stored_ok} of {sum(len(d) for d in stored_only)} answered 200")
+    print(f"tasks published for workers (receipts): {queued}")
     call_command("check_ledger")
 
 

@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+NGINX ?= /usr/sbin/nginx
 
-.PHONY: run test lint format install migrate worker beat clean
+.PHONY: run serve test lint format install migrate worker beat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,16 @@ run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo "Serving on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
 	PORTAL_BASE_URL=$${PORTAL_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# The production start: migrate, collectstatic, then nginx on HOST:PORT in front of gunicorn
+# (deploy/serve.py; README "Production-style start"). The environment is passed on as given.
+serve: install
+	@test -x $(NGINX) || { echo "make serve needs nginx ($(NGINX)), from Debian's packages:" \
+		"apt-get install -y nginx" >&2; exit 1; }
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	PORTAL_BASE_URL=$${PORTAL_BASE_URL:-http://$(HOST):$(PORT)} NGINX=$(NGINX) \
+		exec $(BIN)/python deploy/serve.py --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

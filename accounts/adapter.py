@@ -7,6 +7,7 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context as allauth_context
 from allauth.core.exceptions import ImmediateHttpResponse
+from django import forms
 from django.http import HttpRequest
 from django.shortcuts import render
 
@@ -17,6 +18,18 @@ logger = logging.getLogger(__name__)
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    def clean_email(self, email: str) -> str:
+        """Sign-up, Add email and Reset password: an address longer than the account can hold
+        is refused, never stored cut short (Django's validator takes up to 320 characters)."""
+        email = super().clean_email(email)
+        longest = User._meta.get_field("email").max_length
+        if longest is not None and len(email) > longest:
+            raise forms.ValidationError(
+                f"An email address can have at most {longest} characters; this one has "
+                f"{len(email)}."
+            )
+        return email
+
     def save_user(self, request: HttpRequest, user: User, form: Any, commit: bool = True) -> User:
         user = super().save_user(request, user, form, commit=commit)
         if commit:

@@ -26,7 +26,7 @@ def account_context(*, developer: User) -> dict:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def my_account(request: PortalRequest) -> HttpResponse:
     context = account_context(developer=request.user)
     account = context["billing_account"]

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -72,6 +74,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "csp",
     "allauth",
     "allauth.account",
     "portal",
@@ -81,6 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -92,6 +96,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "billing.api.middleware.JsonErrorsUnderV1",
     "billing.api.middleware.HeadAsGetUnderV1",
+    "portal.middleware.RefuseNulInAdminAddress",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -118,6 +123,12 @@ DATABASES = {
         env.db_url, "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
     )
 }
+# Optional: a read replica for reports and statements (long reads that need not see the last
+# second). Money is never moved by reading it; everything else reads and writes "default".
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = _env_or_fail(env.db_url, "DATABASE_REPLICA_URL")
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+REPORTS_DATABASE = "replica" if "replica" in DATABASES else "default"
 if not DATABASES["default"].get("ENGINE"):  # django-environ only warns about an unknown scheme
     raise ImproperlyConfigured("Environment variable DATABASE_URL is malformed: unknown scheme.")
 # Shared by all workers: allauth's sign-in rate limits count in the cache, so with several
@@ -253,6 +264,27 @@ CELERY_BEAT_SCHEDULE = {
     "receipts-sweep": {"task": "billing.tasks.receipts_sweep", "schedule": 300.0},
 }
 
+# Content-Security-Policy (django-csp): scripts, styles and everything else only from the
+# portal itself; no inline script or style runs, no other site may frame it. Forms may lead to
+# Stripe's payment page (Add credit and Save card redirect there after their POST, which
+# form-action governs too).
+_stripe_pages = ["https://checkout.stripe.com"]
+if env.str("STRIPE_API_BASE", default=""):  # tests and staging: their Stripe's pages
+    _stripe_pages.append(env.str("STRIPE_API_BASE").rstrip("/"))
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF],
+        "style-src": [CSP_SELF],
+        "img-src": [CSP_SELF, "data:"],
+        "connect-src": [CSP_SELF],
+        "form-action": [CSP_SELF, *_stripe_pages],
+        "frame-ancestors": [CSP_NONE],
+        "base-uri": [CSP_SELF],
+        "object-src": [CSP_NONE],
+    }
+}
+
 # Stripe: without a secret key the portal uses the offline payment simulator.
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
@@ -278,6 +310,38 @@ if HTTPS_ONLY and not _BROKER_URL:
     raise ImproperlyConfigured(
         "CELERY_BROKER_URL is required with DJANGO_SECURE_COOKIES=true (production): run a "
         "Celery worker and beat on it (see README)."
+    )
+# Production must really send mail and share its cache between workers and hosts.
+_LOCAL_MAIL = {
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+    "django.core.mail.backends.locmem.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+}
+if HTTPS_ONLY and EMAIL_CONFIG.get("EMAIL_BACKEND") in _LOCAL_MAIL:
+    # The console backend printed password-reset links (account takeover) into the log, and
+    # nobody got their verification or receipt emails.
+    raise ImproperlyConfigured(
+        "EMAIL_URL must name a real mail server (smtp://, smtp+tls://, smtps://) with "
+        "DJANGO_SECURE_COOKIES=true (production): the console, file and memory backends "
+        "deliver nothing and print password-reset links into the log."
+    )
+_LOCAL_CACHES = {
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
+}
+if CACHES["default"]["BACKEND"] not in _LOCAL_CACHES:
+    # A shared cache: sessions are read from it and written through to the database, so every
+    # web host sees the same sign-in without a query per request.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+if HTTPS_ONLY and CACHES["default"]["BACKEND"] in _LOCAL_CACHES:
+    # Each worker counted failed sign-ins in its own memory: 45 wrong passwords gave 20 real
+    # checks across 4 workers instead of 5.
+    raise ImproperlyConfigured(
+        "CACHE_URL must name a cache all web workers and hosts share (redis://, "
+        "pymemcache://) with DJANGO_SECURE_COOKIES=true (production): sign-in attempt "
+        "limits and sessions are kept in it."
     )
 if HTTPS_ONLY and not STRIPE_SECRET_KEY:
     # A production start without Stripe would let anyone credit themselves on the test page.

@@ -18,6 +18,7 @@ admin.site.enable_nav_sidebar = False
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("", include("billing.urls")),
     path("account/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),

@@ -110,15 +110,22 @@ def _bad_money(request: HttpRequest, exc: MoneyError) -> HttpResponse:
 
 
 def _database_unavailable(request: HttpRequest, exc: OperationalError) -> HttpResponse:
-    """A lock timeout, deadlock, serialization failure or lost connection: the statement was
-    rolled back, so a retry is safe, and the answer says so instead of a server bug's 500."""
+    """A lock timeout, deadlock, lost connection or a database that stopped answering. For a
+    read nothing changed. For a change the answer cannot know: the change may have committed
+    before the failure (the read of the answer, or the commit's reply, was what failed). So it
+    says so, and how to find out safely: the same transactionId again is applied at most once
+    and answers as the first time did."""
     logger.warning("API %s %s: database unavailable: %s", request.method, request.path, exc)
-    response = error_response(
-        request,
-        503,
-        "The request was not completed: the database is busy. Try again; a request with the "
-        "same transactionId is applied at most once.",
-    )
+    if request.method in ("GET", "HEAD"):
+        message = "The database did not answer; nothing was changed. Try again."
+    else:
+        message = (
+            "The database did not answer, so this change may or may not have been applied. "
+            "Send the same request again with the same transactionId: it is applied at most "
+            "once, and if it was applied the answer says so (Idempotent-Replayed). Without a "
+            "transactionId, read the balance before sending the change again."
+        )
+    response = error_response(request, 503, message)
     response["Retry-After"] = "1"
     return response
 

@@ -265,11 +265,18 @@ def _replay(existing: LedgerEntry, change: _Change) -> LedgerResult:
         change.delta,
         change.kind,
     ):
+        if wallet.billing_account_id != change.account.pk:
+            # Another developer's entry: whoever asks learns only that the id is taken, not
+            # what that developer was credited or charged.
+            raise TransactionConflict(
+                f"Transaction id {existing.transaction_id!r} is already taken; use a new "
+                "transaction id."
+            )
         raise TransactionConflict(
             f"Transaction id {existing.transaction_id!r} was already used for "
             f"{Money(abs(existing.amount), wallet.currency)} "
             f"({existing.get_kind_display().lower()}); use a new transaction id for a different "
-            "amount, currency or developer."
+            "amount or currency."
         )
     return LedgerResult(entry=existing, replayed=True)
 

@@ -47,10 +47,13 @@ def _own_top_up(request: PortalRequest, public_id: uuid.UUID) -> TopUp:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
+    currency = currency.upper()
+    if not _CURRENCY_CODE.fullmatch(currency):  # before the query: PostgreSQL refuses NUL bytes
+        raise Http404("Adding credit in this currency is not offered.")
     account = billing_account_get_or_create(user=request.user)
-    offer = top_up_offer(account=account, currency=currency.upper())
+    offer = top_up_offer(account=account, currency=currency)
     if offer is None:
         raise Http404("Adding credit in this currency is not offered.")
     context = {"offer": offer, "tab": "balance", "developer": request.user}
@@ -111,13 +114,13 @@ def top_up_status(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def top_up_cancel_view(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Stripe's cancel_url (a GET) asks; only the POST cancels, after closing Stripe's page."""
     top_up = _own_top_up(request, public_id)
     if top_up.state != TopUp.State.PENDING or top_up.source != TopUp.Source.CHECKOUT:
         return redirect("top_up_status", public_id=top_up.public_id)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return render(
             request,
             "billing/top_ups/top_up_cancel.html",
@@ -135,7 +138,7 @@ def top_up_cancel_view(request: PortalRequest, public_id: uuid.UUID) -> HttpResp
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def test_payment(request: PortalRequest, public_id: uuid.UUID) -> HttpResponse:
     """Offline mode only: a clearly labelled stand-in for Stripe Checkout. Paying builds a
     Stripe-shaped event, signs it with the local webhook secret and hands it to the same
@@ -177,3 +180,4 @@ def _amount_asked(request: PortalRequest) -> str:
 
 
 _PLAIN_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")

@@ -57,7 +57,7 @@ def card_saved(request: PortalRequest) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def test_card(request: PortalRequest) -> HttpResponse:
     """Offline mode only: choose a test card; saving it goes through the signed webhook."""
     if stripe_enabled():
@@ -79,9 +79,9 @@ def test_card(request: PortalRequest) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def auto_recharge_settings(request: PortalRequest, currency: str) -> HttpResponse:
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         # A refused save leaves the browser on this address; reloading it must not be a blank 405.
         return redirect(reverse("my_balance") + "#auto-recharge")
     account = billing_account_get_or_create(user=request.user)

@@ -97,7 +97,7 @@ def my_balance(request: PortalRequest) -> HttpResponse:
 
 
 @admin_required("billing.view_any_prepaid_balance")
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @vary_on_headers("HX-Request")  # the same address serves a fragment to htmx
 def people_balance(request: PortalRequest, user_id: int) -> HttpResponse:
     """A developer's balance for admins; adjusting needs a second permission and a confirmation."""

@@ -33,7 +33,7 @@ CHANGE_MEANING = {
 
 
 @admin_required("billing.update_any_billing_type")
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def billing_type_tab(request: PortalRequest, user_id: int) -> HttpResponse:
     """The Billing type tab: choose (POST), confirm (POST with `confirm`), saved."""
     developer = developer_or_404(user_id)

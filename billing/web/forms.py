@@ -9,7 +9,7 @@ from django import forms
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from billing.models import BillingType, LedgerEntry
+from billing.models import BillingType, LedgerEntry, OrganizationSettings
 from billing.money import (
     MoneyError,
     MoneyPrecisionError,
@@ -102,9 +102,14 @@ class OrganizationSettingsForm(forms.Form):
     )
 
 
+# As long as the settings' email columns hold (Django's validator takes up to 320 characters).
+_SETTINGS_EMAIL_MAX_LENGTH = OrganizationSettings._meta.get_field("support_email").max_length
+
+
 class SupportForm(forms.Form):
     support_email = forms.EmailField(
         required=False,
+        max_length=_SETTINGS_EMAIL_MAX_LENGTH,
         label="Support email",
         help_text="Where developers write for help: the portal's “contact us” texts name it.",
     )
@@ -255,6 +260,7 @@ class TopUpSettingsForm(forms.Form):
     )
     notification_email = forms.EmailField(
         required=False,
+        max_length=_SETTINGS_EMAIL_MAX_LENGTH,
         label="Notify about failed crediting",
         help_text=(
             "Empty: the site administrators (ADMINS), else everyone who may view the Add "

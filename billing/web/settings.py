@@ -28,7 +28,7 @@ from billing.web.forms import (
 
 
 @admin_required("billing.administer_monetization")
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def monetization_settings(request: PortalRequest) -> HttpResponse:
     """Organisation settings: default billing type (its own form, as it moves developers) and
     the Add credit settings with per-currency limits."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ def webhook_receive(*, payload: bytes, signature: str) -> tuple[int, str]:
         return 400, "Invalid or missing Stripe-Signature."
     except (ValueError, KeyError, TypeError):
         return 400, "Not a Stripe event."
-    if not isinstance(event_id, str) or not isinstance(obj, dict):
+    if not _event_id_valid(event_id) or "\x00" in str(event_type) or not isinstance(obj, dict):
         return 400, "Not a Stripe event."
     status = _event_status(event_id)
     if status in DONE:
@@ -46,6 +47,13 @@ def webhook_receive(*, payload: bytes, signature: str) -> tuple[int, str]:
     if status is None:
         _event_store(event_id, str(event_type), payload)
     return event_process(event_id=event_id, event_type=str(event_type), obj=obj)
+
+
+def _event_id_valid(event_id: object) -> bool:
+    """Stripe's ids are short and plain: one the event log cannot hold (longer than its
+    column, or with a NUL byte, which PostgreSQL refuses) is no Stripe event's."""
+    longest = StripeEvent._meta.get_field("id").max_length or 0
+    return isinstance(event_id, str) and len(event_id) <= longest and "\x00" not in event_id
 
 
 # The event log's bookkeeping runs on every delivery, Stripe's retries and duplicates included,
@@ -65,6 +73,11 @@ def _event_store(event_id: str, event_type: str, payload: bytes) -> None:
     """Store the verified event as received. The same event arriving at the same moment loses
     the race quietly: processing is idempotent, so both may go on."""
     json_param = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    text = payload.decode("utf-8")
+    if connection.vendor == "postgresql" and "\\u0000" in text:
+        # jsonb cannot hold U+0000: the stored copy has U+FFFD instead (the handlers read the
+        # event as received).
+        text = _JSON_NUL.sub(r"\1\\ufffd", text)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_EVENTS} (id, type, payload, status, error, attempts, received_at) "  # noqa: S608
@@ -72,11 +85,15 @@ def _event_store(event_id: str, event_type: str, payload: bytes) -> None:
             [
                 event_id,
                 event_type[:100],
-                payload.decode("utf-8"),
+                text,
                 StripeEvent.Status.RECEIVED,
                 _now(),
             ],
         )
+
+
+# A \u0000 escape in JSON text: a backslash not itself escaped, then u0000.
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def _now() -> Any:

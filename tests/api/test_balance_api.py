@@ -1225,3 +1225,27 @@ def test_a_token_sent_with_another_scheme_is_not_logged(
     assert error_of(response, HTTPStatus.UNAUTHORIZED)["status"] == "UNAUTHENTICATED"
     assert owner_token not in caplog.text
     assert owner_token[len(TOKEN_PREFIX) :] not in caplog.text
+
+
+def test_reusing_another_developers_transaction_id_does_not_tell_their_amount(
+    api, admin_token, calls, other_developer
+):
+    """The 409 told any token another developer's top-up: "was already used for $150.21
+    (top-up)". It says only that the id is taken."""
+    calls.credit(credit_body("USD", "150", 210000000, tx="tx-private"))
+    other = Calls(api, admin_token, other_developer.email)
+
+    message = error_of(other.credit(credit_body("USD", "1", tx="tx-private")), HTTPStatus.CONFLICT)[
+        "message"
+    ]
+
+    assert message == "Transaction id 'tx-private' is already taken; use a new transaction id."
+    assert "150.21" not in message and "top-up" not in message
+
+
+def test_reusing_ones_own_transaction_id_says_what_it_was_used_for(calls):
+    calls.credit(credit_body("USD", "150", 210000000, tx="tx-mine"))
+    message = error_of(calls.credit(credit_body("USD", "1", tx="tx-mine")), HTTPStatus.CONFLICT)[
+        "message"
+    ]
+    assert "was already used for $150.21 (top-up)" in message

@@ -11,9 +11,10 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from accounts.models import User
+from billing.api import developers as billing_api
 from billing.auto_recharge.selectors import auto_recharge_due
 from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor
@@ -128,3 +129,51 @@ def test_a_lock_timeout_answers_503_json_and_the_retry_applies_once(
     assert retry.status_code == HTTPStatus.OK
     assert Wallet.objects.get(currency="USD").balance == 70 * NANOS_PER_UNIT
     assert LedgerEntry.objects.filter(transaction_id="usage-30").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_change_committed_before_the_database_failed_is_not_said_to_be_undone(
+    api: Api, developer: User, portal_admin: User, monkeypatch: pytest.MonkeyPatch
+):
+    """The debit committed, then reading its answer failed (the database went away): the 503
+    said "The request was not completed" for money that had moved. It now says it cannot tell,
+    and the retry with the same transactionId tells."""
+    wallet_credit(
+        account=developer.billing_account,
+        money=usd("100"),
+        transaction_id="t0",
+        actor=Actor.system(),
+    )
+    token = api.token_for(portal_admin)
+    path = developer_path(developer.email, "balance:debit")
+    read_wallets = billing_api.wallets_balance
+
+    def database_gone_after_the_change(**kwargs: Any) -> Any:
+        monkeypatch.setattr(billing_api, "wallets_balance", read_wallets)  # once
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(billing_api, "wallets_balance", database_gone_after_the_change)
+    failed = api.call("POST", path, debit_body("30", "usage-30"), token=token)
+
+    message = error_of(failed, HTTPStatus.SERVICE_UNAVAILABLE)["message"]
+    assert "not completed" not in message
+    assert "may or may not have been applied" in message
+    assert LedgerEntry.objects.filter(transaction_id="usage-30").exists()  # it was applied
+    retry = api.call("POST", path, debit_body("30", "usage-30"), token=token)
+    assert retry.status_code == HTTPStatus.OK and retry["Idempotent-Replayed"] == "true"
+    assert Wallet.objects.get(currency="USD").balance == 70 * NANOS_PER_UNIT
+
+
+@pytest.mark.django_db
+def test_a_read_the_database_failed_says_nothing_changed(
+    api: Api, developer: User, portal_admin: User, monkeypatch: pytest.MonkeyPatch
+):
+    def database_gone(**kwargs: Any) -> Any:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(billing_api, "wallets_balance", database_gone)
+    failed = api.call(
+        "GET", developer_path(developer.email, "balance"), token=api.token_for(portal_admin)
+    )
+
+    assert "nothing was changed" in error_of(failed, HTTPStatus.SERVICE_UNAVAILABLE)["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.factories import PASSWORD
@@ -24,3 +25,14 @@ def signed_in_page(browser: Any, base_url: str, email: str, width: int | None = 
     viewport = {"width": width, "height": 844} if width else None
     context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
     return sign_in(context.new_page(), base_url, email)
+
+
+def wait_for(page: Any, expression: str, timeout: float = 20.0) -> None:
+    """Wait until `expression` is true in the page. Playwright's wait_for_function compiles its
+    predicate in the page, which the portal's Content-Security-Policy forbids (no eval): this
+    asks from the test instead, every 50 ms."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {expression}")
+        page.wait_for_timeout(50)

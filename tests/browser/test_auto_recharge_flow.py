@@ -15,6 +15,7 @@ from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit
 from billing.models import BillingTypeChange, LedgerEntry, StripeEvent
 from billing.money import money_parse
+from tests.browser.signing_in import wait_for as wait_in_page
 from tests.factories import PASSWORD, AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -60,9 +61,9 @@ def test_save_card_enable_and_a_debit_triggers_a_recharge(browser, live_server, 
     assert "your card is being saved" in page.inner_text(".messages")
 
     # The card box asks again every 2 s until the webhook has saved the card: no reload.
-    page.wait_for_function(
+    wait_in_page(
+        page,
         "document.querySelector('[data-testid=saved-card]').innerText.includes('Visa •••• 4242')",
-        timeout=20_000,
     )
 
     page.check("input[name=recharge-USD-enabled]")

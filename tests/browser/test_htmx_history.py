@@ -8,7 +8,7 @@ import pytest
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit
 from billing.money import money_parse
-from tests.browser.signing_in import signed_in_page
+from tests.browser.signing_in import signed_in_page, wait_for
 from tests.factories import AdminFactory, DeveloperFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -75,9 +75,9 @@ def test_back_then_forward_keeps_the_transaction_filter_and_its_list_together(br
     assert "No transactions" in page.inner_text("#history")
     # htmx restores both from its history cache: the address changes, no page loads.
     page.go_back(wait_until="commit")
-    page.wait_for_function("location.search === '' && !!document.querySelector('#history td')")
+    wait_for(page, "location.search === '' && !!document.querySelector('#history td')")
     page.go_forward(wait_until="commit")
-    page.wait_for_function("location.search === '?kind=TOP_UP'")
+    wait_for(page, "location.search === '?kind=TOP_UP'")
 
     assert page.input_value("#id_kind") == "TOP_UP"
     assert "No transactions" in page.inner_text("#history")

@@ -92,6 +92,8 @@ PRODUCTION = {
     "STRIPE_SECRET_KEY": "sk_live_x",
     "STRIPE_WEBHOOK_SECRET": "whsec_x",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "EMAIL_URL": "smtp+tls://portal:secret@mail.example.com:587",
+    "CACHE_URL": "redis://127.0.0.1:6379/1",
 }
 
 
@@ -99,7 +101,8 @@ def manage(*args: str, **variables: str) -> subprocess.CompletedProcess:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("STRIPE_", "DJANGO_")) and k != "DATABASE_URL"
+        if not k.startswith(("STRIPE_", "DJANGO_"))
+        and k not in ("DATABASE_URL", "EMAIL_URL", "CACHE_URL", "CELERY_BROKER_URL")
     }
     env.update(DJANGO_SETTINGS_MODULE="portal.settings", **variables)
     return subprocess.run(
@@ -213,3 +216,29 @@ def test_make_run_on_another_port_links_emails_to_that_port():
 
     assert "PORTAL_BASE_URL=${PORTAL_BASE_URL:-http://127.0.0.1:8123}" in dry_run
     assert "runserver 127.0.0.1:8123" in dry_run
+
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("EMAIL_URL", None, "EMAIL_URL must name a real mail server"),
+        ("EMAIL_URL", "consolemail://", "EMAIL_URL must name a real mail server"),
+        ("EMAIL_URL", "filemail:///tmp/mail", "EMAIL_URL must name a real mail server"),
+        ("CACHE_URL", None, "CACHE_URL must name a cache all web workers"),
+        ("CACHE_URL", "locmemcache://", "CACHE_URL must name a cache all web workers"),
+    ],
+)
+def test_production_refuses_to_start_with_mail_to_the_log_or_a_cache_per_worker(
+    variable, value, message, tmp_path
+):
+    """With DJANGO_SECURE_COOKIES=true the console mail backend and the per-process cache were
+    accepted: password-reset links landed in the log and sign-in limits counted per worker.
+    `manage.py check --deploy` names what is missing."""
+    variables = {k: v for k, v in PRODUCTION.items() if k != variable}
+    if value is not None:
+        variables[variable] = value
+    result = manage(
+        "check", "--deploy", DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", **variables
+    )
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -1,0 +1,1 @@
+"""The production start (`make serve`): nginx in front of gunicorn. See serve.py."""

@@ -12,6 +12,7 @@ from accounts.models import User
 from billing.billing_accounts.selectors import organization_settings_get
 from billing.billing_accounts.services import billing_account_get_or_create, billing_details_update
 from billing.billing_type.selectors import billing_type_label
+from billing.subscriptions.selectors import plans_open
 
 
 def account_context(*, developer: User) -> dict:
@@ -40,4 +41,5 @@ def my_account(request: PortalRequest) -> HttpResponse:
             return redirect("my_account")
     else:
         form = BillingDetailsForm(initial={"legal_company_name": account.legal_company_name})
-    return render(request, "accounts/my_account.html", {**context, "form": form, "tab": "account"})
+    context.update(form=form, tab="account", open_plans=plans_open(account=account))
+    return render(request, "accounts/my_account.html", context)

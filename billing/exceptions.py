@@ -15,3 +15,11 @@ class InsufficientFunds(BillingError):
 
 class TransactionConflict(BillingError):
     """A transaction id was already applied with another amount, currency, kind or developer."""
+
+
+class NotFound(BillingError):
+    """What was asked for does not exist (or is not offered): an API answers 404."""
+
+
+class AlreadyExists(BillingError):
+    """The thing to create exists already (a second open subscription): an API answers 409."""

@@ -5,10 +5,13 @@ The global lock order: a transaction that takes two of these takes them top to b
 1. a top-up (`top_up_lock`: the webhook and the recharge credit take turns per payment);
 2. a recharge attempt;
 3. an auto-recharge (`auto_recharge_lock`, `auto_recharge_lock_for`);
+3a. a subscription (`subscription_lock`: the fee run, a cancellation and a late payment take
+   turns per subscription);
 4. the organisation settings row (`organization_settings_hold` FOR KEY SHARE, as a debit
    reads it; `organization_settings_lock` FOR UPDATE to change it);
 5. the billing account (FOR UPDATE to change its billing type; FOR NO KEY UPDATE in
-   `top_up_limits_lock`, so that debits, which read it FOR KEY SHARE, are not held up);
+   `top_up_limits_lock` and `purchases_lock`, so that debits, which read it FOR KEY SHARE, are
+   not held up);
 6. a wallet (the ledger's one statement, which reads the account and the settings FOR KEY
    SHARE as it moves the balance).
 
@@ -32,6 +35,7 @@ from billing.models import (
     BillingAccount,
     OrganizationSettings,
     RechargeAttempt,
+    Subscription,
     TopUp,
 )
 
@@ -188,3 +192,21 @@ def top_up_limits_lock(*, account: BillingAccount) -> None:
     )
     if locked is not None:
         account.billing_type, account.trust_tier = locked["billing_type"], locked["trust_tier"]
+
+
+def subscription_lock(*, pk: int) -> Subscription | None:
+    """One subscription, locked, with its plan, product and account read alongside (only this
+    row is locked: the ledger reads the account FOR KEY SHARE after it)."""
+    return (
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("rate_plan", "product", "billing_account__user")
+        .filter(pk=pk)
+        .first()
+    )
+
+
+def purchases_lock(*, account: BillingAccount) -> None:
+    """Purchases by one account take turns (after `organization_settings_hold`), so that of two
+    at once the second finds the first's subscription and charges nothing. NO KEY UPDATE: the
+    account's debits are not held up."""
+    list(BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).values("pk"))

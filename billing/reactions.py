@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from billing.auto_recharge.settings import auto_recharge_switch_off_all
 from billing.events import react, reactions_clear
-from billing.ledger.events import RechargeMayBeDue
+from billing.ledger.events import MoneyCredited, RechargeMayBeDue
 from billing.offline import deliver_payment_intent_succeeded
 from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
+from billing.subscriptions.selectors import account_owes_fees
 from billing.tasks import (
     auto_recharge_run,
     card_save_from_setup,
     refund_or_dispute_receipt_send,
     top_up_receipt_send,
+    unpaid_fees_settle_run,
 )
 from billing.top_ups.events import (
     CurrencyWithdrawn,
@@ -56,6 +58,13 @@ def send_refund_or_dispute_receipt(event: MoneyTakenBack | MoneyGivenBack) -> No
     refund_or_dispute_receipt_send.delay(event.transaction_id)
 
 
+def pay_unpaid_fees(event: MoneyCredited) -> None:
+    """A worker pays the plan fees the wallet owes. Asked first, with one indexed read, so
+    that the many credits of wallets that owe nothing send nothing to the broker."""
+    if account_owes_fees(account_id=event.account_id):
+        unpaid_fees_settle_run.delay(event.account_id, event.currency)
+
+
 def register() -> None:
     reactions_clear()
     # The debit or the saved settings are committed; a failing trigger must not turn their
@@ -71,3 +80,5 @@ def register() -> None:
     react(TopUpCredited, send_top_up_receipt, robust=True)
     react(MoneyTakenBack, send_refund_or_dispute_receipt, robust=True)
     react(MoneyGivenBack, send_refund_or_dispute_receipt, robust=True)
+    # Robust: the credit is committed; the fee run retries unpaid fees every hour anyway.
+    react(MoneyCredited, pay_unpaid_fees, robust=True)

@@ -12,6 +12,7 @@ from django.db import connection
 from billing.auto_recharge.charge import auto_recharge_charge
 from billing.auto_recharge.claim import auto_recharge_claim
 from billing.auto_recharge.selectors import auto_recharge_due
+from billing.notifications.fees import fee_unpaid_email, fee_unpaid_emails_unsent
 from billing.notifications.receipts import (
     receipts_unsent,
     refund_or_dispute_receipt_email,
@@ -19,6 +20,7 @@ from billing.notifications.receipts import (
 )
 from billing.payments import stripe_gateway
 from billing.payments.cards import card_save_from_setup_intent
+from billing.subscriptions.services import recurring_fees_charge, unpaid_fees_settle
 from billing.webhooks.receive import webhook_receive
 
 # Network trouble and Stripe's own 5xx: try again later under the same idempotency key.
@@ -141,4 +143,51 @@ def receipts_sweep() -> int:
         top_up_receipt_send.delay(top_up_id)
     for transaction_id in transaction_ids:
         refund_or_dispute_receipt_send.delay(transaction_id)
-    return len(top_up_ids) + len(transaction_ids)
+    unpaid = fee_unpaid_emails_unsent()
+    for transaction_id in unpaid:
+        fee_unpaid_email_send.delay(transaction_id)
+    return len(top_up_ids) + len(transaction_ids) + len(unpaid)
+
+
+@shared_task(
+    name="billing.tasks.charge_recurring_fees",
+    acks_late=True,
+    time_limit=3600,
+    soft_time_limit=3500,
+)
+def charge_recurring_fees() -> int:
+    """Every hour (celery beat): the fees that fell due, the 1st of the month's recurring fees
+    and those of plans that started since. Twice at once, or again, charges nothing more."""
+    run = recurring_fees_charge()
+    for transaction_id in run.unpaid:
+        fee_unpaid_email_send.delay(transaction_id)
+    return run.charged
+
+
+@shared_task(
+    name="billing.tasks.unpaid_fees_settle",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=300,
+    soft_time_limit=280,
+)
+def unpaid_fees_settle_run(self, account_id: int, currency: str) -> int:  # type: ignore[no-untyped-def]
+    """Money came into a wallet that owes plan fees: charge them now."""
+    return unpaid_fees_settle(account_id=account_id, currency=currency)
+
+
+@shared_task(
+    name="billing.tasks.fee_unpaid_email_send",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=60,
+    soft_time_limit=45,
+)
+def fee_unpaid_email_send(self, transaction_id: str) -> bool:  # type: ignore[no-untyped-def]
+    """Email the developer that a plan fee is unpaid, once."""
+    try:
+        return fee_unpaid_email(transaction_id=transaction_id)
+    except MAIL_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc

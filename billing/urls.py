@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from billing.web import add_credit, auto_recharge, balance, billing_type, settings
+from billing.web import (
+    add_credit,
+    auto_recharge,
+    balance,
+    billing_type,
+    catalog,
+    settings,
+    subscriptions,
+)
 from billing.webhooks import views as webhooks
 
 urlpatterns = [
@@ -36,11 +44,29 @@ urlpatterns = [
         auto_recharge.auto_recharge_settings,
         name="auto_recharge_settings",
     ),
+    path("plans/", catalog.plans, name="plans"),
+    path(
+        "plans/<slug:product_name>/purchase/",
+        subscriptions.plan_purchase,
+        name="plan_purchase",
+    ),
+    path("account/plans/", subscriptions.my_plans, name="my_plans"),
+    path(
+        "account/plans/<uuid:public_id>/cancel/",
+        subscriptions.my_plan_cancel,
+        name="my_plan_cancel",
+    ),
     path("stripe/webhook/", webhooks.stripe_webhook, name="stripe_webhook"),
     path("people/<int:user_id>/account/balance/", balance.people_balance, name="people_balance"),
     path(
         "people/<int:user_id>/account/billing-type/",
         billing_type.billing_type_tab,
         name="billing_type_tab",
+    ),
+    path("people/<int:user_id>/account/plans/", subscriptions.people_plans, name="people_plans"),
+    path(
+        "people/<int:user_id>/account/plans/<uuid:public_id>/cancel/",
+        subscriptions.people_plan_cancel,
+        name="people_plan_cancel",
     ),
 ]

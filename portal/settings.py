@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from csp.constants import NONE as CSP_NONE
 from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
@@ -113,6 +114,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.support",
+                "billing.web.context.unpaid_plans",
             ],
         },
     },
@@ -262,6 +264,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     "auto-recharge-sweep": {"task": "billing.tasks.auto_recharge_sweep", "schedule": 60.0},
     "receipts-sweep": {"task": "billing.tasks.receipts_sweep", "schedule": 300.0},
+    # Hourly: on the 1st the month's recurring fees, on other days the plans that started
+    # (and the retry of unpaid fees); a run with nothing due reads one partial index.
+    "charge-recurring-fees": {
+        "task": "billing.tasks.charge_recurring_fees",
+        "schedule": crontab(minute=5),
+    },
 }
 
 # Content-Security-Policy (django-csp): scripts, styles and everything else only from the

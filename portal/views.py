@@ -15,6 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from accounts.access import PortalRequest, admin_required, developer_or_404
 from accounts.views import account_context
 from billing.billing_accounts.services import billing_account_get_or_create
+from billing.subscriptions.selectors import plans_open
 from billing.web.overview import account_overview
 from portal.celery import app as celery_app
 from portal.selectors import developers_list
@@ -73,17 +74,20 @@ READY_TIMEOUT_SECONDS = 2
 
 @require_safe
 def home(request: PortalRequest) -> HttpResponse:
-    """Anonymous visitors: what the portal is. Admins: People. Developers: their money at a
-    glance (later also plans, usage and keys)."""
+    """Anonymous visitors: what the portal is. Admins: People. Developers: their money and
+    their plans at a glance (later also usage and keys)."""
     user = request.user
     if not user.is_authenticated:
         return render(request, "portal/home.html")
     if user.is_staff:
         return redirect("people_list")
     account = billing_account_get_or_create(user=user)
-    return render(
-        request, "portal/dashboard.html", {"developer": user, **account_overview(account=account)}
-    )
+    context = {
+        "developer": user,
+        **account_overview(account=account),
+        "open_plans": plans_open(account=account),
+    }
+    return render(request, "portal/dashboard.html", context)
 
 
 @admin_required()

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import factory
 from allauth.account.models import EmailAddress
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from accounts.models import User
 from billing.auto_recharge.settings import auto_recharge_configure
-from billing.models import BillingAccount
+from billing.catalog.services import PlanSpec, rate_plan_create
+from billing.models import ApiProduct, BillingAccount, RatePlan
 from billing.money import money_parse
 from billing.payments.cards import card_save
 
@@ -80,3 +84,38 @@ def auto_recharge_on(
         monthly_cap=money_parse(cap, currency) if cap else None,
         changed_by=account.user,
     )
+
+
+class ApiProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApiProduct
+
+    name = factory.Sequence(lambda n: f"product-{n}")
+    display_name = factory.Sequence(lambda n: f"Product {n}")
+    description = "An API to sell."
+
+
+def published_plan(
+    product: ApiProduct | None = None,
+    *,
+    setup: str = "0",
+    recurring: str = "0",
+    currency: str = "USD",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    **fields: object,
+) -> RatePlan:
+    """A PUBLISHED plan in force from `start` (an hour ago by default), made through the
+    catalog service so that it obeys the catalog's rules. Fees are decimal text."""
+    product = product or ApiProductFactory()
+    spec = PlanSpec(
+        display_name=str(fields.pop("display_name", "Standard")),
+        currency=currency,
+        setup_fee=money_parse(setup, currency),
+        recurring_fee=money_parse(recurring, currency),
+        state=RatePlan.State.PUBLISHED,
+        start_time=start or timezone.now() - timedelta(hours=1),
+        end_time=end,
+        **fields,  # type: ignore[arg-type]
+    )
+    return rate_plan_create(product=product, spec=spec, actor=None)

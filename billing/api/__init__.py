@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from ninja import NinjaAPI
 
-from billing.api import developers
+from billing.api import developers, products, subscriptions
 from billing.api.auth import TokenAuth
 from billing.api.errors import HANDLERS
 
 api = NinjaAPI(
     title="Developer portal monetization API",
     version="1",
-    description="Apigee-compatible developer billing: monetization config and prepaid balances.",
+    description=(
+        "Apigee-compatible developer billing: monetization config, prepaid balances, API "
+        "products, rate plans and developer subscriptions."
+    ),
     auth=TokenAuth(),
     urls_namespace="api_v1",
     openapi_url="/openapi.json",
@@ -21,3 +24,5 @@ api = NinjaAPI(
 for exception, handler in HANDLERS.items():
     api.add_exception_handler(exception, handler)
 api.add_router("", developers.router)
+api.add_router("", products.router)
+api.add_router("", subscriptions.router)

@@ -37,7 +37,7 @@ router = Router()
 DEVELOPER = "/organizations/{org}/developers/{email}"
 
 
-def _developer(
+def developer_account(
     request: HttpRequest, org: str, email: str, permission: str, *, own: bool = False
 ) -> BillingAccount:
     """The developer's billing account, after checking the organisation and the token's rights.
@@ -95,7 +95,7 @@ def _answer(
     operation_id="billing_api_get_monetization_config",
 )
 def get_monetization_config(request: HttpRequest, org: str, email: str) -> dict[str, str]:
-    account = _developer(request, org, email, "billing.view_any_prepaid_balance", own=True)
+    account = developer_account(request, org, email, "billing.view_any_prepaid_balance", own=True)
     return {"billingType": billing_type_effective(account=account)}
 
 
@@ -108,7 +108,7 @@ def update_monetization_config(
     request: HttpRequest, org: str, email: str, body: MonetizationConfig
 ) -> dict[str, str]:
     # The parameter is `body` as elsewhere: error messages leave that word out of a field's path.
-    account = _developer(request, org, email, "billing.update_any_billing_type")
+    account = developer_account(request, org, email, "billing.update_any_billing_type")
     if body.billingType not in BillingType.values:
         raise ApiError(400, "billingType must be PREPAID or POSTPAID.")
     billing_type_set(
@@ -127,7 +127,7 @@ def update_monetization_config(
     operation_id="billing_api_get_balance",
 )
 def get_balance(request: HttpRequest, org: str, email: str) -> dict[str, Any]:
-    account = _developer(request, org, email, "billing.view_any_prepaid_balance", own=True)
+    account = developer_account(request, org, email, "billing.view_any_prepaid_balance", own=True)
     return _balance(account)
 
 
@@ -140,7 +140,7 @@ def get_balance(request: HttpRequest, org: str, email: str) -> dict[str, Any]:
 def credit_balance(
     request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
 ) -> dict[str, Any]:
-    account = _developer(request, org, email, "billing.adjust_any_prepaid_balance")
+    account = developer_account(request, org, email, "billing.adjust_any_prepaid_balance")
     money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
     transaction_id_refuse_reserved(body.transactionId)
     result = wallet_credit(
@@ -163,7 +163,7 @@ def debit_balance(
     request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
 ) -> dict[str, Any]:
     """Charge usage; a prepaid wallet without enough funds answers 400 FAILED_PRECONDITION."""
-    account = _developer(request, org, email, "billing.debit_any_prepaid_balance")
+    account = developer_account(request, org, email, "billing.debit_any_prepaid_balance")
     money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
     transaction_id_refuse_reserved(body.transactionId)
     result = wallet_debit(
@@ -187,7 +187,7 @@ def adjust_balance(
 ) -> dict[str, Any]:
     """Seed 004's sign rule: a positive adjustment decreases the balance (under-charged),
     a negative one increases it (over-charged)."""
-    account = _developer(request, org, email, "billing.adjust_any_prepaid_balance")
+    account = developer_account(request, org, email, "billing.adjust_any_prepaid_balance")
     adjustment = money_from_apigee(body.adjustment.dict(), "adjustment")
     result = wallet_adjust(
         account=account,

@@ -12,7 +12,13 @@ from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
+from billing.exceptions import (
+    AlreadyExists,
+    BillingError,
+    InsufficientFunds,
+    NotFound,
+    TransactionConflict,
+)
 from billing.money import MoneyError
 
 logger = logging.getLogger(__name__)
@@ -119,22 +125,36 @@ def _database_unavailable(request: HttpRequest, exc: OperationalError) -> HttpRe
     if request.method in ("GET", "HEAD"):
         message = "The database did not answer; nothing was changed. Try again."
     else:
-        message = (
-            "The database did not answer, so this change may or may not have been applied. "
-            "Send the same request again with the same transactionId: it is applied at most "
-            "once, and if it was applied the answer says so (Idempotent-Replayed). Without a "
-            "transactionId, read the balance before sending the change again."
-        )
+        message = "The database did not answer, so this change may or may not have been applied. "
+        message += _how_to_retry(request.path)
     response = error_response(request, 503, message)
     response["Retry-After"] = "1"
     return response
 
 
+def _how_to_retry(path: str) -> str:
+    if path.endswith("/subscriptions"):
+        return (
+            "Send the same request again with the same Idempotency-Key header: it buys at most "
+            "once, and if it had bought the answer says so (Idempotent-Replayed). Without a key, "
+            "list the subscriptions before buying again."
+        )
+    if "/balance:" in path:
+        return (
+            "Send the same request again with the same transactionId: it is applied at most "
+            "once, and if it was applied the answer says so (Idempotent-Replayed). Without a "
+            "transactionId, read the balance before sending the change again."
+        )
+    return "Read it back (GET) before sending the change again."
+
+
 def _billing_error(request: HttpRequest, exc: BillingError) -> HttpResponse:
     if isinstance(exc, InsufficientFunds):
         return error_response(request, 400, str(exc), "FAILED_PRECONDITION")
-    if isinstance(exc, TransactionConflict):
+    if isinstance(exc, TransactionConflict | AlreadyExists):
         return error_response(request, 409, str(exc))
+    if isinstance(exc, NotFound):
+        return error_response(request, 404, str(exc))
     return error_response(request, 400, str(exc))
 
 

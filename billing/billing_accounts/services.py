@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from accounts.models import User
 from billing.audit import audit_log
 from billing.models import BillingAccount, OrganizationSettings
@@ -32,4 +34,20 @@ def organization_support_email_set(*, support_email: str, changed_by: User | Non
     old = org.support_email
     OrganizationSettings.objects.filter(pk=org.pk).update(support_email=support_email)
     audit_log(actor=changed_by, action="organization.support_email.set", old=old, new=support_email)
+    return True
+
+
+def organization_purchase_terms_set(*, purchase_terms: str, changed_by: User | None) -> bool:
+    """Set the terms a developer accepts with every purchase (empty: none); True if they
+    changed. Audited, with the old and new text."""
+    org = organization_settings_ensure()
+    if org.purchase_terms == purchase_terms:
+        return False
+    old = org.purchase_terms
+    OrganizationSettings.objects.filter(pk=org.pk).update(
+        purchase_terms=purchase_terms, updated_at=timezone.now()
+    )
+    audit_log(
+        actor=changed_by, action="organization.purchase_terms.set", old=old, new=purchase_terms
+    )
     return True

@@ -16,7 +16,7 @@ from billing.billing_accounts.selectors import billing_type_effective, organizat
 from billing.billing_accounts.services import organization_settings_ensure
 from billing.events import emit_after_commit
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
-from billing.ledger.events import RechargeMayBeDue
+from billing.ledger.events import MoneyCredited, RechargeMayBeDue
 from billing.models import BillingAccount, BillingType, LedgerEntry, OrganizationSettings, Wallet
 from billing.money import MAX_AMOUNT_NANOS, Money
 
@@ -143,6 +143,8 @@ def ledger_apply(
     below = recharge_below is not None and entry.balance_after < recharge_below
     if below:
         emit_after_commit(RechargeMayBeDue(account.pk, currency))
+    if delta > 0:
+        emit_after_commit(MoneyCredited(account.pk, currency))
     return LedgerResult(entry=entry, replayed=False, below_recharge_threshold=below)
 
 

@@ -11,3 +11,12 @@ class RechargeMayBeDue:
 
     account_id: int
     currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyCredited:
+    """Money came into the wallet (a top-up, a recharge, a credit through the API): what it
+    owes, such as an unpaid plan fee, may be paid now."""
+
+    account_id: int
+    currency: str

@@ -11,12 +11,17 @@ from billing.models.billing_accounts import (
     BillingTypeChange,
     OrganizationSettings,
 )
+from billing.models.catalog import ApiProduct, RatePlan
 from billing.models.ledger import LedgerEntry, Wallet
 from billing.models.notifications import SentNotification
 from billing.models.stripe_events import StripeEvent
+from billing.models.subscriptions import Subscription
 from billing.models.top_ups import TopUp, TopUpLimit, TrustTier
 
 __all__ = [
+    "ApiProduct",
+    "RatePlan",
+    "Subscription",
     "AuditLogEntry",
     "AutoRecharge",
     "BillingAccount",

@@ -21,6 +21,8 @@ class OrganizationSettings(models.Model):
     prepaid_grace_nanos = models.BigIntegerField(default=0)
     # Seconds between two manual top-ups in one currency (card-testing and double-click guard).
     top_up_wait_seconds = models.PositiveIntegerField(default=300)
+    # The provider's terms for buying a plan: shown with a required checkbox on purchase.
+    purchase_terms = models.TextField(blank=True, default="")
     # Where developers write for help: every "contact us" on the portal's pages names it.
     support_email = models.EmailField(blank=True, default="")
     notification_email = models.EmailField(

@@ -19,6 +19,7 @@ class SentNotification(models.Model):
         TOP_UP_RECEIPT = "TOP_UP_RECEIPT", "Top-up receipt"
         REFUND_RECEIPT = "REFUND_RECEIPT", "Refund receipt"
         DISPUTE_RECEIPT = "DISPUTE_RECEIPT", "Dispute receipt"
+        FEE_UNPAID = "FEE_UNPAID", "Unpaid fee"
 
     # What was notified of, once: e.g. "receipt:top-up:<the top-up's public id>".
     key = models.CharField(max_length=255, unique=True)

@@ -115,6 +115,29 @@ class SupportForm(forms.Form):
     )
 
 
+# Terms are prose: long enough for real terms, short of filling the settings row with junk.
+PURCHASE_TERMS_MAX_LENGTH = 20_000
+
+
+class PurchaseTermsForm(forms.Form):
+    purchase_terms = forms.CharField(
+        required=False,
+        max_length=PURCHASE_TERMS_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        label="Terms and conditions for purchases",
+        help_text=(
+            "Shown when a developer buys a plan, with a box they must tick to accept them. "
+            "Empty: no terms to accept."
+        ),
+    )
+
+    def clean_purchase_terms(self) -> str:
+        # Browsers send a textarea's line breaks as CRLF: keep one kind, so saving the same
+        # text again changes nothing.
+        terms: str = self.cleaned_data["purchase_terms"]
+        return terms.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class HistoryFilterForm(forms.Form):
     kind = forms.ChoiceField(choices=[("", "All kinds")], required=False, label="Show")
 

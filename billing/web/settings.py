@@ -10,7 +10,10 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.access import PortalRequest, admin_required
 from billing.billing_accounts.selectors import organization_settings_get
-from billing.billing_accounts.services import organization_support_email_set
+from billing.billing_accounts.services import (
+    organization_purchase_terms_set,
+    organization_support_email_set,
+)
 from billing.billing_type.selectors import billing_type_counts
 from billing.billing_type.services import organization_default_billing_type_set
 from billing.exceptions import BillingError
@@ -21,6 +24,7 @@ from billing.top_ups.settings import organization_top_up_settings_update
 from billing.web.billing_type import CHANGE_MEANING
 from billing.web.forms import (
     OrganizationSettingsForm,
+    PurchaseTermsForm,
     SupportForm,
     TopUpLimitFormSet,
     TopUpSettingsForm,
@@ -30,8 +34,9 @@ from billing.web.forms import (
 @admin_required("billing.administer_monetization")
 @require_http_methods(["GET", "HEAD", "POST"])
 def monetization_settings(request: PortalRequest) -> HttpResponse:
-    """Organisation settings: default billing type (its own form, as it moves developers) and
-    the Add credit settings with per-currency limits."""
+    """Organisation settings: default billing type (its own form, as it moves developers), the
+    Add credit settings with per-currency limits, the terms for purchases and the support
+    email."""
     org = organization_settings_get()
     posted = request.POST if request.method == "POST" else None
     which = request.POST.get("section") if posted else None
@@ -53,6 +58,21 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
     support_form = SupportForm(
         posted if which == "support" else None, initial={"support_email": org.support_email}
     )
+    terms_form = PurchaseTermsForm(
+        posted if which == "purchase_terms" else None,
+        initial={"purchase_terms": org.purchase_terms},
+    )
+    if which == "purchase_terms" and terms_form.is_valid():
+        changed = organization_purchase_terms_set(
+            purchase_terms=terms_form.cleaned_data["purchase_terms"], changed_by=request.user
+        )
+        messages.success(
+            request,
+            "The terms and conditions for purchases have been saved."
+            if changed
+            else "Nothing changed.",
+        )
+        return redirect("monetization_settings")
     if which == "support" and support_form.is_valid():
         changed = organization_support_email_set(
             support_email=support_form.cleaned_data["support_email"], changed_by=request.user
@@ -91,6 +111,7 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         form.errors
         or top_up_form.errors
         or support_form.errors
+        or terms_form.errors
         or any(limits.errors)
         or limits.non_form_errors()
     )
@@ -103,6 +124,7 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
             "form": form,
             "top_up_form": top_up_form,
             "support_form": support_form,
+            "terms_form": terms_form,
             "limits": limits,
             "org": org,
             "counts": counts,

@@ -127,6 +127,21 @@ def test_portal_admin_group_holds_the_drupal_permission_titles():
         "Can change api token",
         # The audit log in the Django admin, read-only.
         "Can view audit log entry",
+        # Selling API access (DESIGN.md): the Drupal module's plan permissions, and the Django
+        # admin's pages for products and plans, and a read-only list of purchases.
+        "View rate plan",
+        "Purchase any rate plan",
+        "View any purchased plan",
+        "Update any purchased plan",
+        "Can add API product",
+        "Can change API product",
+        "Can delete API product",
+        "Can view API product",
+        "Can add rate plan",
+        "Can change rate plan",
+        "Can delete rate plan",
+        "Can view rate plan",
+        "Can view subscription",
     }
 
 

@@ -13,7 +13,7 @@ from django.db import transaction
 import billing
 from billing import reactions as wiring
 from billing.events import emit_after_commit, react, reactions
-from billing.ledger.events import RechargeMayBeDue
+from billing.ledger.events import MoneyCredited, RechargeMayBeDue
 from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
 from billing.top_ups.events import (
     CurrencyWithdrawn,
@@ -31,6 +31,7 @@ WIRING = {
     TopUpCredited: [("billing.reactions", "send_top_up_receipt", True)],
     MoneyTakenBack: [("billing.reactions", "send_refund_or_dispute_receipt", True)],
     MoneyGivenBack: [("billing.reactions", "send_refund_or_dispute_receipt", True)],
+    MoneyCredited: [("billing.reactions", "pay_unpaid_fees", True)],
 }
 
 

@@ -26,10 +26,11 @@ from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import BillingAccount, BillingTypeChange, TopUp, TrustTier, Wallet
+from billing.subscriptions.services import subscription_purchase
 from billing.top_ups.checkout import top_up_start
 from billing.top_ups.limits import top_up_check
 from tests.conftest import NANOS_PER_UNIT, usd, wait_until_blocked
-from tests.factories import DeveloperFactory, auto_recharge_on
+from tests.factories import DeveloperFactory, auto_recharge_on, published_plan
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -276,3 +277,13 @@ def test_a_recharge_claim_waiting_for_a_billing_type_change_sees_the_new_type(
 
     assert claim() is None
     assert not TopUp.objects.filter(source="AUTO_RECHARGE").exists()
+
+
+def test_a_purchase_does_not_wait_for_a_debit(account, debit_holds_the_account):
+    """The purchase takes the account FOR NO KEY UPDATE, which a debit's FOR KEY SHARE does
+    not block: buying a plan is not held up by the developer's own usage."""
+    plan = published_plan()
+
+    bought = subscription_purchase(account=account, product=plan.product, actor=Actor.system())
+
+    assert bought.subscription.pk is not None

@@ -28,6 +28,10 @@ PAGES = [
     ("billing_type_tab", [7], "/people/7/account/billing-type/"),
     ("people_balance", [7], "/people/7/account/balance/"),
     ("monetization_settings", [], "/admin/config/monetization/settings/"),
+    ("plans", [], "/plans/"),
+    ("plan_purchase", ["weather-api"], "/plans/weather-api/purchase/"),
+    ("my_plans", [], "/account/plans/"),
+    ("people_plans", [7], "/people/7/account/plans/"),
     ("admin:index", [], "/admin/"),
     ("stripe_webhook", [], "/stripe/webhook/"),
     ("api_v1:openapi-json", [], "/v1/openapi.json"),
@@ -47,6 +51,10 @@ PERMISSIONS = {
     "billing.view_any_prepaid_balance": "View any prepaid balance",
     "billing.adjust_any_prepaid_balance": "Adjust any prepaid balance",
     "billing.view_add_credit_log": "View Add Credit Log",
+    "billing.view_rate_plan": "View rate plan",
+    "billing.purchase_any_rate_plan": "Purchase any rate plan",
+    "billing.view_any_purchased_plan": "View any purchased plan",
+    "billing.update_any_purchased_plan": "Update any purchased plan",
 }
 
 

@@ -13,7 +13,11 @@ from django.db import transaction
 from accounts.models import User
 from billing.billing_accounts.services import billing_account_get_or_create
 from billing.billing_type.services import billing_type_set
-from billing.models import BillingType, BillingTypeChange
+from billing.catalog.rates import Band, ShareRate, share_percentage_parse
+from billing.catalog.selectors import api_product_get, rate_plans_of
+from billing.catalog.services import PlanSpec, ProductSpec, api_product_create, rate_plan_create
+from billing.models import ApiProduct, BillingType, BillingTypeChange, RatePlan
+from billing.money import money_parse
 
 DEMO_PASSWORD = "demo-password-123"  # noqa: S105 - printed for the local demo only
 
@@ -26,8 +30,58 @@ DEMO_USERS = [
 ]
 
 
+def _usd(amount: str) -> int:
+    return money_parse(amount, "USD").nanos
+
+
+# What the demo sells, made through the catalog's services so it obeys the catalog's rules.
+DEMO_CATALOG = [
+    (
+        ProductSpec(
+            name="weather-api",
+            display_name="Weather API",
+            description="Forecasts and observations for any place on Earth.",
+        ),
+        PlanSpec(
+            display_name="Standard",
+            currency="USD",
+            description="The first 100 calls of each month are free.",
+            setup_fee=money_parse("10.00", "USD"),
+            recurring_fee=money_parse("5.00", "USD"),
+            fee_frequency_months=1,
+            consumption_pricing_type=RatePlan.ConsumptionPricing.BANDED,
+            # Calls 1-100 free, 101-200 at $0.015, from the 201st $0.01 each, every month.
+            bands=[
+                Band(0, 100, _usd("0")),
+                Band(100, 200, _usd("0.015")),
+                Band(200, 0, _usd("0.01")),
+            ],
+            revenue_share_type=RatePlan.RevenueShare.FIXED,
+            share_rates=[ShareRate(0, 0, share_percentage_parse("15", "revenue share"))],
+            state=RatePlan.State.PUBLISHED,
+        ),
+    ),
+    (
+        ProductSpec(
+            name="maps-api",
+            display_name="Maps API",
+            description="Map tiles and geocoding.",
+            quota=1000,
+            quota_interval=1,
+            quota_time_unit=ApiProduct.QuotaTimeUnit.DAY,
+        ),
+        PlanSpec(
+            display_name="Free",
+            currency="USD",
+            description="Free, up to 1,000 calls a day.",
+            state=RatePlan.State.PUBLISHED,
+        ),
+    ),
+]
+
+
 class Command(BaseCommand):
-    help = "Create the demo logins (idempotent) and print them."
+    help = "Create the demo logins and API products (idempotent) and print them."
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
@@ -58,6 +112,13 @@ class Command(BaseCommand):
                     changed_by=None,
                     source=BillingTypeChange.Source.ADMIN,
                 )
+        for product_spec, plan_spec in DEMO_CATALOG:
+            # Made once: a product that exists (perhaps changed by an admin since) is kept.
+            product = api_product_get(name=product_spec.name) or api_product_create(
+                spec=product_spec, actor=None
+            )
+            if not rate_plans_of(product=product, published_only=False).exists():
+                rate_plan_create(product=product, spec=plan_spec, actor=None)
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for email, _first, _last, staff, in_group, billing_type in DEMO_USERS:
             role = (
@@ -68,3 +129,7 @@ class Command(BaseCommand):
                 else f"developer, billing type {billing_type.label if billing_type else 'not set'}"
             )
             self.stdout.write(f"  {email:<24} {role}")
+        self.stdout.write("Demo API products (manage them at /admin/billing/apiproduct/):")
+        for product_spec, plan_spec in DEMO_CATALOG:
+            name, plan = product_spec.name, plan_spec.display_name
+            self.stdout.write(f"  {product_spec.display_name} ({name}): {plan} plan")

@@ -1,0 +1,1 @@
+"""API products and their rate plans: what is sold, at what price, from when."""

@@ -12,14 +12,20 @@ from billing.models.billing_accounts import (
     OrganizationSettings,
 )
 from billing.models.catalog import ApiProduct, RatePlan
+from billing.models.developer_apps import AppKey, DeveloperApp
 from billing.models.ledger import LedgerEntry, Wallet
 from billing.models.notifications import SentNotification
 from billing.models.stripe_events import StripeEvent
 from billing.models.subscriptions import Subscription
 from billing.models.top_ups import TopUp, TopUpLimit, TrustTier
+from billing.models.usage import UsageCounter, UsageEvent
 
 __all__ = [
     "ApiProduct",
+    "AppKey",
+    "DeveloperApp",
+    "UsageCounter",
+    "UsageEvent",
     "RatePlan",
     "Subscription",
     "AuditLogEntry",

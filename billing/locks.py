@@ -7,6 +7,8 @@ The global lock order: a transaction that takes two of these takes them top to b
 3. an auto-recharge (`auto_recharge_lock`, `auto_recharge_lock_for`);
 3a. a subscription (`subscription_lock`: the fee run, a cancellation and a late payment take
    turns per subscription);
+3b. usage counters (billing/usage/ingest.py: by subscription and period, in a sorted order;
+   nothing else takes them), before the ledger's settings, account and wallet;
 4. the organisation settings row (`organization_settings_hold` FOR KEY SHARE, as a debit
    reads it; `organization_settings_lock` FOR UPDATE to change it);
 5. the billing account (FOR UPDATE to change its billing type; FOR NO KEY UPDATE in

@@ -4,6 +4,7 @@ from django.urls import path
 
 from billing.web import (
     add_credit,
+    apps,
     auto_recharge,
     balance,
     billing_type,
@@ -56,6 +57,14 @@ urlpatterns = [
         subscriptions.my_plan_cancel,
         name="my_plan_cancel",
     ),
+    path("account/apps/", apps.my_apps, name="my_apps"),
+    path("account/apps/<uuid:public_id>/keys/", apps.my_app_key_add, name="my_app_key_add"),
+    path(
+        "account/apps/<uuid:public_id>/keys/<str:prefix>/revoke/",
+        apps.my_app_key_revoke,
+        name="my_app_key_revoke",
+    ),
+    path("account/apps/<uuid:public_id>/delete/", apps.my_app_delete, name="my_app_delete"),
     path("stripe/webhook/", webhooks.stripe_webhook, name="stripe_webhook"),
     path("people/<int:user_id>/account/balance/", balance.people_balance, name="people_balance"),
     path(
@@ -68,5 +77,11 @@ urlpatterns = [
         "people/<int:user_id>/account/plans/<uuid:public_id>/cancel/",
         subscriptions.people_plan_cancel,
         name="people_plan_cancel",
+    ),
+    path("people/<int:user_id>/account/apps/", apps.people_apps, name="people_apps"),
+    path(
+        "people/<int:user_id>/account/apps/<uuid:public_id>/keys/<str:prefix>/revoke/",
+        apps.people_app_key_revoke,
+        name="people_app_key_revoke",
     ),
 ]

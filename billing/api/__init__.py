@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ninja import NinjaAPI
 
-from billing.api import developers, products, subscriptions
+from billing.api import apps, developers, limits, products, subscriptions, usage
 from billing.api.auth import TokenAuth
 from billing.api.errors import HANDLERS
 
@@ -26,3 +26,6 @@ for exception, handler in HANDLERS.items():
 api.add_router("", developers.router)
 api.add_router("", products.router)
 api.add_router("", subscriptions.router)
+api.add_router("", limits.router)
+api.add_router("", apps.router)
+api.add_router("", usage.router)

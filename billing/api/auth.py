@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from accounts.models import ApiToken
 from accounts.services import api_token_authenticate
+from billing.api.errors import ApiError
 
 
 class TokenAuth(HttpBearer):
@@ -20,3 +22,14 @@ class TokenAuth(HttpBearer):
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
         return api_token_authenticate(token)
+
+
+REPORT_USAGE = "billing.report_usage"
+
+
+def gateway_check(request: HttpRequest, org: str) -> None:
+    """The gateway's calls (limitsCheck, usage:batch): the organisation, and "Report usage"."""
+    if org != settings.PORTAL_ORG:
+        raise ApiError(404, f"Organization {org!r} not found.")
+    if not request.auth.user.has_perm(REPORT_USAGE):  # type: ignore[attr-defined]
+        raise ApiError(403, f"This token's user lacks the permission {REPORT_USAGE!r}.")

@@ -103,7 +103,9 @@ def test_seed_demo_is_idempotent(capsys):
     call_command("seed_demo")
     out = capsys.readouterr().out
     assert "admin@example.com" in out and "demo-password-123" in out
-    assert User.objects.count() == 4
+    assert User.objects.count() == 5  # four logins and the README's gateway
+    gateway = User.objects.get(email="gateway@example.com")
+    assert gateway.has_perm("billing.report_usage") and not gateway.has_usable_password()
     admin = User.objects.get(email="admin@example.com")
     support = User.objects.get(email="support@example.com")
     assert admin.has_perm("billing.update_any_billing_type")

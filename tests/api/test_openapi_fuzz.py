@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import schemathesis
+from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +32,8 @@ from schemathesis.specs.openapi.checks import (
 
 from accounts.services import api_token_create
 from billing.billing_type.services import billing_type_set
+from billing.developer_apps.keys import key_prefix
+from billing.developer_apps.services import app_create
 from billing.ledger.entries import Actor
 from billing.ledger.selectors import ledger_mismatches
 from billing.ledger.services import wallet_credit
@@ -63,6 +66,14 @@ OPERATIONS = {
     ("GET", "/v1/organizations/{org}/developers/{email}/subscriptions"),
     ("GET", "/v1/organizations/{org}/developers/{email}/subscriptions/{subscription_id}"),
     ("POST", "/v1/organizations/{org}/developers/{email}/subscriptions/{subscription_id}:expire"),
+    ("POST", "/v1/organizations/{org}/developers/{email}/apps"),
+    ("GET", "/v1/organizations/{org}/developers/{email}/apps"),
+    ("GET", "/v1/organizations/{org}/developers/{email}/apps/{app_name}"),
+    ("DELETE", "/v1/organizations/{org}/developers/{email}/apps/{app_name}"),
+    ("POST", "/v1/organizations/{org}/developers/{email}/apps/{app_name}/keys"),
+    ("DELETE", "/v1/organizations/{org}/developers/{email}/apps/{app_name}/keys/{key_prefix}"),
+    ("POST", "/v1/organizations/{org}/limitsCheck"),
+    ("POST", "/v1/organizations/{org}/usage:batch"),
 }
 GOOGLE_STATUSES = {
     400: {"INVALID_ARGUMENT", "FAILED_PRECONDITION"},
@@ -118,6 +129,7 @@ REALISTIC = st.fixed_dictionaries(
         "transactionId": _maybe(st.uuids().map(str)),
         "apiproduct": _maybe(st.sampled_from(["spare-api", "weather-api"])),
         "plainPlan": _maybe(st.just(True)),
+        "apiProducts": _maybe(st.sampled_from([["weather-api"], [], ["spare-api"]])),
     }
 )
 # A generated rate plan almost never obeys the catalog's rules (bands that meet, one currency,
@@ -153,6 +165,8 @@ def _make_realistic(case: Any, values: dict[str, Any]) -> None:
     for key in ("billingType", "transactionId", "apiproduct"):
         if key in case.body and values[key] is not None:
             case.body[key] = values[key]
+    if "/apps" in case.path and values["apiProducts"] is not None:
+        case.body["apiProducts"] = values["apiProducts"]
     if "/rateplans" in case.path and values["plainPlan"]:
         case.body.update(PLAIN_PLAN)
         for key in PLAN_RULES:
@@ -203,14 +217,24 @@ def _assert_google_error(response: Any) -> None:
 
 def _real_path_parameters(path: str, prepaid: Any) -> list[dict[str, str]]:
     """Names that exist, for the generated cases to reach past the 404s: a product the prepaid
-    developer bought (its plan, the subscription) and one nobody bought (deletable, buyable)."""
+    developer bought (its plan, the subscription, an app calling it and the app's key) and one
+    nobody bought (deletable, buyable)."""
     bought = published_plan(ApiProductFactory(name="weather-api"), setup="1", currency="USD")
     spare = published_plan(ApiProductFactory(name="spare-api"), recurring="2", currency="USD")
     subscription = subscription_purchase(
         account=prepaid, product=bought.product, actor=Actor.system()
     ).subscription
+    _, key = app_create(
+        account=prepaid, name="fuzz-app", products=[bought.product], actor=Actor.system()
+    )
     candidates = [
-        {"email": "prepaid@example.com", "name": "weather-api", "plan_id": bought.public_id},
+        {
+            "email": "prepaid@example.com",
+            "name": "weather-api",
+            "plan_id": bought.public_id,
+            "app_name": "fuzz-app",
+            "key_prefix": key_prefix(key),
+        },
         {"email": "postpaid@example.com", "name": "spare-api", "plan_id": spare.public_id},
     ]
     names = set(re.findall(r"{(\w+)}", path))
@@ -233,6 +257,8 @@ def test_fuzzed_requests_never_fail_on_the_server(method, path):
     """Generated requests, valid and invalid, with a portal admin's token: never a 5xx, every
     answer as documented, and every 4xx in the Google error shape with nothing changed."""
     admin = AdminFactory(portal_admin=True)
+    # and a gateway's permission, so the limits check and usage are fuzzed past their 403 too
+    admin.user_permissions.add(Permission.objects.get(codename="report_usage"))
     _, raw = api_token_create(user=admin, name="fuzz")
     prepaid = DeveloperFactory(email="prepaid@example.com")
     billing_type_set(

@@ -32,6 +32,8 @@ PAGES = [
     ("plan_purchase", ["weather-api"], "/plans/weather-api/purchase/"),
     ("my_plans", [], "/account/plans/"),
     ("people_plans", [7], "/people/7/account/plans/"),
+    ("my_apps", [], "/account/apps/"),
+    ("people_apps", [7], "/people/7/account/apps/"),
     ("admin:index", [], "/admin/"),
     ("stripe_webhook", [], "/stripe/webhook/"),
     ("api_v1:openapi-json", [], "/v1/openapi.json"),

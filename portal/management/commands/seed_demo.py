@@ -6,7 +6,7 @@ from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -21,6 +21,7 @@ from billing.money import money_parse
 
 DEMO_PASSWORD = "demo-password-123"  # noqa: S105 - printed for the local demo only
 
+DEMO_GATEWAY = "gateway@example.com"
 DEMO_USERS = [
     # email, first, last, staff, in "Portal admin" group, own billing type
     ("admin@example.com", "Ada", "Admin", True, True, None),
@@ -112,6 +113,16 @@ class Command(BaseCommand):
                     changed_by=None,
                     source=BillingTypeChange.Source.ADMIN,
                 )
+        # The README's gateway: "Report usage" only, no sign-in (an unusable password).
+        gateway, created = User.objects.get_or_create(
+            email=DEMO_GATEWAY, defaults={"first_name": "API", "last_name": "Gateway"}
+        )
+        if created:
+            gateway.set_unusable_password()
+            gateway.save(update_fields=["password"])
+        gateway.user_permissions.add(
+            Permission.objects.get(content_type__app_label="billing", codename="report_usage")
+        )
         for product_spec, plan_spec in DEMO_CATALOG:
             # Made once: a product that exists (perhaps changed by an admin since) is kept.
             product = api_product_get(name=product_spec.name) or api_product_create(
@@ -129,6 +140,7 @@ class Command(BaseCommand):
                 else f"developer, billing type {billing_type.label if billing_type else 'not set'}"
             )
             self.stdout.write(f"  {email:<24} {role}")
+        self.stdout.write(f"  {DEMO_GATEWAY:<24} API gateway (Report usage; tokens only)")
         self.stdout.write("Demo API products (manage them at /admin/billing/apiproduct/):")
         for product_spec, plan_spec in DEMO_CATALOG:
             name, plan = product_spec.name, plan_spec.display_name

@@ -1,0 +1,101 @@
+"""The gateway's usage report (`usage:batch`): up to 1,000 events, one result per event in
+order; a bad event is rejected alone, an id seen before is a duplicate, forever."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from ninja import Field, Router
+from pydantic import BaseModel, ConfigDict
+
+from billing.api.auth import gateway_check
+from billing.api.schemas import ERRORS
+from billing.ledger.entries import Actor
+from billing.money import money_to_apigee
+from billing.usage.ingest import MAX_BATCH, Reason, Status, UsageReport, usage_batch_record
+
+router = Router()
+STATUSES = [Status.RATED, Status.DUPLICATE, Status.REJECTED]
+REASONS = [value for name, value in vars(Reason).items() if name.isupper()]
+
+
+# Plain pydantic models, not ninja Schemas: a batch has a thousand events and results, and a
+# Schema's per-object getter costs more than rating them.
+class UsageEventIn(BaseModel):
+    """Typed loosely on purpose: each event is checked on its own, and a bad one is answered
+    REJECTED with its reason rather than failing the batch."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Any = Field(None, json_schema_extra={"type": "string"}, description="Unique forever.")
+    consumerKey: Any = Field(None, json_schema_extra={"type": "string"})
+    apiproduct: Any = Field(None, json_schema_extra={"type": "string"})
+    time: Any = Field(
+        None,
+        json_schema_extra={"type": "string"},
+        description="RFC 3339 with a zone, or epoch milliseconds; at most 35 days old.",
+    )
+    units: Any = Field(
+        None, json_schema_extra={"type": "integer", "minimum": 1}, description="Default 1."
+    )
+    perUnitPriceMultiplier: Any = Field(
+        None, json_schema_extra={"type": "string"}, description='Decimal text; default "1".'
+    )
+
+
+class UsageBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[UsageEventIn] = Field(..., min_length=1, max_length=MAX_BATCH)
+
+
+class ChargeOut(BaseModel):
+    currencyCode: str
+    units: str
+    nanos: int | None = None
+
+
+class UsageResultOut(BaseModel):
+    id: str
+    status: Literal[tuple(STATUSES)]  # type: ignore[valid-type]
+    charge: ChargeOut | None = None
+    reason: Literal[tuple(REASONS)] | None = None  # type: ignore[valid-type]
+
+
+class UsageBatchOut(BaseModel):
+    results: list[UsageResultOut]
+
+
+@router.post(
+    "/organizations/{org}/usage:batch",
+    response={200: UsageBatchOut, **ERRORS},
+    exclude_none=True,
+    operation_id="billing_api_usage_batch",
+)
+def usage_batch(request: HttpRequest, org: str, body: UsageBatchIn) -> dict[str, Any]:
+    gateway_check(request, org)
+    reports = [
+        UsageReport(
+            event_id=event.id,
+            consumer_key=event.consumerKey,
+            product=event.apiproduct,
+            time=event.time,
+            units=event.units,
+            multiplier=event.perUnitPriceMultiplier,
+        )
+        for event in body.events
+    ]
+    results = usage_batch_record(
+        events=reports,
+        actor=Actor.for_token(request.auth),  # type: ignore[attr-defined]
+    )
+    out = []
+    for result in results:
+        item: dict[str, Any] = {"id": result.event_id, "status": result.status}
+        if result.charge is not None:
+            item["charge"] = money_to_apigee(result.charge)
+        if result.reason:
+            item["reason"] = result.reason
+        out.append(item)
+    return {"results": out}

@@ -1,0 +1,144 @@
+"""Rating: what a usage event costs under a rate plan, in exact integers.
+
+An event's calls are numbers first_call..first_call+units-1 of its subscription's month; each
+call is priced by the band it falls in (so one event may span a band edge), the sum is times the
+multiplier, and the result is rounded down to the nano once, at the end. No float anywhere: the
+multiplier is parsed from its decimal text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from billing.models import RatePlan
+
+MAX_MULTIPLIER = Decimal(1_000_000)
+MAX_MULTIPLIER_DECIMALS = 9
+MAX_MULTIPLIER_TEXT = 40  # the stored column's length
+
+
+class RatingError(ValueError):
+    """Input a rating cannot use (a bad multiplier); the message says why."""
+
+
+def multiplier_parse(value: object) -> Decimal:
+    """`perUnitPriceMultiplier` from its decimal text (a JSON whole number is taken too):
+    finite, not negative, at most 9 decimals and at most a million. Never via a float."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise RatingError('perUnitPriceMultiplier must be decimal text, such as "1.5".')
+    text = value.strip()
+    if not text or len(text) > MAX_MULTIPLIER_TEXT:
+        raise RatingError('perUnitPriceMultiplier must be decimal text, such as "1.5".')
+    try:
+        multiplier = Decimal(text)
+    except InvalidOperation:
+        raise RatingError(f"perUnitPriceMultiplier {text!r} is not a decimal number.") from None
+    if not multiplier.is_finite():
+        raise RatingError("perUnitPriceMultiplier must be a finite number.")
+    if multiplier < 0:
+        raise RatingError("perUnitPriceMultiplier cannot be negative.")
+    if multiplier > MAX_MULTIPLIER:
+        raise RatingError(f"perUnitPriceMultiplier is at most {MAX_MULTIPLIER}.")
+    exponent = multiplier.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, checked above
+    if -exponent > MAX_MULTIPLIER_DECIMALS and multiplier != multiplier.quantize(
+        Decimal(1).scaleb(-MAX_MULTIPLIER_DECIMALS)
+    ):
+        raise RatingError(
+            f"perUnitPriceMultiplier has more than {MAX_MULTIPLIER_DECIMALS} decimals."
+        )
+    return multiplier
+
+
+def _as_fraction(value: Decimal) -> tuple[int, int]:
+    """(numerator, denominator) of a finite, non-negative Decimal, exactly."""
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int) and sign == 0
+    numerator = int("".join(map(str, digits)) or "0")
+    if exponent >= 0:
+        return numerator * 10**exponent, 1
+    return numerator, 10**-exponent
+
+
+@dataclass(frozen=True)
+class BandPart:
+    """Calls of one event that fell in one band."""
+
+    band: int  # 1-based, as the plan lists them
+    calls: int
+    fee_nanos: int
+
+
+@dataclass(frozen=True)
+class Rating:
+    charge_nanos: int
+    unit_fee_nanos: int  # of the band the event's first call fell in
+    band: int  # that band, 1-based (0: the plan has no consumption pricing)
+    parts: tuple[BandPart, ...]
+    multiplier: Decimal
+
+
+def bands_of(plan: RatePlan) -> list[dict[str, Any]]:
+    """The plan's bands as rating reads them: none without consumption pricing; a
+    FIXED_PER_UNIT plan has its one band for every call."""
+    if not plan.consumption_pricing_type:
+        return []
+    return list(plan.consumption_rates or [])
+
+
+def charge(bands: list[dict[str, Any]], first_call: int, units: int, multiplier: Decimal) -> Rating:
+    """Price calls first_call..first_call+units-1 (numbered from 1 in the month), each by its
+    band, times the multiplier, rounded down to the nano once. Calls past the last band's end
+    cost that band's fee: no call is free because a plan stopped counting."""
+    if first_call < 1 or units < 1:
+        raise RatingError("Calls are numbered from 1 and an event has at least one.")
+    if not bands:
+        return Rating(0, 0, 0, (), multiplier)
+    last_call = first_call + units - 1
+    parts: list[BandPart] = []
+    first_band, first_fee = len(bands), int(bands[-1]["fee_nanos"])
+    for n, band in enumerate(bands, 1):
+        start = int(band["start"])
+        end = int(band["end"]) if int(band["end"]) and n < len(bands) else 0
+        # This band holds calls start+1..end (or every later one when it is the last).
+        low = max(first_call, start + 1)
+        high = last_call if end == 0 else min(last_call, end)
+        if low > high:
+            continue
+        fee = int(band["fee_nanos"])
+        if low == first_call:
+            first_band, first_fee = n, fee
+        parts.append(BandPart(band=n, calls=high - low + 1, fee_nanos=fee))
+    total_fees = sum(part.calls * part.fee_nanos for part in parts)
+    numerator, denominator = _as_fraction(multiplier)
+    return Rating(
+        charge_nanos=total_fees * numerator // denominator,
+        unit_fee_nanos=first_fee,
+        band=first_band,
+        parts=tuple(parts),
+        multiplier=multiplier,
+    )
+
+
+def charge_at_most(bands: list[dict[str, Any]], units: int, multiplier: Decimal) -> int:
+    """The most `units` calls could cost under these bands, whatever their numbers: to refuse
+    an absurd event before it is counted."""
+    if not bands:
+        return 0
+    numerator, denominator = _as_fraction(multiplier)
+    highest = max(int(band["fee_nanos"]) for band in bands)
+    return highest * units * numerator // denominator
+
+
+def revenue_share(plan: RatePlan, charge_nanos: int) -> int:
+    """The developer's share of a charge under the plan's FIXED revenue share: the charge times
+    the percentage over 100, rounded down to the nano; 0 without a revenue share."""
+    if not plan.revenue_share_type or not plan.revenue_share_rates:
+        return 0
+    percentage = Decimal(str(plan.revenue_share_rates[0]["share_percentage"]))
+    numerator, denominator = _as_fraction(percentage)
+    return charge_nanos * numerator // (100 * denominator)

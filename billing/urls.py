@@ -11,6 +11,7 @@ from billing.web import (
     catalog,
     settings,
     subscriptions,
+    usage,
 )
 from billing.webhooks import views as webhooks
 
@@ -58,6 +59,14 @@ urlpatterns = [
         name="my_plan_cancel",
     ),
     path("account/apps/", apps.my_apps, name="my_apps"),
+    path("account/usage/", usage.my_usage, name="my_usage"),
+    path("account/usage/charges/<int:entry_id>/", usage.my_usage_entry, name="my_usage_entry"),
+    path("people/<int:user_id>/account/usage/", usage.people_usage, name="people_usage"),
+    path(
+        "people/<int:user_id>/account/usage/charges/<int:entry_id>/",
+        usage.people_usage_entry,
+        name="people_usage_entry",
+    ),
     path("account/apps/<uuid:public_id>/keys/", apps.my_app_key_add, name="my_app_key_add"),
     path(
         "account/apps/<uuid:public_id>/keys/<str:prefix>/revoke/",

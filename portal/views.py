@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
@@ -16,6 +17,7 @@ from accounts.access import PortalRequest, admin_required, developer_or_404
 from accounts.views import account_context
 from billing.billing_accounts.services import billing_account_get_or_create
 from billing.subscriptions.selectors import plans_open
+from billing.usage.reports import usage_month_totals
 from billing.web.overview import account_overview
 from portal.celery import app as celery_app
 from portal.selectors import developers_list
@@ -75,7 +77,7 @@ READY_TIMEOUT_SECONDS = 2
 @require_safe
 def home(request: PortalRequest) -> HttpResponse:
     """Anonymous visitors: what the portal is. Admins: People. Developers: their money and
-    their plans at a glance (later also usage and keys)."""
+    their plans and this month's usage at a glance."""
     user = request.user
     if not user.is_authenticated:
         return render(request, "portal/home.html")
@@ -86,6 +88,8 @@ def home(request: PortalRequest) -> HttpResponse:
         "developer": user,
         **account_overview(account=account),
         "open_plans": plans_open(account=account),
+        "usage_month": f"{timezone.now():%B %Y}",
+        "usage_totals": usage_month_totals(account=account, month=f"{timezone.now():%Y-%m}"),
     }
     return render(request, "portal/dashboard.html", context)
 

@@ -33,6 +33,8 @@ PAGES = [
     ("my_plans", [], "/account/plans/"),
     ("people_plans", [7], "/people/7/account/plans/"),
     ("my_apps", [], "/account/apps/"),
+    ("my_usage", [], "/account/usage/"),
+    ("people_usage", [7], "/people/7/account/usage/"),
     ("people_apps", [7], "/people/7/account/apps/"),
     ("admin:index", [], "/admin/"),
     ("stripe_webhook", [], "/stripe/webhook/"),

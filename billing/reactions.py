@@ -14,7 +14,6 @@ from billing.events import react, reactions_clear
 from billing.ledger.events import MoneyCredited, RechargeMayBeDue
 from billing.offline import deliver_payment_intent_succeeded
 from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
-from billing.subscriptions.selectors import account_owes_fees
 from billing.tasks import (
     auto_recharge_run,
     card_save_from_setup,
@@ -59,10 +58,9 @@ def send_refund_or_dispute_receipt(event: MoneyTakenBack | MoneyGivenBack) -> No
 
 
 def pay_unpaid_fees(event: MoneyCredited) -> None:
-    """A worker pays the plan fees the wallet owes. Asked first, with one indexed read, so
-    that the many credits of wallets that owe nothing send nothing to the broker."""
-    if account_owes_fees(account_id=event.account_id):
-        unpaid_fees_settle_run.delay(event.account_id, event.currency)
+    """A worker pays the plan fees the wallet owes (the ledger states it only for a wallet
+    flagged as owing fees, so the many credits that owe nothing cost nothing here)."""
+    unpaid_fees_settle_run.delay(event.account_id, event.currency)
 
 
 def register() -> None:

@@ -48,7 +48,7 @@ def _move_balance_sql(lock: str) -> str:
            OR COALESCE(NULLIF(a.billing_type, ''), o.default_billing_type)
               <> '{BillingType.PREPAID}'
            OR w.balance + %s >= -o.prepaid_grace_nanos)
-    RETURNING id, balance, recharge_below
+    RETURNING id, balance, recharge_below, owes_fees
 """  # noqa: S608 - table names come from the models, values are parameters
 
 
@@ -68,7 +68,7 @@ _MOVE_AND_RECORD = f"""
         FROM moved
         RETURNING id, wallet_id, balance_after
     )
-    SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below
+    SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below, moved.owes_fees
     FROM entry, moved
 """  # noqa: S608
 
@@ -124,14 +124,14 @@ def ledger_apply(
         account, currency, delta, kind, transaction_id, actor, memo[:500], prepaid_floor
     )
     try:
-        entry, recharge_below = _record(change)
+        entry, recharge_below, owes_fees = _record(change)
         if entry is None:
             # A replay, no wallet yet, or the floor refused: find out which, and try once more.
             existing = _entry_for(transaction_id)
             if existing is not None:
                 return _replay(existing, change)
             _prepare_wallet(change)
-            entry, recharge_below = _record(change)
+            entry, recharge_below, owes_fees = _record(change)
         if entry is None:
             _refuse(change)
     except (IntegrityError, InsufficientFunds):
@@ -143,7 +143,7 @@ def ledger_apply(
     below = recharge_below is not None and entry.balance_after < recharge_below
     if below:
         emit_after_commit(RechargeMayBeDue(account.pk, currency))
-    if delta > 0:
+    if delta > 0 and owes_fees:  # read by the same statement: no query for wallets that owe none
         emit_after_commit(MoneyCredited(account.pk, currency))
     return LedgerResult(entry=entry, replayed=False, below_recharge_threshold=below)
 
@@ -190,9 +190,9 @@ class _Change:
         ]  # fmt: skip
 
 
-def _record(change: _Change) -> tuple[LedgerEntry | None, int | None]:
+def _record(change: _Change) -> tuple[LedgerEntry | None, int | None, bool]:
     """Move the balance and write the entry atomically; (None, None) when the move was refused.
-    Also returns the wallet's auto-recharge threshold."""
+    Also returns the wallet's auto-recharge threshold and whether it owes plan fees."""
     now = timezone.now()
     if connection.vendor == "postgresql":
         return _record_in_one_statement(change, now)
@@ -203,13 +203,15 @@ def _record(change: _Change) -> tuple[LedgerEntry | None, int | None]:
             )
             row = cursor.fetchone()
         if row is None:
-            return None, None
+            return None, None, False
         entry = change.entry(wallet_id=row[0], balance_after=row[1], now=now)
         entry.save(force_insert=True)
-        return entry, row[2]
+        return entry, row[2], bool(row[3])
 
 
-def _record_in_one_statement(change: _Change, now: object) -> tuple[LedgerEntry | None, int | None]:
+def _record_in_one_statement(
+    change: _Change, now: object
+) -> tuple[LedgerEntry | None, int | None, bool]:
     params = change.move_params(now) + change.entry_params(now)
     # Inside a caller's transaction a failed statement would poison it: use a savepoint there.
     if connection.in_atomic_block:
@@ -221,10 +223,10 @@ def _record_in_one_statement(change: _Change, now: object) -> tuple[LedgerEntry 
             cursor.execute(_MOVE_AND_RECORD, params)
             row = cursor.fetchone()
     if row is None:
-        return None, None
+        return None, None, False
     entry = change.entry(wallet_id=row[1], balance_after=row[2], now=now)
     entry.id = row[0]
-    return entry, row[3]
+    return entry, row[3], bool(row[4])
 
 
 def _prepare_wallet(change: _Change) -> None:

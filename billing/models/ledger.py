@@ -20,6 +20,9 @@ class Wallet(models.Model):
     # Copied from an enabled auto-recharge, so a debit learns in its own statement whether it
     # crossed the threshold, without another query on the hot path.
     recharge_below = models.BigIntegerField(null=True, blank=True)
+    # A subscription paid from this wallet has an unpaid fee: the ledger's statement returns it,
+    # so that a credit asks for the fee to be paid without a query of its own.
+    owes_fees = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,7 +6,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -89,21 +88,6 @@ def subscriptions_fee_due(*, as_of: datetime) -> list[int]:
         .order_by("next_charge_at", "id")
         .values_list("pk", flat=True)
     )
-
-
-# Every credit asks it after its commit (the payment webhook too): a plain statement on a partial
-# index, as the webhook's other statements are (bench/webhook.py).
-_OWES_FEES = (
-    f"SELECT 1 FROM {Subscription._meta.db_table} "  # noqa: S608 - the model's table
-    "WHERE billing_account_id = %s AND unpaid_since IS NOT NULL LIMIT 1"
-)
-
-
-def account_owes_fees(*, account_id: int) -> bool:
-    """Whether any subscription of the account waits for money to pay a fee."""
-    with connection.cursor() as cursor:
-        cursor.execute(_OWES_FEES, [account_id])
-        return cursor.fetchone() is not None
 
 
 def subscriptions_unpaid(*, account_id: int, currency: str) -> list[int]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from billing.audit import audit_log
@@ -21,7 +22,14 @@ from billing.exceptions import AlreadyExists, BillingError, InsufficientFunds, N
 from billing.ledger.entries import Actor, Kind
 from billing.ledger.services import wallet_debit
 from billing.locks import organization_settings_hold, purchases_lock, subscription_lock
-from billing.models import ApiProduct, BillingAccount, RatePlan, SentNotification, Subscription
+from billing.models import (
+    ApiProduct,
+    BillingAccount,
+    RatePlan,
+    SentNotification,
+    Subscription,
+    Wallet,
+)
 from billing.money import Money, stripe_round_up
 from billing.notifications.once import notification_owe
 from billing.subscriptions.fees import FeeCharge, Quote, fees_due, purchase_quote
@@ -227,6 +235,8 @@ def _charge(
     Subscription.objects.filter(pk=subscription.pk).update(
         next_charge_at=next_at, unpaid_since=None, unpaid_period="", updated_at=timezone.now()
     )
+    if subscription.unpaid_since is not None:
+        _owes_fees_refresh(subscription.billing_account_id, plan.currency)
     subscription.next_charge_at, subscription.unpaid_since, subscription.unpaid_period = (
         next_at,
         None,
@@ -243,6 +253,9 @@ def _mark_unpaid(subscription: Subscription, fee: FeeCharge, as_of: datetime) ->
         unpaid_since=since, unpaid_period=fee.period, updated_at=timezone.now()
     )
     subscription.unpaid_since, subscription.unpaid_period = since, fee.period
+    Wallet.objects.filter(
+        billing_account_id=subscription.billing_account_id, currency=fee.money.currency
+    ).update(owes_fees=True)  # so that the next credit here asks for it (billing/ledger/entries)
     notification_owe(
         key=f"fee-unpaid:{fee.transaction_id}",
         kind=SentNotification.Kind.FEE_UNPAID,
@@ -318,4 +331,19 @@ def unpaid_fees_settle(*, account_id: int, currency: str) -> int:
     charged = 0
     for pk in subscriptions_unpaid(account_id=account_id, currency=currency):
         charged += len(subscription_fees_charge(subscription_id=pk).charged)
+    _owes_fees_refresh(account_id, currency)
     return charged
+
+
+def _owes_fees_refresh(account_id: int, currency: str) -> None:
+    """The wallet's flag, as its subscriptions say it now (two settled at once may each have
+    seen the other still unpaid; the next settlement puts that right)."""
+    unpaid = Subscription.objects.filter(
+        billing_account_id=account_id,
+        unpaid_since__isnull=False,
+        end_time__isnull=True,
+        rate_plan__currency=currency,
+    )
+    Wallet.objects.filter(billing_account_id=account_id, currency=currency).update(
+        owes_fees=Exists(unpaid)
+    )

@@ -189,3 +189,22 @@ def test_two_processes_at_once_charge_each_fee_once(postgres):
     charged = [int(out.split(", ")[1].split()[0]) for out in outputs]
     assert sum(charged) == 30 * per_sub, outputs  # each fee charged by exactly one of them
     call_command("check_ledger")
+
+
+@pytest.mark.django_db
+def test_only_a_wallet_that_owes_fees_states_the_credit(
+    prepaid_account, django_capture_on_commit_callbacks
+):
+    """The payment webhook credits many wallets: those that owe nothing must not set off the
+    fee reaction (it would cost every top-up a task)."""
+    with django_capture_on_commit_callbacks() as nothing_owed:
+        credit(prepaid_account, "1", "t0")
+    assert nothing_owed == []
+    plan = published_plan(recurring="31", start=datetime(2026, 1, 1, tzinfo=UTC))
+    bought_on(prepaid_account, plan, TWO_MONTHS_AGO)
+    recurring_fees_charge()
+    assert Wallet.objects.get(billing_account=prepaid_account).owes_fees
+    with django_capture_on_commit_callbacks(execute=True) as owed:
+        credit(prepaid_account, "200", "t1")
+    assert len(owed) >= 1
+    assert not Wallet.objects.get(billing_account=prepaid_account).owes_fees  # all paid

@@ -271,7 +271,7 @@ def subscription_fees_charge(*, subscription_id: int, as_of: datetime | None = N
         subscription = subscription_lock(pk=subscription_id)
         if subscription is None or subscription.next_charge_at is None:
             return FeeRun([], None)
-        if subscription.next_charge_at > as_of and subscription.unpaid_since is None:
+        if subscription.next_charge_at > as_of:  # an unpaid fee keeps it due
             return FeeRun([], None)  # another run charged it meanwhile
         return _charge(subscription, subscription.rate_plan, as_of=as_of, actor=Actor.system())
 

@@ -19,11 +19,12 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Before the pages: a gateway's calls come many a second, and each pattern tried costs.
+    path("v1/", api.urls),
     path("", include("billing.urls")),
     path("account/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("people/", views.people_list, name="people_list"),
     path("people/<int:user_id>/account/", views.people_account, name="people_account"),
-    path("v1/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -23,9 +23,10 @@ api = NinjaAPI(
 )
 for exception, handler in HANDLERS.items():
     api.add_exception_handler(exception, handler)
+# The gateway's calls first: URLs are tried in this order, and they come many a second.
+api.add_router("", limits.router)
+api.add_router("", usage.router)
 api.add_router("", developers.router)
 api.add_router("", products.router)
 api.add_router("", subscriptions.router)
-api.add_router("", limits.router)
 api.add_router("", apps.router)
-api.add_router("", usage.router)

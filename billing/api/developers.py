@@ -8,7 +8,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
-from accounts.models import User
+from accounts.models import ApiToken, User
+from accounts.services import token_user_has_perm
+from billing.api.auth import TokenAuth
 from billing.api.errors import ApiError
 from billing.api.schemas import (
     ERRORS,
@@ -34,6 +36,7 @@ from billing.models import BillingAccount, BillingType, BillingTypeChange
 from billing.money import money_from_apigee
 
 router = Router()
+DEBIT = "billing.debit_any_prepaid_balance"
 DEVELOPER = "/organizations/{org}/developers/{email}"
 
 
@@ -49,11 +52,12 @@ def developer_account(
     if not email.isprintable() or len(email) > 254:
         # No stored address looks like this; PostgreSQL would refuse a NUL byte outright.
         raise ApiError(404, "Developer not found: that is not an email address.")
-    caller: User = request.auth.user  # type: ignore[attr-defined]
+    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    caller = token.user
     # Emails are stored in lower case (User.save): one exact match, the same in Python and SQL.
     # (The database's case-insensitive match folds more letters than str.lower(), e.g. "ſ".)
     email = email.lower()
-    if not (own and caller.email == email) and not caller.has_perm(permission):
+    if not (own and caller.email == email) and not token_user_has_perm(token, permission):
         raise ApiError(403, f"This token's user lacks the permission {permission!r}.")
     account = (
         BillingAccount.objects.select_related("user")
@@ -158,12 +162,13 @@ def credit_balance(
     response={200: BalanceOut, 409: ErrorOut, **ERRORS},
     exclude_none=True,
     operation_id="billing_api_debit_balance",
+    auth=TokenAuth(permission=DEBIT),  # a gateway's call too: the right is read with the token
 )
 def debit_balance(
     request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
 ) -> dict[str, Any]:
     """Charge usage; a prepaid wallet without enough funds answers 400 FAILED_PRECONDITION."""
-    account = developer_account(request, org, email, "billing.debit_any_prepaid_balance")
+    account = developer_account(request, org, email, DEBIT)
     money = money_from_apigee(body.transactionAmount.dict(), "transactionAmount")
     transaction_id_refuse_reserved(body.transactionId)
     result = wallet_debit(

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
 
-from billing.api.auth import gateway_check
+from billing.api.auth import GATEWAY_AUTH, gateway_check
 from billing.api.schemas import ERRORS, MoneyOut, epoch_ms, text_check
 from billing.limits.selectors import LimitsAnswer, Reason, limits_check
 from billing.money import money_to_apigee
@@ -44,6 +44,7 @@ class LimitsCheckOut(Schema):
     response={200: LimitsCheckOut, **ERRORS},
     exclude_none=True,
     operation_id="billing_api_limits_check",
+    auth=GATEWAY_AUTH,
 )
 def limits_check_view(request: HttpRequest, org: str, body: LimitsCheckIn) -> dict[str, Any]:
     gateway_check(request, org)

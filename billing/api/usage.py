@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from ninja import Field, Router
 from pydantic import BaseModel, ConfigDict
 
-from billing.api.auth import gateway_check
+from billing.api.auth import GATEWAY_AUTH, gateway_check
 from billing.api.schemas import ERRORS
 from billing.ledger.entries import Actor
 from billing.money import money_to_apigee
@@ -72,6 +72,7 @@ class UsageBatchOut(BaseModel):
     response={200: UsageBatchOut, **ERRORS},
     exclude_none=True,
     operation_id="billing_api_usage_batch",
+    auth=GATEWAY_AUTH,
 )
 def usage_batch(request: HttpRequest, org: str, body: UsageBatchIn) -> dict[str, Any]:
     gateway_check(request, org)

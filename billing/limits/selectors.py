@@ -3,24 +3,17 @@ database as of now: it never changes money, and a revoked key is refused at once
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
 
-from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from billing.developer_apps.keys import key_hash
-from billing.models import (
-    AppKey,
-    BillingType,
-    DeveloperApp,
-    OrganizationSettings,
-    Subscription,
-    UsageCounter,
-    Wallet,
-)
+from billing.models import ApiProduct, AppKey, BillingType, OrganizationSettings, UsageCounter
 from billing.money import Money
+from billing.sql import fetch_one
 from billing.usage.windows import quota_period, quota_window
 
 
@@ -61,36 +54,28 @@ def limits_check(
     *, consumer_key: str, product_name: str, now: datetime | None = None
 ) -> LimitsAnswer:
     """One answer and its one reason, checked in the order a gateway needs them: the key, the
-    app's products, the subscription, the fee, the quota, then the prepaid balance. Three reads
-    at most (the gateway asks before every call): the key with its app's product, the
-    subscription with its wallet and the organisation's floor, and the quota's counter."""
+    app's products, the subscription, the fee, the quota, then the prepaid balance. One read
+    (the gateway asks before every call): see `_LIMITS_SQL`."""
     now = now or timezone.now()
-    key = _key_with_product(consumer_key, product_name)
-    if key is None:
+    row = _limits_row(consumer_key, product_name)
+    if row is None:
         return LimitsAnswer(Reason.INVALID_KEY)
-    developer = key["app__billing_account__user__email"]
-    if key["status"] != AppKey.Status.APPROVED:
+    developer = row.developer
+    if row.key_status != AppKey.Status.APPROVED:
         return LimitsAnswer(Reason.KEY_REVOKED, developer)
-    if key["product_id"] is None:
+    if row.product_id is None:
         return LimitsAnswer(Reason.PRODUCT_NOT_IN_APP, developer)
-    subscription = _latest_subscription(key["app__billing_account_id"], key["product_id"])
-    if subscription is None:
+    if row.subscription is None:
         return LimitsAnswer(Reason.NO_SUBSCRIPTION, developer)
-    status = subscription.status(now)
-    reason = {
-        "Future": Reason.SUBSCRIPTION_NOT_STARTED,
-        "Ended": Reason.SUBSCRIPTION_ENDED,
-        "Unpaid": Reason.UNPAID,
-    }.get(status, Reason.OK)
-    currency = subscription.rate_plan.currency
-    balance = Money(getattr(subscription, "balance", None) or 0, currency)
-    quota = _quota(subscription, now)
-    answer = LimitsAnswer(reason, developer, str(subscription.public_id), balance, quota)
+    reason = _subscription_reason(row, now)
+    balance = Money(row.balance or 0, str(row.currency))
+    quota = _quota(row, now)
+    answer = LimitsAnswer(reason, developer, row.subscription, balance, quota)
     if reason != Reason.OK:
         return answer
     if quota is not None and quota.used >= quota.limit:
         return _with(answer, Reason.QUOTA_EXCEEDED)
-    floor = _prepaid_floor(key["app__billing_account__billing_type"], subscription)
+    floor = _prepaid_floor(row)
     if floor is not None and balance.nanos <= floor:
         return _with(answer, Reason.INSUFFICIENT_BALANCE)
     return answer
@@ -100,61 +85,129 @@ def _with(answer: LimitsAnswer, reason: str) -> LimitsAnswer:
     return LimitsAnswer(reason, answer.developer, answer.subscription, answer.balance, answer.quota)
 
 
-def _key_with_product(raw: str, product_name: str) -> dict[str, Any] | None:
-    """The key's status and owner, and the product's id if the key's app may call it."""
-    in_app = DeveloperApp.api_products.through.objects.filter(
-        developerapp_id=OuterRef("app_id"), apiproduct__name=product_name
-    ).values("apiproduct_id")[:1]
-    return (
-        AppKey.objects.filter(key_hash=key_hash(raw))
-        .annotate(product_id=Subquery(in_app))
-        .values(
-            "status",
-            "product_id",
-            "app__billing_account_id",
-            "app__billing_account__billing_type",
-            "app__billing_account__user__email",
-        )
-        .first()
-    )
+@dataclass(frozen=True)
+class _Row:
+    """What `_LIMITS_SQL` reads, in its column order."""
+
+    key_status: str
+    developer: str
+    own_billing_type: str
+    product_id: int | None
+    quota: int | None
+    quota_interval: int | None
+    quota_time_unit: str | None
+    subscription_id: int | None
+    subscription: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    unpaid_since: datetime | None
+    currency: str | None
+    balance: int | None
+    default_billing_type: str | None
+    grace: int | None
+    counter_period: str | None
+    counter_calls: int | None
 
 
-def _latest_subscription(account_id: int, product_id: int) -> Subscription | None:
-    """The open subscription if there is one, else the one that ended last; with the balance
-    of its currency's wallet and the organisation's default billing type and grace."""
-    wallet = Wallet.objects.filter(
-        billing_account_id=account_id, currency=OuterRef("rate_plan__currency")
-    ).values("balance")[:1]
-    org = OrganizationSettings.objects.filter(pk=OrganizationSettings.SINGLETON_ID)
-    return (
-        Subscription.objects.select_related("rate_plan", "product")
-        .filter(billing_account_id=account_id, product_id=product_id)
-        .annotate(
-            balance=Subquery(wallet),
-            default_billing_type=Subquery(org.values("default_billing_type")[:1]),
-            grace=Subquery(org.values("prepaid_grace_nanos")[:1]),
-        )
-        .order_by(F("end_time").desc(nulls_first=True), "-start_time")  # the open one first
-        .first()
-    )
+# The gateway asks before every call, so this is one statement of plain SQL (an ORM query cost
+# more to build than to run): the key and its owner; the product, if the key's app may call it;
+# the open subscription to it if there is one, else the one that ended last, with its plan's
+# currency and that wallet's balance; the organisation's default billing type and grace; and the
+# subscription's latest quota counter (the window it counts is checked in `_quota`). Standard
+# SQL, for PostgreSQL and SQLite alike.
+_LIMITS_SQL = """
+SELECT k.status, u.email, ba.billing_type,
+       p.id, p.quota, p.quota_interval, p.quota_time_unit,
+       s.id, s.public_id, s.start_time, s.end_time, s.unpaid_since, rp.currency,
+       w.balance, o.default_billing_type, o.prepaid_grace_nanos,
+       c.period, c.calls
+FROM billing_appkey k
+JOIN billing_developerapp a ON a.id = k.app_id
+JOIN billing_billingaccount ba ON ba.id = a.billing_account_id
+JOIN accounts_user u ON u.id = ba.user_id
+LEFT JOIN billing_apiproduct p ON p.name = %s AND p.id IN (
+    SELECT ap.apiproduct_id FROM billing_developerapp_api_products ap
+    WHERE ap.developerapp_id = a.id)
+LEFT JOIN billing_subscription s ON s.id = (
+    SELECT s2.id FROM billing_subscription s2
+    WHERE s2.billing_account_id = ba.id AND s2.product_id = p.id
+    ORDER BY s2.end_time IS NULL DESC, s2.end_time DESC, s2.start_time DESC
+    LIMIT 1)
+LEFT JOIN billing_rateplan rp ON rp.id = s.rate_plan_id
+LEFT JOIN billing_wallet w ON w.billing_account_id = ba.id AND w.currency = rp.currency
+LEFT JOIN billing_organizationsettings o ON o.id = %s
+LEFT JOIN billing_usagecounter c ON c.id = (
+    SELECT c2.id FROM billing_usagecounter c2
+    WHERE c2.subscription_id = s.id AND c2.period >= %s AND c2.period < %s
+    ORDER BY c2.period DESC
+    LIMIT 1)
+WHERE k.key_hash = %s
+"""
+# Quota counters' periods are "q:" and the window's start: every one sorts between these two.
+_QUOTA_PERIODS = ("q:", "q;")
 
 
-def _prepaid_floor(own_billing_type: str, subscription: Subscription) -> int | None:
-    """As the ledger's floor (`prepaid_floor`), from what the reads above brought along."""
-    default = getattr(subscription, "default_billing_type", None) or BillingType.POSTPAID
-    if (own_billing_type or default) != BillingType.PREPAID:
+def _limits_row(raw: str, product_name: str) -> _Row | None:
+    params: list[str | int] = [
+        product_name,
+        OrganizationSettings.SINGLETON_ID,
+        *_QUOTA_PERIODS,
+        key_hash(raw),
+    ]
+    values = fetch_one(_LIMITS_SQL, params)
+    if values is None:
         return None
-    return -(getattr(subscription, "grace", None) or 0)
-
-
-def _quota(subscription: Subscription, now: datetime) -> Quota | None:
-    product = subscription.product
-    if product.quota is None:
-        return None
-    start, end = quota_window(product, now)
-    used = (
-        UsageCounter.objects.filter(subscription=subscription, period=quota_period(start))
-        .values_list("calls", flat=True)
-        .first()
+    row = _Row(*values)
+    # SQLite hands back text and naive times where PostgreSQL has typed values.
+    return dataclasses.replace(
+        row,
+        subscription=str(uuid.UUID(str(row.subscription))) if row.subscription else None,
+        start_time=_aware(row.start_time),
+        end_time=_aware(row.end_time),
+        unpaid_since=_aware(row.unpaid_since),
     )
-    return Quota(limit=product.quota, used=used or 0, reset_time=end)
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+
+
+def _subscription_reason(row: _Row, now: datetime) -> str:
+    """As `Subscription.status`: Ended, Future, Unpaid or in force."""
+    if row.end_time is not None and row.end_time <= now:
+        return Reason.SUBSCRIPTION_ENDED
+    if row.start_time is not None and row.start_time > now:
+        return Reason.SUBSCRIPTION_NOT_STARTED
+    return Reason.UNPAID if row.unpaid_since else Reason.OK
+
+
+def _prepaid_floor(row: _Row) -> int | None:
+    """As the ledger's floor (`prepaid_floor`), from what the read brought along."""
+    default = row.default_billing_type or BillingType.POSTPAID
+    if (row.own_billing_type or default) != BillingType.PREPAID:
+        return None
+    return -(row.grace or 0)
+
+
+def _quota(row: _Row, now: datetime) -> Quota | None:
+    if row.quota is None:
+        return None
+    window = ApiProduct(
+        quota_interval=row.quota_interval or 1, quota_time_unit=str(row.quota_time_unit)
+    )
+    start, end = quota_window(window, now)
+    period = quota_period(start)
+    if row.counter_period is not None and row.counter_period > period:
+        # A later window has a counter: the product's window was changed since; ask for this one.
+        used = (
+            UsageCounter.objects.filter(subscription_id=row.subscription_id or 0, period=period)
+            .values_list("calls", flat=True)
+            .first()
+        )
+    else:
+        used = row.counter_calls if row.counter_period == period else 0
+    return Quota(limit=row.quota, used=used or 0, reset_time=end)

@@ -5,20 +5,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
 from billing.audit import audit_log
-from billing.sql import fetch_one
+from billing.sql import fetch_one, instance_from_row
 
-M = TypeVar("M", bound=models.Model)
 TOKEN_PREFIX = "dp_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every request would turn each API read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -57,8 +54,8 @@ def api_token_authenticate(raw: str, *, permission: str = "") -> ApiToken | None
     if row is None:
         return None
     token_fields = len(ApiToken._meta.concrete_fields)
-    token = _instance(ApiToken, row[:token_fields])
-    token.user = _instance(User, row[token_fields:-1])
+    token = instance_from_row(ApiToken, row[:token_fields])
+    token.user = instance_from_row(User, row[token_fields:-1])
     token.permission_held = (permission, bool(row[-1])) if permission else None  # type: ignore[attr-defined]
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
@@ -73,29 +70,6 @@ def token_user_has_perm(token: ApiToken, permission: str) -> bool:
     if held is not None and held[0] == permission:
         return bool(held[1])
     return token.user.has_perm(permission)
-
-
-def _instance(model: type[M], values: Sequence[Any]) -> M:
-    """A model instance from its columns as a plain cursor returns them, converted the way the
-    ORM converts them (SQLite hands back naive times and integers for booleans)."""
-    names, converters = _converters(model)
-    converted = []
-    for value, (column, field_converters) in zip(values, converters, strict=True):
-        for converter in field_converters:
-            value = converter(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, names, converted)
-
-
-@functools.cache
-def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
-    names, converters = [], []
-    for field in model._meta.concrete_fields:
-        column = field.get_col(model._meta.db_table)
-        names.append(field.attname)
-        backend = connection.ops.get_db_converters(column)
-        converters.append((column, backend + field.get_db_converters(connection)))  # type: ignore[attr-defined]
-    return names, converters
 
 
 @functools.cache

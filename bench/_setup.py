@@ -79,3 +79,30 @@ def start_gunicorn(database_url: str, workers: int, extra_env: dict[str, str] | 
     for _ in range(workers * 20):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()  # noqa: S310
     return proc, port
+
+
+def _healthz_client(args: tuple[int, int]) -> int:
+    import http.client
+
+    port, count = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    errors = 0
+    for _ in range(count):
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        response.read()
+        errors += response.status != 200
+    conn.close()
+    return errors
+
+
+def healthz_rate(port: int, count: int, clients: int) -> float:
+    """The trivial view's requests per second on the same server: client processes with
+    keep-alive connections, as the benchmarks' own clients."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        start = time.perf_counter()
+        pool.map(_healthz_client, [(port, count // clients)] * clients)
+        elapsed = time.perf_counter() - start
+    return count // clients * clients / elapsed

@@ -3,7 +3,8 @@ beside a raw single-row `UPDATE … SET balance = balance - 1` on the same datab
 
     .venv/bin/python bench/ledger.py [--debits 3000] [--http-requests 3000] [--clients 8]
 
-Target (issue 3): the service layer at 0.35× raw or better.
+Targets: the service layer at 0.35× raw or better (issue 3); HTTP balance:debit at 0.3× the
+trivial `/healthz` on the same server, timed just before and just after it (issue 16).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 
-from _setup import bench_database_url, django_setup, start_gunicorn
+from _setup import bench_database_url, django_setup, healthz_rate, start_gunicorn
 
 
 def rate(count: int, seconds: float) -> float:
@@ -158,9 +159,11 @@ def main() -> None:
 
     gunicorn, port = start_gunicorn(database_url, args.workers)
     try:
+        before = healthz_rate(port, args.http_requests, args.clients)
         http_rate, errors = http_debits(
             port, token, developer.email, args.http_requests, args.clients
         )
+        trivial = (before + healthz_rate(port, args.http_requests, args.clients)) / 2
     finally:
         gunicorn.terminate()
         gunicorn.wait()
@@ -169,6 +172,10 @@ def main() -> None:
     print(
         f"HTTP balance:debit, gunicorn {args.workers} workers, {args.clients} clients: {http_rate:8.0f} /s  "
         f"ratio {http_rate / raw_c:.2f}x raw ({errors} non-200 answers)"
+    )
+    print(
+        f"/healthz on the same server: {trivial:8.0f} /s; balance:debit at "
+        f"{http_rate / trivial:.2f}x of it (target 0.3x)"
     )
     call_command("check_ledger")
 

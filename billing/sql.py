@@ -9,19 +9,81 @@ server-binding cursor. (Behind PgBouncer, prepared statements need its transacti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import connection, models
+from django.db.backends.utils import CursorWrapper
+
+M = TypeVar("M", bound=models.Model)
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-    """The first row of `sql`, through Django's cursor wrapper, so that it is logged and
-    counted like every other query."""
+    """The first row of `sql`."""
+    with _cursor() as cursor:
+        cursor.execute(sql, params)
+        _log_text(sql)
+        return cursor.fetchone()
+
+
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Every row of `sql`."""
+    with _cursor() as cursor:
+        cursor.execute(sql, params)
+        _log_text(sql)
+        return cursor.fetchall()
+
+
+def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
+    """A model instance from all its concrete columns, in order, as a plain cursor returns
+    them, converted the way the ORM converts them (SQLite hands back naive times, integers for
+    booleans)."""
+    names, converters = _converters(model)
+    converted = []
+    for value, (column, field_converters) in zip(values, converters, strict=True):
+        for converter in field_converters:
+            value = converter(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, names, converted)
+
+
+def aware(value: datetime | str | None) -> datetime | None:
+    """A time read by a plain cursor: PostgreSQL's is aware, SQLite's naive UTC (or text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@functools.cache
+def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
+    names, converters = [], []
+    for field in model._meta.concrete_fields:
+        column = field.get_col(model._meta.db_table)
+        names.append(field.attname)
+        backend = connection.ops.get_db_converters(column)
+        converters.append((column, backend + field.get_db_converters(connection)))  # type: ignore[attr-defined]
+    return names, converters
+
+
+def _log_text(sql: str) -> None:
+    if connection.queries_logged and connection.queries_log[-1]["sql"] is None:
+        # A prepared statement is sent by name: log its text, as for every other query.
+        connection.queries_log[-1]["sql"] = sql
+
+
+@contextmanager
+def _cursor() -> Iterator[CursorWrapper]:
+    """Django's cursor wrapper (so each statement is logged and counted like every other),
+    around a server-binding cursor on PostgreSQL."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
+            yield cursor
+        return
     import psycopg  # noqa: PLC0415 - only on PostgreSQL
 
     connection.ensure_connection()
@@ -31,13 +93,8 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     # which never prepare whatever this says; 0 prepares this cursor's statements at once.
     raw.prepare_threshold = 0
     with psycopg.Cursor(raw) as server_binding:
-        cursor = (
+        yield (
             connection.make_debug_cursor(server_binding)  # type: ignore[arg-type]
             if connection.queries_logged
             else connection.make_cursor(server_binding)  # type: ignore[arg-type]
         )
-        cursor.execute(sql, params)
-        if connection.queries_logged and connection.queries_log[-1]["sql"] is None:
-            # A prepared statement is sent by name: log its text, as for every other query.
-            connection.queries_log[-1]["sql"] = sql
-        return cursor.fetchone()

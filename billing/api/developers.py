@@ -21,7 +21,7 @@ from billing.api.schemas import (
     MonetizationConfig,
     wallets_out,
 )
-from billing.billing_accounts.selectors import billing_type_effective
+from billing.billing_accounts.selectors import billing_type_effective, developer_account_by_email
 from billing.billing_accounts.services import billing_account_get_or_create
 from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor, LedgerResult
@@ -59,11 +59,7 @@ def developer_account(
     email = email.lower()
     if not (own and caller.email == email) and not token_user_has_perm(token, permission):
         raise ApiError(403, f"This token's user lacks the permission {permission!r}.")
-    account = (
-        BillingAccount.objects.select_related("user")
-        .filter(user__email=email, user__is_staff=False, user__is_active=True)
-        .first()
-    )
+    account = developer_account_by_email(email)
     if account is not None:
         return account
     developer = User.objects.filter(email=email, is_staff=False, is_active=True).first()

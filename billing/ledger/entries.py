@@ -19,6 +19,7 @@ from billing.exceptions import BillingError, InsufficientFunds, TransactionConfl
 from billing.ledger.events import MoneyCredited, RechargeMayBeDue
 from billing.models import BillingAccount, BillingType, LedgerEntry, OrganizationSettings, Wallet
 from billing.money import MAX_AMOUNT_NANOS, Money
+from billing.sql import fetch_one
 
 Kind = LedgerEntry.Kind
 
@@ -214,14 +215,12 @@ def _record_in_one_statement(
 ) -> tuple[LedgerEntry | None, int | None, bool]:
     params = change.move_params(now) + change.entry_params(now)
     # Inside a caller's transaction a failed statement would poison it: use a savepoint there.
+    # Prepared once per connection (billing/sql.py): planning it cost more than running it.
     if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_MOVE_AND_RECORD, params)
-            row = cursor.fetchone()
+        with transaction.atomic():
+            row = fetch_one(_MOVE_AND_RECORD, params)
     else:
-        with connection.cursor() as cursor:
-            cursor.execute(_MOVE_AND_RECORD, params)
-            row = cursor.fetchone()
+        row = fetch_one(_MOVE_AND_RECORD, params)
     if row is None:
         return None, None, False
     entry = change.entry(wallet_id=row[1], balance_after=row[2], now=now)

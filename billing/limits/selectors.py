@@ -6,14 +6,14 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.utils import timezone
 
 from billing.developer_apps.keys import key_hash
 from billing.models import ApiProduct, AppKey, BillingType, OrganizationSettings, UsageCounter
 from billing.money import Money
-from billing.sql import fetch_one
+from billing.sql import aware, fetch_one
 from billing.usage.windows import quota_period, quota_window
 
 
@@ -162,18 +162,10 @@ def _limits_row(raw: str, product_name: str) -> _Row | None:
     return dataclasses.replace(
         row,
         subscription=str(uuid.UUID(str(row.subscription))) if row.subscription else None,
-        start_time=_aware(row.start_time),
-        end_time=_aware(row.end_time),
-        unpaid_since=_aware(row.unpaid_since),
+        start_time=aware(row.start_time),
+        end_time=aware(row.end_time),
+        unpaid_since=aware(row.unpaid_since),
     )
-
-
-def _aware(value: datetime | str | None) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def _subscription_reason(row: _Row, now: datetime) -> str:

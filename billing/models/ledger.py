@@ -77,7 +77,15 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "ledger entries"
-        indexes = [models.Index(fields=["wallet", "-id"], name="ledger_wallet_recent")]
+        indexes = [
+            models.Index(fields=["wallet", "-id"], name="ledger_wallet_recent"),
+            # A wallet's last top-up, found in one step however many debits followed it.
+            models.Index(
+                fields=["wallet", "-id"],
+                condition=models.Q(kind="TOP_UP"),
+                name="ledger_wallet_top_ups",
+            ),
+        ]
 
     amount_money = MoneyProperty("amount", currency="wallet.currency")
     balance_after_money = MoneyProperty("balance_after", currency="wallet.currency")

@@ -12,8 +12,8 @@ The global lock order: a transaction that takes two of these takes them top to b
 4. the organisation settings row (`organization_settings_hold` FOR KEY SHARE, as a debit
    reads it; `organization_settings_lock` FOR UPDATE to change it);
 5. the billing account (FOR UPDATE to change its billing type; FOR NO KEY UPDATE in
-   `top_up_limits_lock` and `purchases_lock`, so that debits, which read it FOR KEY SHARE, are
-   not held up);
+   `top_up_limits_lock`, `purchases_lock` and `owed_usage_lock`, so that debits, which read
+   it FOR KEY SHARE, are not held up);
 6. a wallet (the ledger's one statement, which reads the account and the settings FOR KEY
    SHARE as it moves the balance).
 
@@ -211,4 +211,14 @@ def purchases_lock(*, account: BillingAccount) -> None:
     """Purchases by one account take turns (after `organization_settings_hold`), so that of two
     at once the second finds the first's subscription and charges nothing. NO KEY UPDATE: the
     account's debits are not held up."""
-    list(BillingAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).values("pk"))
+    _account_no_key_lock(account.pk)
+
+
+def owed_usage_lock(*, account_id: int) -> None:
+    """Collectors of one account's owed usage take turns (after `organization_settings_hold`),
+    so that the second sees what the first paid. NO KEY UPDATE: debits are not held up."""
+    _account_no_key_lock(account_id)
+
+
+def _account_no_key_lock(account_id: int) -> None:
+    list(BillingAccount.objects.select_for_update(no_key=True).filter(pk=account_id).values("pk"))

@@ -17,6 +17,7 @@ from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
 from billing.tasks import (
     auto_recharge_run,
     card_save_from_setup,
+    owed_usage_collect_run,
     refund_or_dispute_receipt_send,
     top_up_receipt_send,
     unpaid_fees_settle_run,
@@ -63,6 +64,12 @@ def pay_unpaid_fees(event: MoneyCredited) -> None:
     unpaid_fees_settle_run.delay(event.account_id, event.currency)
 
 
+def collect_owed_usage(event: MoneyCredited) -> None:
+    """A worker pays the usage the wallet owes from the new money (the same statement says
+    whether it owes any)."""
+    owed_usage_collect_run.delay(event.account_id, event.currency)
+
+
 def register() -> None:
     reactions_clear()
     # The debit or the saved settings are committed; a failing trigger must not turn their
@@ -80,3 +87,5 @@ def register() -> None:
     react(MoneyGivenBack, send_refund_or_dispute_receipt, robust=True)
     # Robust: the credit is committed; the fee run retries unpaid fees every hour anyway.
     react(MoneyCredited, pay_unpaid_fees, robust=True)
+    # Robust: the credit is committed; the hourly collect_owed_usage finds the wallet again.
+    react(MoneyCredited, collect_owed_usage, robust=True)

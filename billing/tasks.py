@@ -21,6 +21,8 @@ from billing.notifications.receipts import (
 from billing.payments import stripe_gateway
 from billing.payments.cards import card_save_from_setup_intent
 from billing.subscriptions.services import recurring_fees_charge, unpaid_fees_settle
+from billing.usage.collect import usage_owed_collect
+from billing.usage.selectors import wallets_owing_usage
 from billing.webhooks.receive import webhook_receive
 
 # Network trouble and Stripe's own 5xx: try again later under the same idempotency key.
@@ -191,3 +193,31 @@ def fee_unpaid_email_send(self, transaction_id: str) -> bool:  # type: ignore[no
         return fee_unpaid_email(transaction_id=transaction_id)
     except MAIL_ERRORS as exc:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+
+@shared_task(
+    name="billing.tasks.owed_usage_collect",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=120,
+    soft_time_limit=100,
+)
+def owed_usage_collect_run(self, account_id: int, currency: str) -> int:  # type: ignore[no-untyped-def]
+    """Money came into a wallet that owes usage: pay it now. Returns the nanos paid."""
+    return usage_owed_collect(account_id=account_id, currency=currency).nanos
+
+
+@shared_task(
+    name="billing.tasks.collect_owed_usage",
+    acks_late=True,
+    time_limit=3600,
+    soft_time_limit=3500,
+)
+def collect_owed_usage() -> int:
+    """Every hour (celery beat): owed usage of wallets whose credit's reaction was lost (a
+    broker down at the time). Returns how many wallets paid something."""
+    return sum(
+        usage_owed_collect(account_id=account_id, currency=currency).nanos > 0
+        for account_id, currency in wallets_owing_usage()
+    )

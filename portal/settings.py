@@ -270,6 +270,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.charge_recurring_fees",
         "schedule": crontab(minute=5),
     },
+    # Hourly: usage owed by wallets that were credited while the broker was down.
+    "collect-owed-usage": {
+        "task": "billing.tasks.collect_owed_usage",
+        "schedule": crontab(minute=35),
+    },
 }
 
 # Content-Security-Policy (django-csp): scripts, styles and everything else only from the

@@ -49,7 +49,7 @@ def _move_balance_sql(lock: str) -> str:
            OR COALESCE(NULLIF(a.billing_type, ''), o.default_billing_type)
               <> '{BillingType.PREPAID}'
            OR w.balance + %s >= -o.prepaid_grace_nanos)
-    RETURNING id, balance, recharge_below, owes_fees
+    RETURNING id, balance, recharge_below, (owes_fees OR usage_owed > 0) AS owes
 """  # noqa: S608 - table names come from the models, values are parameters
 
 
@@ -69,7 +69,7 @@ _MOVE_AND_RECORD = f"""
         FROM moved
         RETURNING id, wallet_id, balance_after
     )
-    SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below, moved.owes_fees
+    SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below, moved.owes
     FROM entry, moved
 """  # noqa: S608
 
@@ -125,14 +125,14 @@ def ledger_apply(
         account, currency, delta, kind, transaction_id, actor, memo[:500], prepaid_floor
     )
     try:
-        entry, recharge_below, owes_fees = _record(change)
+        entry, recharge_below, owes = _record(change)
         if entry is None:
             # A replay, no wallet yet, or the floor refused: find out which, and try once more.
             existing = _entry_for(transaction_id)
             if existing is not None:
                 return _replay(existing, change)
             _prepare_wallet(change)
-            entry, recharge_below, owes_fees = _record(change)
+            entry, recharge_below, owes = _record(change)
         if entry is None:
             _refuse(change)
     except (IntegrityError, InsufficientFunds):
@@ -144,7 +144,7 @@ def ledger_apply(
     below = recharge_below is not None and entry.balance_after < recharge_below
     if below:
         emit_after_commit(RechargeMayBeDue(account.pk, currency))
-    if delta > 0 and owes_fees:  # read by the same statement: no query for wallets that owe none
+    if delta > 0 and owes:  # read by the same statement: no query for wallets that owe nothing
         emit_after_commit(MoneyCredited(account.pk, currency))
     return LedgerResult(entry=entry, replayed=False, below_recharge_threshold=below)
 
@@ -193,7 +193,7 @@ class _Change:
 
 def _record(change: _Change) -> tuple[LedgerEntry | None, int | None, bool]:
     """Move the balance and write the entry atomically; (None, None) when the move was refused.
-    Also returns the wallet's auto-recharge threshold and whether it owes plan fees."""
+    Also returns the wallet's auto-recharge threshold and whether it owes plan fees or usage."""
     now = timezone.now()
     if connection.vendor == "postgresql":
         return _record_in_one_statement(change, now)

@@ -15,8 +15,8 @@ class RechargeMayBeDue:
 
 @dataclass(frozen=True, slots=True)
 class MoneyCredited:
-    """Money came into a wallet that owes plan fees (a top-up, a recharge, a credit through
-    the API): the fees may be paid now."""
+    """Money came into a wallet that owes plan fees or usage (a top-up, a recharge, a credit
+    through the API): they may be paid now."""
 
     account_id: int
     currency: str

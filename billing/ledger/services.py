@@ -71,6 +71,12 @@ RESERVED_TRANSACTION_ID_PREFIXES = (
     "dispute:",
     "dispute-won:",
     "billing-type-change:",
+    # Plan fees and usage (a caller's debit under one of these ids would make the portal's own
+    # charge a replay or a conflict).
+    "purchase:",
+    "fee:",
+    "usage:",
+    "usage-owed:",
 )
 
 

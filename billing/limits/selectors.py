@@ -76,7 +76,8 @@ def limits_check(
     if quota is not None and quota.used >= quota.limit:
         return _with(answer, Reason.QUOTA_EXCEEDED)
     floor = _prepaid_floor(row)
-    if floor is not None and balance.nanos <= floor:
+    # Usage still owed is money already spent: a credit must pay it before calls go on.
+    if floor is not None and balance.nanos - (row.usage_owed or 0) <= floor:
         return _with(answer, Reason.INSUFFICIENT_BALANCE)
     return answer
 
@@ -103,6 +104,7 @@ class _Row:
     unpaid_since: datetime | None
     currency: str | None
     balance: int | None
+    usage_owed: int | None
     default_billing_type: str | None
     grace: int | None
     counter_period: str | None
@@ -119,7 +121,7 @@ _LIMITS_SQL = """
 SELECT k.status, u.email, ba.billing_type,
        p.id, p.quota, p.quota_interval, p.quota_time_unit,
        s.id, s.public_id, s.start_time, s.end_time, s.unpaid_since, rp.currency,
-       w.balance, o.default_billing_type, o.prepaid_grace_nanos,
+       w.balance, w.usage_owed, o.default_billing_type, o.prepaid_grace_nanos,
        c.period, c.calls
 FROM billing_appkey k
 JOIN billing_developerapp a ON a.id = k.app_id

@@ -23,6 +23,9 @@ class Wallet(models.Model):
     # A subscription paid from this wallet has an unpaid fee: the ledger's statement returns it,
     # so that a credit asks for the fee to be paid without a query of its own.
     owes_fees = models.BooleanField(default=False)
+    # Rated usage this prepaid wallet could not pay at its floor (nanos): the next credit pays
+    # it (billing/usage/collect.py); the ledger's statement returns whether there is any.
+    usage_owed = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -32,8 +35,15 @@ class Wallet(models.Model):
                 fields=["billing_account", "currency"], name="wallet_one_per_currency"
             )
         ]
+        # The hourly collection of owed usage reads only the few wallets that owe.
+        indexes = [
+            models.Index(
+                fields=["id"], condition=models.Q(usage_owed__gt=0), name="wallet_owes_usage"
+            )
+        ]
 
     balance_money = MoneyProperty("balance")
+    usage_owed_money = MoneyProperty("usage_owed")
 
     def __str__(self) -> str:
         return f"{self.currency} wallet of {self.billing_account.user}"

@@ -16,7 +16,8 @@ events' unique keys (by id).
 A prepaid wallet goes no lower than its floor. When a batch's debit would take it lower, the
 wallet pays what it holds down to the floor and the rest is owed: the events are stored and rated
 all the same, the entry's memo says what is owed, and, the balance being at the floor, the limits
-check refuses further calls. `usage_owed` (billing/usage/selectors.py) sums what is owed.
+check refuses further calls. The wallet keeps what is owed (`Wallet.usage_owed`); the next
+credit pays it (billing/usage/collect.py).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from billing.models import (
     Wallet,
 )
 from billing.money import MAX_AMOUNT_NANOS, Money
+from billing.usage.collect import usage_owed_add
 from billing.usage.rating import (
     RatingError,
     bands_of,
@@ -441,11 +443,21 @@ def _wallet_pay(
 ) -> LedgerEntry | None:
     """Debit `money`; a prepaid wallet that cannot pay it all pays down to its floor and the
     rest is owed (None: it was at the floor already, nothing is debited)."""
+    entry, owed = _pay_down_to_floor(account, money, transaction_id, actor, memo)
+    if owed:
+        usage_owed_add(account=account, money=Money(owed, money.currency))
+    return entry
+
+
+def _pay_down_to_floor(
+    account: BillingAccount, money: Money, transaction_id: str, actor: Actor, memo: str
+) -> tuple[LedgerEntry | None, int]:
+    """The debit, and the nanos that stay owed."""
     try:
         return wallet_debit(
             account=account, money=money, transaction_id=transaction_id, actor=actor,
             kind=Kind.USAGE, memo=memo,
-        ).entry  # fmt: skip
+        ).entry, 0  # fmt: skip
     except InsufficientFunds:
         pass
     for _attempt in range(5):  # each refusal means other debits took money meanwhile
@@ -457,17 +469,17 @@ def _wallet_pay(
         floor = prepaid_floor(account, money.currency) or 0
         payable = min(balance - floor, money.nanos)
         if payable <= 0:
-            return None
+            return None, money.nanos
         owed = Money(money.nanos - payable, money.currency)
         try:
             return wallet_debit(
                 account=account, money=Money(payable, money.currency),
                 transaction_id=transaction_id, actor=actor, kind=Kind.USAGE,
                 memo=f"{memo} ({owed} owed: the balance is at its floor)",
-            ).entry  # fmt: skip
+            ).entry, owed.nanos  # fmt: skip
         except InsufficientFunds:
             continue
-    return None
+    return None, money.nanos
 
 
 _COLUMNS = (

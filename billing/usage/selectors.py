@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from django.db.models import Sum
-
-from billing.models import BillingAccount, LedgerEntry, UsageEvent
+from billing.models import BillingAccount, Wallet
 from billing.money import Money
 
 
 def usage_owed(*, account: BillingAccount, currency: str) -> Money:
-    """Rated usage not yet paid: the charges of the account's events in `currency` less what
-    the usage debits that carried them took (a wallet at its floor pays part, or nothing)."""
-    events = UsageEvent.objects.filter(
-        subscription__billing_account=account, rate_plan__currency=currency
+    """Rated usage not yet paid: what the wallet could not pay at its floor, less what later
+    credits paid of it (billing/usage/collect.py)."""
+    owed = (
+        Wallet.objects.filter(billing_account=account, currency=currency)
+        .values_list("usage_owed", flat=True)
+        .first()
     )
-    charged = events.aggregate(total=Sum("charge_nanos"))["total"] or 0
-    paid = (
-        LedgerEntry.objects.filter(
-            pk__in=events.filter(ledger_entry__isnull=False).values("ledger_entry_id")
-        ).aggregate(total=Sum("amount"))["total"]
-        or 0
-    )
-    return Money(charged + paid, currency)  # debits are negative amounts
+    return Money(owed or 0, currency)
+
+
+def wallets_owing_usage() -> list[tuple[int, str]]:
+    """(account id, currency) of every wallet that owes usage (a partial index: few do)."""
+    owing = Wallet.objects.filter(usage_owed__gt=0).order_by("id")
+    return list(owing.values_list("billing_account_id", "currency"))

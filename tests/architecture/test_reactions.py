@@ -31,7 +31,10 @@ WIRING = {
     TopUpCredited: [("billing.reactions", "send_top_up_receipt", True)],
     MoneyTakenBack: [("billing.reactions", "send_refund_or_dispute_receipt", True)],
     MoneyGivenBack: [("billing.reactions", "send_refund_or_dispute_receipt", True)],
-    MoneyCredited: [("billing.reactions", "pay_unpaid_fees", True)],
+    MoneyCredited: [
+        ("billing.reactions", "pay_unpaid_fees", True),
+        ("billing.reactions", "collect_owed_usage", True),
+    ],
 }
 
 

@@ -75,9 +75,7 @@ def test_a_short_credit_pays_part_and_the_rest_stays_owed(
 ):
     key = owing(prepaid_account)
     with django_capture_on_commit_callbacks(execute=True):
-        wallet_credit(
-            account=prepaid_account, money=usd("0.20"), transaction_id="t1", actor=SYSTEM
-        )
+        wallet_credit(account=prepaid_account, money=usd("0.20"), transaction_id="t1", actor=SYSTEM)
     assert wallet(prepaid_account).balance == 0
     assert usage_owed(account=prepaid_account, currency="USD") == usd("0.30")
     answer = limits_check(consumer_key=key, product_name="weather-api")

@@ -9,12 +9,12 @@ from datetime import timedelta
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
 from billing.audit import audit_log
-from billing.sql import fetch_one, instance_from_row
+from billing.sql import fetch_one, instance_from_row, model_columns
 
 TOKEN_PREFIX = "dp_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every request would turn each API read into a write.
@@ -77,10 +77,7 @@ def _token_sql() -> str:
     """The live token of an active user, both rows whole, and whether the user holds the
     permission named by the first two parameters: as a superuser, directly, or through a group
     (ModelBackend's rules). Standard SQL, for PostgreSQL and SQLite alike."""
-    token_columns = [
-        f"t.{connection.ops.quote_name(f.column)}" for f in ApiToken._meta.concrete_fields
-    ]
-    user_columns = [f"u.{connection.ops.quote_name(f.column)}" for f in User._meta.concrete_fields]
+    token_columns, user_columns = model_columns(ApiToken, "t"), model_columns(User, "u")
     user_permissions = User.user_permissions.through._meta.db_table
     user_groups = User.groups.through._meta.db_table
     group_permissions = Group.permissions.through._meta.db_table

@@ -37,6 +37,13 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
+def model_columns(model: type[models.Model], alias: str) -> list[str]:
+    """Every concrete column of `model`, qualified by `alias`, in the order `instance_from_row`
+    reads them."""
+    quote = connection.ops.quote_name
+    return [f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields]
+
+
 def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
     """A model instance from all its concrete columns, in order, as a plain cursor returns
     them, converted the way the ORM converts them (SQLite hands back naive times, integers for

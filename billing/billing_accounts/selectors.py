@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from django.db import connection
-
 from accounts.models import User
 from billing.models import BillingAccount, OrganizationSettings
-from billing.sql import fetch_one, instance_from_row
+from billing.sql import fetch_one, instance_from_row, model_columns
 
 
 def organization_settings_get() -> OrganizationSettings:
@@ -38,10 +36,7 @@ def developer_account_by_email(email: str) -> BillingAccount | None:
 
 @functools.cache
 def _account_by_email_sql() -> str:  # noqa: N802 - a constant, made once the models are ready
-    quote = connection.ops.quote_name
-    columns = [f"a.{quote(f.column)}" for f in BillingAccount._meta.concrete_fields] + [
-        f"u.{quote(f.column)}" for f in User._meta.concrete_fields
-    ]
+    columns = model_columns(BillingAccount, "a") + model_columns(User, "u")
     return f"""
 SELECT {", ".join(columns)}
 FROM {BillingAccount._meta.db_table} a

@@ -99,17 +99,10 @@ def app_products_set(
 
 def app_key_add(*, app: DeveloperApp, actor: Actor) -> tuple[AppKey, str]:
     """A further key for the app (rotation: issue the new one, move callers, revoke the old)."""
-    with transaction.atomic():
+    with transaction.atomic():  # the key and its audit record, together
         key, raw = _key_issue(app)
         app.save(update_fields=["updated_at"])
-    audit_log(
-        actor=actor.user,
-        action="app.key_add",
-        target_user=app.billing_account.user,
-        app=str(app.public_id),
-        name=app.name,
-        key_prefix=key.prefix,
-    )
+        _audit_key(actor, "app.key_add", app, key)
     return key, raw
 
 
@@ -117,22 +110,26 @@ def app_key_revoke(*, key: AppKey, actor: Actor) -> AppKey:
     """Refused from the next call on: the gateway reads the key's status from the database
     each time. Revoking a revoked key changes nothing."""
     now = timezone.now()
-    revoked = AppKey.objects.filter(pk=key.pk, status=AppKey.Status.APPROVED).update(
-        status=AppKey.Status.REVOKED, revoked_at=now
-    )
-    key.refresh_from_db(fields=["status", "revoked_at"])
-    if revoked:
-        app = key.app
-        app.save(update_fields=["updated_at"])
-        audit_log(
-            actor=actor.user,
-            action="app.key_revoke",
-            target_user=app.billing_account.user,
-            app=str(app.public_id),
-            name=app.name,
-            key_prefix=key.prefix,
+    with transaction.atomic():  # the revocation and its audit record, together
+        revoked = AppKey.objects.filter(pk=key.pk, status=AppKey.Status.APPROVED).update(
+            status=AppKey.Status.REVOKED, revoked_at=now
         )
+        key.refresh_from_db(fields=["status", "revoked_at"])
+        if revoked:
+            key.app.save(update_fields=["updated_at"])
+            _audit_key(actor, "app.key_revoke", key.app, key)
     return key
+
+
+def _audit_key(actor: Actor, action: str, app: DeveloperApp, key: AppKey) -> None:
+    audit_log(
+        actor=actor.user,
+        action=action,
+        target_user=app.billing_account.user,
+        app=str(app.public_id),
+        name=app.name,
+        key_prefix=key.prefix,
+    )
 
 
 def app_delete(*, app: DeveloperApp, actor: Actor) -> None:

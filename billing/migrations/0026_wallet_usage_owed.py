@@ -5,23 +5,29 @@ from django.db.models import Sum
 
 
 def owed_so_far(apps, schema_editor):
-    """What usage each wallet owes today: its events' charges less what their debits took."""
+    """What usage each wallet owes today: its events' charges less what their debits took.
+    Two grouped reads, whatever the number of wallets."""
     Wallet = apps.get_model("billing", "Wallet")
     UsageEvent = apps.get_model("billing", "UsageEvent")
     LedgerEntry = apps.get_model("billing", "LedgerEntry")
-    for wallet in Wallet.objects.all().iterator():
-        events = UsageEvent.objects.filter(
-            subscription__billing_account_id=wallet.billing_account_id,
-            rate_plan__currency=wallet.currency,
-        )
-        charged = events.aggregate(total=Sum("charge_nanos"))["total"] or 0
-        if not charged:
-            continue
-        entries = events.filter(ledger_entry__isnull=False).values("ledger_entry_id")
-        paid = LedgerEntry.objects.filter(pk__in=entries).aggregate(total=Sum("amount"))["total"]
-        owed = charged + (paid or 0)  # debits are negative
+    wallet_of = "subscription__billing_account_id", "rate_plan__currency"
+    charged = {
+        (row[wallet_of[0]], row[wallet_of[1]]): row["total"]
+        for row in UsageEvent.objects.values(*wallet_of).annotate(total=Sum("charge_nanos"))
+    }
+    carrying = UsageEvent.objects.filter(ledger_entry__isnull=False).values("ledger_entry_id")
+    paid = {
+        (row["wallet__billing_account_id"], row["wallet__currency"]): row["total"]
+        for row in LedgerEntry.objects.filter(pk__in=carrying)
+        .values("wallet__billing_account_id", "wallet__currency")
+        .annotate(total=Sum("amount"))
+    }
+    for (account_id, currency), total in charged.items():
+        owed = total + paid.get((account_id, currency), 0)  # debits are negative
         if owed > 0:
-            Wallet.objects.filter(pk=wallet.pk).update(usage_owed=owed)
+            Wallet.objects.filter(billing_account_id=account_id, currency=currency).update(
+                usage_owed=owed
+            )
 
 
 class Migration(migrations.Migration):

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
-from accounts.services import api_token_create
+from accounts.services import (
+    api_token_authenticate,
+    api_token_create,
+    api_token_revoke,
+    token_user_has_perm,
+)
+from billing.api.auth import REPORT_USAGE
 from billing.developer_apps.keys import key_hash, key_new, key_prefix
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit
@@ -137,15 +143,15 @@ def test_quota_exceeded_until_the_window_resets(developer, product):
 
 def test_the_quota_counts_this_window_after_the_product_changed_its_window(developer, product):
     """The one read brings the latest counter; when the product's window was changed since
-    (hours to a day here), a later window's counter must not hide this window's."""
+    (minutes to a day here), a later window's counter must not hide this window's."""
     published_plan(product)
     sub = bought(developer.billing_account, product).subscription
     _, _, raw = app_with_key(developer.billing_account, product)
-    now = timezone.now().replace(hour=12)
+    now = timezone.now()
     day_start, _ = quota_window(product, now)
     UsageCounter.objects.create(subscription=sub, period=quota_period(day_start), calls=3)
-    hourly = timedelta(hours=11)  # as if it had counted per hour until 11:00 today
-    UsageCounter.objects.create(subscription=sub, period=quota_period(day_start + hourly), calls=1)
+    minute = timedelta(minutes=1)  # as if it had counted per minute since
+    UsageCounter.objects.create(subscription=sub, period=quota_period(day_start + minute), calls=1)
     answer = limits_check(consumer_key=raw, product_name="weather-api", now=now)
     assert answer.reason == "QUOTA_EXCEEDED" and answer.quota.used == 3
     UsageCounter.objects.filter(period=quota_period(day_start)).delete()
@@ -213,6 +219,35 @@ def test_only_holders_of_report_usage_may_ask(client, developer, product):
         token = api_token_create(user=user, name="t")[1]
         assert post(client, token, body).status_code == 403, user
     assert post(client, gateway_token(), body).status_code == 200
+
+
+def test_the_token_and_its_right_are_read_together_as_django_would(client, developer, product):
+    """The gateway's one read of the token decides the right as ModelBackend does: directly,
+    through a group, or as a superuser; a revoked token or an inactive user is no token."""
+    published_plan(product)
+    _, _, raw = app_with_key(developer.billing_account, product)
+    body = {"consumerKey": raw, "apiproduct": "weather-api"}
+    report_usage = Permission.objects.get(codename="report_usage")
+    through_group = UserFactory()
+    group = Group.objects.create(name="Gateways")
+    group.permissions.add(report_usage)
+    through_group.groups.add(group)
+    superuser = UserFactory(is_superuser=True)
+    other_right = UserFactory()
+    other_right.user_permissions.add(Permission.objects.get(codename="view_usageevent"))
+    for user, status in ((through_group, 200), (superuser, 200), (other_right, 403)):
+        token = api_token_create(user=user, name="t")[1]
+        assert post(client, token, body).status_code == status, user
+        assert token_user_has_perm(api_token_authenticate(token), REPORT_USAGE) == (status == 200)
+    revoked, raw_revoked = api_token_create(user=through_group, name="r")
+    api_token_revoke(token=revoked)
+    assert post(client, raw_revoked, body).status_code == 401
+    inactive = api_token_create(user=superuser, name="i")[1]
+    superuser.is_active = False
+    superuser.save()
+    assert post(client, inactive, body).status_code == 401
+    group.permissions.remove(report_usage)  # taken away: refused at once
+    assert post(client, api_token_create(user=through_group, name="g")[1], body).status_code == 403
 
 
 def test_bad_input_is_a_400(client):

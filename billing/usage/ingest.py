@@ -3,8 +3,8 @@ REJECTED), rated with the plan in force at its time and debited through the ledg
 
 Exactly once, under any concurrency:
 - an event id is stored once, forever (its unique index decides between racing batches);
-- calls are numbered by one atomic `UPDATE … SET calls = calls + n RETURNING calls` per
-  subscription and month, so concurrent batches get disjoint numbers;
+- calls are numbered by one atomic upsert (`… DO UPDATE SET calls = calls + n RETURNING
+  calls`) of every counter the batch moves, so concurrent batches get disjoint numbers;
 - a batch's counts, debits and events commit together. If another batch stored one of its ids
   meanwhile (the insert meets the committed row), the attempt is rolled back and redone without
   that event, so no call number is spent on a duplicate.
@@ -22,7 +22,6 @@ credit pays it (billing/usage/collect.py).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -31,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeGuard
 
-import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -52,16 +50,17 @@ from billing.models import (
     Wallet,
 )
 from billing.money import MAX_AMOUNT_NANOS, Money
+from billing.sql import fetch_all
 from billing.usage.collect import usage_owed_add
 from billing.usage.rating import (
     RatingError,
-    bands_of,
-    charge,
-    charge_at_most,
+    Tariff,
+    as_fraction,
     multiplier_parse,
     revenue_share,
+    tariff_of,
 )
-from billing.usage.windows import month_period, quota_period, quota_window
+from billing.usage.windows import quota_period, quota_window
 
 MAX_BATCH = 1000
 MAX_AGE = timedelta(days=35)
@@ -127,10 +126,12 @@ class _Event:
     units: int
     multiplier_text: str
     multiplier: Decimal
+    fraction: tuple[int, int]  # the multiplier, exactly
     key_prefix: str
     account: BillingAccount
     subscription: Subscription
     plan: RatePlan
+    tariff: Tariff
     product: ApiProduct
     first_call: int = 0
     charge_nanos: int = 0
@@ -194,17 +195,73 @@ def _text(value: object, longest: int) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= longest and value.isprintable()
 
 
-def _hash(consumer_key: object) -> str | None:
-    return key_hash(consumer_key) if _text(consumer_key, 200) else None
-
-
 @dataclass(frozen=True)
+class _Caller:
+    """What an event's key and product name resolve to: the same for every event that sends
+    them, so a batch resolves each pair once."""
+
+    key: AppKey
+    account: BillingAccount
+    product: ApiProduct
+    subscriptions: list[Subscription]  # the account's of this product, latest start first
+    plans: list[tuple[RatePlan, Tariff]]  # the product's published ones, latest start first
+
+
+@dataclass
 class _Lookups:
     keys: dict[str, AppKey]
     app_products: set[tuple[int, int]]
     products: dict[str, ApiProduct]
     subscriptions: dict[tuple[int, int], list[Subscription]]
-    plans: dict[int, list[RatePlan]]
+    plans: dict[int, list[tuple[RatePlan, Tariff]]]
+    callers: dict[tuple[str, str], _Caller | str] = field(default_factory=dict)
+    multipliers: dict[object, tuple[Decimal, tuple[int, int]] | None] = field(default_factory=dict)
+
+    def caller(self, consumer_key: object, product: object) -> _Caller:
+        """The key and product an event names, resolved once per batch; _Rejected if not."""
+        if not (isinstance(consumer_key, str) and isinstance(product, str)):
+            return self._resolve(consumer_key, product)
+        found = self.callers.get((consumer_key, product))
+        if found is None:
+            try:
+                found = self._resolve(consumer_key, product)
+            except _Rejected as rejected:
+                found = rejected.reason
+            self.callers[(consumer_key, product)] = found
+        if isinstance(found, str):
+            raise _Rejected(found)
+        return found
+
+    def _resolve(self, consumer_key: object, name: object) -> _Caller:
+        key = self.keys.get(key_hash(consumer_key)) if _text(consumer_key, 200) else None
+        if key is None:
+            raise _Rejected(Reason.INVALID_KEY)
+        if key.status != AppKey.Status.APPROVED:
+            raise _Rejected(Reason.KEY_REVOKED)
+        product = self.products.get(name) if isinstance(name, str) else None
+        if product is None:
+            raise _Rejected(Reason.UNKNOWN_PRODUCT)
+        if (key.app_id, product.pk) not in self.app_products:
+            raise _Rejected(Reason.PRODUCT_NOT_IN_APP)
+        account = key.app.billing_account
+        subscriptions = self.subscriptions.get((account.pk, product.pk), [])
+        return _Caller(key, account, product, subscriptions, self.plans.get(product.pk, []))
+
+    def multiplier(self, value: object) -> tuple[Decimal, tuple[int, int]]:
+        """The multiplier and its exact fraction, parsed once per text a batch sends."""
+        cacheable = value is None or isinstance(value, str | int)
+        parsed = self.multipliers.get(value, ()) if cacheable else ()
+        if parsed == ():
+            try:
+                multiplier = multiplier_parse("1" if value is None else value)
+                parsed = (multiplier, as_fraction(multiplier))
+            except RatingError:
+                parsed = None
+            if cacheable:
+                self.multipliers[value] = parsed
+        if parsed is None:
+            raise _Rejected(Reason.INVALID_MULTIPLIER)
+        return parsed  # type: ignore[return-value]
 
 
 def _check(
@@ -224,7 +281,8 @@ def _check(
 
 
 def _lookups(reports: list[UsageReport]) -> _Lookups:
-    hashes = {h for h in (_hash(r.consumer_key) for r in reports) if h is not None}
+    texts = {r.consumer_key for r in reports if _text(r.consumer_key, 200)}
+    hashes = {key_hash(text) for text in texts}
     keys = {
         key.key_hash: key
         for key in AppKey.objects.select_related("app__billing_account").filter(key_hash__in=hashes)
@@ -239,46 +297,38 @@ def _lookups(reports: list[UsageReport]) -> _Lookups:
     products = {p.name: p for p in ApiProduct.objects.filter(name__in=names)}
     subscriptions: dict[tuple[int, int], list[Subscription]] = defaultdict(list)
     accounts = {key.app.billing_account_id for key in keys.values()}
-    for subscription in Subscription.objects.select_related("rate_plan").filter(
-        billing_account_id__in=accounts, product__in=products.values()
+    for subscription in (
+        Subscription.objects.select_related("rate_plan")
+        .filter(billing_account_id__in=accounts, product__in=products.values())
+        .order_by("-start_time", "-id")
     ):
         pair = (subscription.billing_account_id, subscription.product_id)
         subscriptions[pair].append(subscription)
-    plans: dict[int, list[RatePlan]] = defaultdict(list)
+    plans: dict[int, list[tuple[RatePlan, Tariff]]] = defaultdict(list)
     for plan in RatePlan.objects.filter(
         product__in=products.values(), state=RatePlan.State.PUBLISHED
     ).order_by("-start_time", "-id"):
-        plans[plan.product_id].append(plan)
+        plans[plan.product_id].append((plan, tariff_of(plan)))
     return _Lookups(keys, app_products, products, subscriptions, plans)
 
 
 def _accept(
     index: int, event_id: str, report: UsageReport, lookups: _Lookups, now: datetime
 ) -> _Event:
-    hashed = _hash(report.consumer_key)
-    key = lookups.keys.get(hashed) if hashed is not None else None
-    if key is None:
-        raise _Rejected(Reason.INVALID_KEY)
-    if key.status != AppKey.Status.APPROVED:
-        raise _Rejected(Reason.KEY_REVOKED)
-    product = lookups.products.get(report.product) if isinstance(report.product, str) else None
-    if product is None:
-        raise _Rejected(Reason.UNKNOWN_PRODUCT)
-    if (key.app_id, product.pk) not in lookups.app_products:
-        raise _Rejected(Reason.PRODUCT_NOT_IN_APP)
+    caller = lookups.caller(report.consumer_key, report.product)
     at = _time_parse(report.time, now)
     units = _units_parse(report.units)
-    try:
-        multiplier = multiplier_parse("1" if report.multiplier is None else report.multiplier)
-    except RatingError:
-        raise _Rejected(Reason.INVALID_MULTIPLIER) from None
-    account = key.app.billing_account
-    subscription = _in_force(lookups.subscriptions.get((account.pk, product.pk), []), at)
+    multiplier, fraction = lookups.multiplier(report.multiplier)
+    subscription = _in_force(caller.subscriptions, at)
     if subscription is None:
         raise _Rejected(Reason.NO_SUBSCRIPTION)
-    plan = _plan_at(lookups.plans.get(product.pk, []), at) or subscription.rate_plan
-    if charge_at_most(bands_of(plan), units, multiplier) > MAX_AMOUNT_NANOS // MAX_BATCH:
+    plan, tariff = _plan_at(caller.plans, at) or (
+        subscription.rate_plan,
+        tariff_of(subscription.rate_plan),
+    )
+    if tariff.most(units, fraction) > MAX_AMOUNT_NANOS // MAX_BATCH:
         raise _Rejected(Reason.CHARGE_TOO_LARGE)
+    product = caller.product
     return _Event(
         index=index,
         event_id=event_id,
@@ -286,13 +336,15 @@ def _accept(
         units=units,
         multiplier_text=str(report.multiplier).strip() if report.multiplier is not None else "1",
         multiplier=multiplier,
-        key_prefix=key.prefix,
-        account=account,
+        fraction=fraction,
+        key_prefix=caller.key.prefix,
+        account=caller.account,
         subscription=subscription,
         plan=plan,
+        tariff=tariff,
         product=product,
         quota_period=quota_period(quota_window(product, at)[0]) if product.quota else "",
-        month=month_period(at),
+        month=f"{at.year:04d}-{at.month:02d}",  # month_period(at), `at` being UTC already
     )
 
 
@@ -331,8 +383,9 @@ def _units_parse(value: object) -> int:
 
 
 def _in_force(subscriptions: list[Subscription], at: datetime) -> Subscription | None:
-    """The subscription in force at `at`: started by then, not ended by then."""
-    for subscription in sorted(subscriptions, key=lambda s: s.start_time, reverse=True):
+    """The subscription in force at `at`: started by then, not ended by then (the list comes
+    latest start first)."""
+    for subscription in subscriptions:
         if subscription.start_time <= at and (
             subscription.end_time is None or at < subscription.end_time
         ):
@@ -340,9 +393,9 @@ def _in_force(subscriptions: list[Subscription], at: datetime) -> Subscription |
     return None
 
 
-def _plan_at(plans: list[RatePlan], at: datetime) -> RatePlan | None:
+def _plan_at(plans: list[tuple[RatePlan, Tariff]], at: datetime) -> tuple[RatePlan, Tariff] | None:
     """The product's published plan in force at `at` (plans come latest start first)."""
-    return next((plan for plan in plans if plan.in_force(at)), None)
+    return next((pair for pair in plans if pair[0].in_force(at)), None)
 
 
 # ---- Recording: count, rate, debit and store, in one transaction ----
@@ -374,37 +427,34 @@ def _record(events: list[_Event], actor: Actor) -> tuple[list[_Event], set[str]]
     return events, taken
 
 
-_COUNT_SQL = (
-    f"UPDATE {UsageCounter._meta.db_table} SET calls = calls + %s "  # noqa: S608
-    "WHERE subscription_id = %s AND period = %s RETURNING calls"
-)
-
-
 def _count_and_rate(events: list[_Event]) -> None:
     """Number each event's calls in its subscription's month and rate them; count the quota
-    windows too. Counters are moved in one order (subscription, period), so batches touching
-    the same ones take turns rather than deadlock."""
+    windows too. One statement creates or moves every counter, in one order (subscription,
+    period), so batches touching the same ones take turns rather than deadlock."""
     units: dict[tuple[int, str], int] = defaultdict(int)
     for event in events:
         units[(event.subscription.pk, event.month)] += event.units
         if event.quota_period:
             units[(event.subscription.pk, event.quota_period)] += event.units
     order = sorted(units)
-    UsageCounter.objects.bulk_create(
-        [UsageCounter(subscription_id=s, period=p, calls=0) for s, p in order],
-        ignore_conflicts=True,
+    table = UsageCounter._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (subscription_id, period, calls) VALUES "  # noqa: S608
+        + ", ".join(["(%s, %s, %s)"] * len(order))
+        + f" ON CONFLICT (subscription_id, period) DO UPDATE SET calls = {table}.calls + "
+        "excluded.calls RETURNING subscription_id, period, calls"
     )
     next_call: dict[tuple[int, str], int] = {}
     with connection.cursor() as cursor:
-        for counter in order:
-            cursor.execute(_COUNT_SQL, [units[counter], counter[0], counter[1]])
-            (after,) = cursor.fetchone()
+        cursor.execute(sql, [value for counter in order for value in (*counter, units[counter])])
+        for subscription_id, period, after in cursor.fetchall():
+            counter = (subscription_id, period)
             next_call[counter] = after - units[counter] + 1
     for event in events:
         counter = (event.subscription.pk, event.month)
         event.first_call = next_call[counter]
         next_call[counter] += event.units
-        rating = charge(bands_of(event.plan), event.first_call, event.units, event.multiplier)
+        rating = event.tariff.rate(event.first_call, event.units, event.multiplier, event.fraction)
         event.charge_nanos = rating.charge_nanos
         event.unit_fee_nanos = rating.unit_fee_nanos
         event.share_nanos = revenue_share(event.plan, rating.charge_nanos)
@@ -508,17 +558,18 @@ def _insert(events: list[_Event]) -> set[str]:
     ]  # fmt: skip
     table = UsageEvent._meta.db_table
     if connection.vendor == "postgresql":
-        # The rows as one JSON parameter: the statement is the same text every time, and
-        # encoding a thousand rows is one C call rather than a thousand parameters bound.
-        columns = ", ".join(f"(r->>{n})::{kind}" for n, kind in enumerate(_PG_TYPES))
+        # One array a column, sent in binary (%b): the statement's text is the same every
+        # time (prepared once), and PostgreSQL parsing a thousand rows of text arrays or JSON
+        # took longer than the insert itself (25 ms against 20, measured).
+        columns = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
         sql = (
             f"INSERT INTO {table} ({', '.join(_COLUMNS)}) "  # noqa: S608
-            f"SELECT {columns} FROM json_array_elements(%s::json) AS r "
+            f"SELECT * FROM unnest({columns}) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         )
-        for row in rows:
-            row[4], row[13] = row[4].isoformat(), row[13].isoformat()
-        return _pg_ids(sql, [json.dumps(rows)])
+        return {
+            row[0] for row in fetch_all(sql, [list(column) for column in zip(*rows, strict=True)])
+        }
     adapt = connection.ops.adapt_datetimefield_value
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * len(rows))
     sql = (
@@ -537,16 +588,6 @@ def _stored(ids: set[str]) -> set[str]:
         return set()
     if connection.vendor == "postgresql":
         table = UsageEvent._meta.db_table
-        sql = f"SELECT event_id FROM {table} WHERE event_id = ANY(%s::text[])"  # noqa: S608
-        return _pg_ids(sql, [list(ids)])
+        sql = f"SELECT event_id FROM {table} WHERE event_id = ANY(%b::text[])"  # noqa: S608
+        return {row[0] for row in fetch_all(sql, [list(ids)])}
     return set(UsageEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
-
-
-def _pg_ids(sql: str, params: list[Any]) -> set[str]:
-    """Run a statement answering event ids, bound on the server with its arrays sent in
-    binary: Django's client-side binding would spell a thousand values out into the
-    statement's text, which costs more than the statement itself."""
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as raw:
-        raw.execute(sql, params, binary=True)
-        return {row[0] for row in raw.fetchall()}

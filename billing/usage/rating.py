@@ -8,6 +8,7 @@ multiplier is parsed from its decimal text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -54,7 +55,7 @@ def multiplier_parse(value: object) -> Decimal:
     return multiplier
 
 
-def _as_fraction(value: Decimal) -> tuple[int, int]:
+def as_fraction(value: Decimal) -> tuple[int, int]:
     """(numerator, denominator) of a finite, non-negative Decimal, exactly."""
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int) and sign == 0
@@ -82,56 +83,78 @@ class Rating:
     multiplier: Decimal
 
 
-def bands_of(plan: RatePlan) -> list[dict[str, Any]]:
-    """The plan's bands as rating reads them: none without consumption pricing; a
-    FIXED_PER_UNIT plan has its one band for every call."""
+@dataclass(frozen=True)
+class Tariff:
+    """A plan's bands as rating reads them, parsed once (a batch rates a thousand events with
+    a few plans): (start, end, fee) in integers, end 0 for the open last band. Calls past a
+    closed last band cost its fee: no call is free because a plan stopped counting."""
+
+    bands: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def of(cls, bands: Sequence[dict[str, Any]]) -> Tariff:
+        count = len(bands)
+        return cls(
+            tuple(
+                (int(b["start"]), int(b["end"]) if n < count else 0, int(b["fee_nanos"]))
+                for n, b in enumerate(bands, 1)
+            )
+        )
+
+    @property
+    def highest_fee(self) -> int:
+        return max((fee for _, _, fee in self.bands), default=0)
+
+    def rate(
+        self, first_call: int, units: int, multiplier: Decimal, fraction: tuple[int, int]
+    ) -> Rating:
+        """Price calls first_call..first_call+units-1 (numbered from 1 in the month), each by
+        its band, times the multiplier (`fraction` is it, exactly), rounded down once."""
+        if first_call < 1 or units < 1:
+            raise RatingError("Calls are numbered from 1 and an event has at least one.")
+        if not self.bands:
+            return Rating(0, 0, 0, (), multiplier)
+        last_call = first_call + units - 1
+        parts: list[BandPart] = []
+        first_band, first_fee = len(self.bands), self.bands[-1][2]
+        for n, (start, end, fee) in enumerate(self.bands, 1):
+            # This band holds calls start+1..end (or every later one when end is 0).
+            low = max(first_call, start + 1)
+            high = last_call if end == 0 else min(last_call, end)
+            if low > high:
+                continue
+            if low == first_call:
+                first_band, first_fee = n, fee
+            parts.append(BandPart(band=n, calls=high - low + 1, fee_nanos=fee))
+        total_fees = sum(part.calls * part.fee_nanos for part in parts)
+        numerator, denominator = fraction
+        return Rating(
+            charge_nanos=total_fees * numerator // denominator,
+            unit_fee_nanos=first_fee,
+            band=first_band,
+            parts=tuple(parts),
+            multiplier=multiplier,
+        )
+
+    def most(self, units: int, fraction: tuple[int, int]) -> int:
+        """The most `units` calls could cost, whatever their numbers: to refuse an absurd
+        event before it is counted."""
+        return self.highest_fee * units * fraction[0] // fraction[1]
+
+
+def tariff_of(plan: RatePlan) -> Tariff:
+    """The plan's tariff: no bands without consumption pricing; a FIXED_PER_UNIT plan has its
+    one band for every call."""
     if not plan.consumption_pricing_type:
-        return []
-    return list(plan.consumption_rates or [])
+        return Tariff(())
+    return Tariff.of(plan.consumption_rates or [])
 
 
-def charge(bands: list[dict[str, Any]], first_call: int, units: int, multiplier: Decimal) -> Rating:
-    """Price calls first_call..first_call+units-1 (numbered from 1 in the month), each by its
-    band, times the multiplier, rounded down to the nano once. Calls past the last band's end
-    cost that band's fee: no call is free because a plan stopped counting."""
-    if first_call < 1 or units < 1:
-        raise RatingError("Calls are numbered from 1 and an event has at least one.")
-    if not bands:
-        return Rating(0, 0, 0, (), multiplier)
-    last_call = first_call + units - 1
-    parts: list[BandPart] = []
-    first_band, first_fee = len(bands), int(bands[-1]["fee_nanos"])
-    for n, band in enumerate(bands, 1):
-        start = int(band["start"])
-        end = int(band["end"]) if int(band["end"]) and n < len(bands) else 0
-        # This band holds calls start+1..end (or every later one when it is the last).
-        low = max(first_call, start + 1)
-        high = last_call if end == 0 else min(last_call, end)
-        if low > high:
-            continue
-        fee = int(band["fee_nanos"])
-        if low == first_call:
-            first_band, first_fee = n, fee
-        parts.append(BandPart(band=n, calls=high - low + 1, fee_nanos=fee))
-    total_fees = sum(part.calls * part.fee_nanos for part in parts)
-    numerator, denominator = _as_fraction(multiplier)
-    return Rating(
-        charge_nanos=total_fees * numerator // denominator,
-        unit_fee_nanos=first_fee,
-        band=first_band,
-        parts=tuple(parts),
-        multiplier=multiplier,
-    )
-
-
-def charge_at_most(bands: list[dict[str, Any]], units: int, multiplier: Decimal) -> int:
-    """The most `units` calls could cost under these bands, whatever their numbers: to refuse
-    an absurd event before it is counted."""
-    if not bands:
-        return 0
-    numerator, denominator = _as_fraction(multiplier)
-    highest = max(int(band["fee_nanos"]) for band in bands)
-    return highest * units * numerator // denominator
+def charge(
+    bands: Sequence[dict[str, Any]], first_call: int, units: int, multiplier: Decimal
+) -> Rating:
+    """Price calls first_call..first_call+units-1 under these bands (as a plan stores them)."""
+    return Tariff.of(bands).rate(first_call, units, multiplier, as_fraction(multiplier))
 
 
 def revenue_share(plan: RatePlan, charge_nanos: int) -> int:
@@ -140,5 +163,5 @@ def revenue_share(plan: RatePlan, charge_nanos: int) -> int:
     if not plan.revenue_share_type or not plan.revenue_share_rates:
         return 0
     percentage = Decimal(str(plan.revenue_share_rates[0]["share_percentage"]))
-    numerator, denominator = _as_fraction(percentage)
+    numerator, denominator = as_fraction(percentage)
     return charge_nanos * numerator // (100 * denominator)

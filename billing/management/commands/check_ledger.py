@@ -1,4 +1,5 @@
-"""Verify invariant 2 for every wallet: balance == sum of its ledger entries. Exit 1 if not."""
+"""Verify invariant 2 for every wallet: balance == sum of its ledger entries; and that every usage
+event names rows that are there (its table keeps no database foreign keys). Exit 1 if not."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.core.management.base import BaseCommand
 from billing.ledger.selectors import ledger_mismatches
 from billing.models import Wallet
 from billing.money import Money
+from billing.usage.selectors import usage_events_orphaned
 
 
 class Command(BaseCommand):
@@ -25,5 +27,12 @@ class Command(BaseCommand):
         checked = Wallet.objects.count()
         if mismatches:
             self.stderr.write(f"{len(mismatches)} of {checked} wallets do not match their ledger.")
+        orphaned = usage_events_orphaned()
+        if orphaned:
+            self.stderr.write(
+                f"{orphaned} usage events name a subscription, rate plan or ledger entry "
+                "that is not there."
+            )
+        if mismatches or orphaned:
             raise SystemExit(1)
         self.stdout.write(f"OK: {checked} wallets match their ledger entries.")

@@ -96,6 +96,27 @@ def test_banded_events_are_numbered_across_batches(developer, product):
     call_command("check_ledger")
 
 
+def test_check_ledger_reports_an_event_naming_a_missing_row(developer, product, capsys):
+    """The usage table keeps no database foreign keys (billing/models/usage.py), so
+    check_ledger is what notices an event whose ledger entry, plan or subscription is gone."""
+    fixed(product)
+    buy(developer.billing_account, product)
+    _, _, key = app_with_key(developer.billing_account, product)
+    usage_batch_record(events=[report("e1", key, "weather-api")], actor=SYSTEM)
+    call_command("check_ledger")
+    assert "OK" in capsys.readouterr().out
+    UsageEvent.objects.update(ledger_entry_id=10**12)
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("check_ledger")
+    assert exit_info.value.code == 1
+    assert "1 usage events name a subscription" in capsys.readouterr().err
+    UsageEvent.objects.update(
+        ledger_entry_id=LedgerEntry.objects.get(kind="USAGE").pk, rate_plan_id=10**12
+    )
+    with pytest.raises(SystemExit):
+        call_command("check_ledger")
+
+
 def test_multiplier_units_and_revenue_share(developer, product):
     published_plan(
         product,

@@ -10,7 +10,8 @@ server-binding cursor. (Behind PgBouncer, prepared statements need its transacti
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,6 +36,21 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         cursor.execute(sql, params)
         _log_text(sql)
         return cursor.fetchall()
+
+
+def one_of(column: str) -> str:
+    """SQL for "`column` is one of the list parameter `list_param` makes": the same text
+    whatever the list's length, so the statement is prepared once."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)"
+    return f"{column} IN (SELECT value FROM json_each(%s))"  # noqa: S608 - a column name
+
+
+def list_param(values: Iterable[Any]) -> Any:
+    """A list as one parameter of `one_of` (an array on PostgreSQL, JSON text on SQLite)."""
+    if connection.vendor == "postgresql":
+        return list(values)
+    return json.dumps(list(values))
 
 
 def model_columns(model: type[models.Model], alias: str) -> list[str]:

@@ -3,9 +3,10 @@ order; a bad event is rejected alone, an id seen before is a duplicate, forever.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Router
 from pydantic import BaseModel, ConfigDict
 
@@ -47,7 +48,14 @@ class UsageEventIn(BaseModel):
 class UsageBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    events: list[UsageEventIn] = Field(..., min_length=1, max_length=MAX_BATCH)
+    # Each event stays the dict JSON gave: validating a thousand models cost more than
+    # reading the fields once. The documented shape is UsageEventIn's.
+    events: list[dict[str, Any]] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_BATCH,
+        json_schema_extra={"items": UsageEventIn.model_json_schema()},
+    )
 
 
 class ChargeOut(BaseModel):
@@ -74,16 +82,16 @@ class UsageBatchOut(BaseModel):
     operation_id="billing_api_usage_batch",
     auth=GATEWAY_AUTH,
 )
-def usage_batch(request: HttpRequest, org: str, body: UsageBatchIn) -> dict[str, Any]:
+def usage_batch(request: HttpRequest, org: str, body: UsageBatchIn) -> HttpResponse:
     gateway_check(request, org)
     reports = [
         UsageReport(
-            event_id=event.id,
-            consumer_key=event.consumerKey,
-            product=event.apiproduct,
-            time=event.time,
-            units=event.units,
-            multiplier=event.perUnitPriceMultiplier,
+            event_id=event.get("id"),
+            consumer_key=event.get("consumerKey"),
+            product=event.get("apiproduct"),
+            time=event.get("time"),
+            units=event.get("units"),
+            multiplier=event.get("perUnitPriceMultiplier"),
         )
         for event in body.events
     ]
@@ -99,4 +107,5 @@ def usage_batch(request: HttpRequest, org: str, body: UsageBatchIn) -> dict[str,
         if result.reason:
             item["reason"] = result.reason
         out.append(item)
-    return {"results": out}
+    # Built here to UsageBatchOut's shape, so not validated again item by item.
+    return HttpResponse(json.dumps({"results": out}), content_type="application/json")

@@ -41,7 +41,6 @@ from billing.models import (
     ApiProduct,
     AppKey,
     BillingAccount,
-    DeveloperApp,
     LedgerEntry,
     RatePlan,
     Subscription,
@@ -57,9 +56,10 @@ from billing.usage.rating import (
     Tariff,
     as_fraction,
     multiplier_parse,
-    revenue_share,
+    revenue_share_fraction,
     tariff_of,
 )
+from billing.usage.reads import batch_reads
 from billing.usage.windows import quota_period, quota_window
 
 MAX_BATCH = 1000
@@ -116,7 +116,7 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-@dataclass
+@dataclass(slots=True)
 class _Event:
     """An event that passed every check, on its way to being counted, rated and stored."""
 
@@ -209,7 +209,7 @@ class _Caller:
 
 @dataclass
 class _Lookups:
-    keys: dict[str, AppKey]
+    keys: dict[str, tuple[AppKey, BillingAccount]]
     app_products: set[tuple[int, int]]
     products: dict[str, ApiProduct]
     subscriptions: dict[tuple[int, int], list[Subscription]]
@@ -233,9 +233,10 @@ class _Lookups:
         return found
 
     def _resolve(self, consumer_key: object, name: object) -> _Caller:
-        key = self.keys.get(key_hash(consumer_key)) if _text(consumer_key, 200) else None
-        if key is None:
+        found = self.keys.get(key_hash(consumer_key)) if _text(consumer_key, 200) else None
+        if found is None:
             raise _Rejected(Reason.INVALID_KEY)
+        key, account = found
         if key.status != AppKey.Status.APPROVED:
             raise _Rejected(Reason.KEY_REVOKED)
         product = self.products.get(name) if isinstance(name, str) else None
@@ -243,7 +244,6 @@ class _Lookups:
             raise _Rejected(Reason.UNKNOWN_PRODUCT)
         if (key.app_id, product.pk) not in self.app_products:
             raise _Rejected(Reason.PRODUCT_NOT_IN_APP)
-        account = key.app.billing_account
         subscriptions = self.subscriptions.get((account.pk, product.pk), [])
         return _Caller(key, account, product, subscriptions, self.plans.get(product.pk, []))
 
@@ -282,34 +282,13 @@ def _check(
 
 def _lookups(reports: list[UsageReport]) -> _Lookups:
     texts = {r.consumer_key for r in reports if _text(r.consumer_key, 200)}
-    hashes = {key_hash(text) for text in texts}
-    keys = {
-        key.key_hash: key
-        for key in AppKey.objects.select_related("app__billing_account").filter(key_hash__in=hashes)
-    }
-    app_ids = {key.app_id for key in keys.values()}
-    app_products = set(
-        DeveloperApp.api_products.through.objects.filter(developerapp_id__in=app_ids).values_list(
-            "developerapp_id", "apiproduct_id"
-        )
-    )
     names = {r.product for r in reports if _text(r.product, 100)}
-    products = {p.name: p for p in ApiProduct.objects.filter(name__in=names)}
-    subscriptions: dict[tuple[int, int], list[Subscription]] = defaultdict(list)
-    accounts = {key.app.billing_account_id for key in keys.values()}
-    for subscription in (
-        Subscription.objects.select_related("rate_plan")
-        .filter(billing_account_id__in=accounts, product__in=products.values())
-        .order_by("-start_time", "-id")
-    ):
-        pair = (subscription.billing_account_id, subscription.product_id)
-        subscriptions[pair].append(subscription)
-    plans: dict[int, list[tuple[RatePlan, Tariff]]] = defaultdict(list)
-    for plan in RatePlan.objects.filter(
-        product__in=products.values(), state=RatePlan.State.PUBLISHED
-    ).order_by("-start_time", "-id"):
-        plans[plan.product_id].append((plan, tariff_of(plan)))
-    return _Lookups(keys, app_products, products, subscriptions, plans)
+    reads = batch_reads(key_hashes={key_hash(text) for text in texts}, product_names=names)
+    plans = {
+        product_id: [(plan, tariff_of(plan)) for plan in product_plans]
+        for product_id, product_plans in reads.plans.items()
+    }
+    return _Lookups(reads.keys, reads.app_products, reads.products, reads.subscriptions, plans)
 
 
 def _accept(
@@ -445,6 +424,7 @@ def _count_and_rate(events: list[_Event]) -> None:
         "excluded.calls RETURNING subscription_id, period, calls"
     )
     next_call: dict[tuple[int, str], int] = {}
+    shares: dict[int, tuple[int, int]] = {}  # the developer's share, by plan
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for counter in order for value in (*counter, units[counter])])
         for subscription_id, period, after in cursor.fetchall():
@@ -454,10 +434,13 @@ def _count_and_rate(events: list[_Event]) -> None:
         counter = (event.subscription.pk, event.month)
         event.first_call = next_call[counter]
         next_call[counter] += event.units
-        rating = event.tariff.rate(event.first_call, event.units, event.multiplier, event.fraction)
-        event.charge_nanos = rating.charge_nanos
-        event.unit_fee_nanos = rating.unit_fee_nanos
-        event.share_nanos = revenue_share(event.plan, rating.charge_nanos)
+        event.charge_nanos, event.unit_fee_nanos = event.tariff.price(
+            event.first_call, event.units, event.fraction
+        )
+        share = shares.get(event.plan.pk)
+        if share is None:
+            share = shares[event.plan.pk] = revenue_share_fraction(event.plan)
+        event.share_nanos = event.charge_nanos * share[0] // share[1]
         event.ledger_entry_id = None
 
 
@@ -535,11 +518,11 @@ def _pay_down_to_floor(
 _COLUMNS = (
     "event_id", "subscription_id", "rate_plan_id", "app_key_prefix", "time", "month", "units",
     "multiplier", "first_call", "unit_fee_nanos", "charge_nanos", "revenue_share_nanos",
-    "ledger_entry_id", "created_at",
+    "ledger_entry_id",
 )  # fmt: skip
 _PG_TYPES = (
     "text", "bigint", "bigint", "text", "timestamptz", "text", "bigint", "text", "bigint",
-    "bigint", "bigint", "bigint", "bigint", "timestamptz",
+    "bigint", "bigint", "bigint", "bigint",
 )  # fmt: skip
 
 
@@ -552,31 +535,29 @@ def _insert(events: list[_Event]) -> set[str]:
             event.event_id, event.subscription.pk, event.plan.pk, event.key_prefix, event.time,
             event.month, event.units, event.multiplier_text[:40], event.first_call,
             event.unit_fee_nanos, event.charge_nanos, event.share_nanos, event.ledger_entry_id,
-            now,
         ]
         for event in sorted(events, key=lambda e: e.event_id)
     ]  # fmt: skip
-    table = UsageEvent._meta.db_table
+    table, columns = UsageEvent._meta.db_table, ", ".join(_COLUMNS)
     if connection.vendor == "postgresql":
         # One array a column, sent in binary (%b): the statement's text is the same every
         # time (prepared once), and PostgreSQL parsing a thousand rows of text arrays or JSON
         # took longer than the insert itself (25 ms against 20, measured).
-        columns = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
+        arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
         sql = (
-            f"INSERT INTO {table} ({', '.join(_COLUMNS)}) "  # noqa: S608
-            f"SELECT * FROM unnest({columns}) "
+            f"INSERT INTO {table} ({columns}, created_at) "  # noqa: S608
+            f"SELECT *, %b FROM unnest({arrays}) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         )
-        return {
-            row[0] for row in fetch_all(sql, [list(column) for column in zip(*rows, strict=True)])
-        }
+        params = [now, *map(list, zip(*rows, strict=True))]
+        return {row[0] for row in fetch_all(sql, params)}
     adapt = connection.ops.adapt_datetimefield_value
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * len(rows))
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * (len(_COLUMNS) + 1)) + ")"] * len(rows))
     sql = (
-        f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES {placeholders} "  # noqa: S608
+        f"INSERT INTO {table} ({columns}, created_at) VALUES {placeholders} "  # noqa: S608
         "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
     )
-    params = [adapt(v) if isinstance(v, datetime) else v for row in rows for v in row]
+    params = [adapt(v) if isinstance(v, datetime) else v for row in rows for v in (*row, now)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}

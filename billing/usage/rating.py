@@ -110,10 +110,40 @@ class Tariff:
     ) -> Rating:
         """Price calls first_call..first_call+units-1 (numbered from 1 in the month), each by
         its band, times the multiplier (`fraction` is it, exactly), rounded down once."""
+        if not self.bands:
+            self._check(first_call, units)
+            return Rating(0, 0, 0, (), multiplier)
+        parts, first_band, first_fee = self._parts(first_call, units)
+        total_fees = sum(part.calls * part.fee_nanos for part in parts)
+        return Rating(
+            charge_nanos=total_fees * fraction[0] // fraction[1],
+            unit_fee_nanos=first_fee,
+            band=first_band,
+            parts=tuple(parts),
+            multiplier=multiplier,
+        )
+
+    def price(self, first_call: int, units: int, fraction: tuple[int, int]) -> tuple[int, int]:
+        """(charge, unit fee) as `rate` gives them; for one band (FIXED_PER_UNIT, the common
+        case) without walking the bands."""
+        self._check(first_call, units)
+        if not self.bands:
+            return 0, 0
+        if len(self.bands) == 1 and self.bands[0][0] == 0:  # every call in one band
+            fee = self.bands[0][2]
+            return fee * units * fraction[0] // fraction[1], fee
+        parts, _, first_fee = self._parts(first_call, units)
+        total_fees = sum(part.calls * part.fee_nanos for part in parts)
+        return total_fees * fraction[0] // fraction[1], first_fee
+
+    @staticmethod
+    def _check(first_call: int, units: int) -> None:
         if first_call < 1 or units < 1:
             raise RatingError("Calls are numbered from 1 and an event has at least one.")
-        if not self.bands:
-            return Rating(0, 0, 0, (), multiplier)
+
+    def _parts(self, first_call: int, units: int) -> tuple[list[BandPart], int, int]:
+        """The calls' parts by band, and the band and fee of the first call."""
+        self._check(first_call, units)
         last_call = first_call + units - 1
         parts: list[BandPart] = []
         first_band, first_fee = len(self.bands), self.bands[-1][2]
@@ -126,15 +156,7 @@ class Tariff:
             if low == first_call:
                 first_band, first_fee = n, fee
             parts.append(BandPart(band=n, calls=high - low + 1, fee_nanos=fee))
-        total_fees = sum(part.calls * part.fee_nanos for part in parts)
-        numerator, denominator = fraction
-        return Rating(
-            charge_nanos=total_fees * numerator // denominator,
-            unit_fee_nanos=first_fee,
-            band=first_band,
-            parts=tuple(parts),
-            multiplier=multiplier,
-        )
+        return parts, first_band, first_fee
 
     def most(self, units: int, fraction: tuple[int, int]) -> int:
         """The most `units` calls could cost, whatever their numbers: to refuse an absurd
@@ -160,8 +182,14 @@ def charge(
 def revenue_share(plan: RatePlan, charge_nanos: int) -> int:
     """The developer's share of a charge under the plan's FIXED revenue share: the charge times
     the percentage over 100, rounded down to the nano; 0 without a revenue share."""
+    numerator, denominator = revenue_share_fraction(plan)
+    return charge_nanos * numerator // denominator
+
+
+def revenue_share_fraction(plan: RatePlan) -> tuple[int, int]:
+    """The developer's share of a charge, exactly: (0, 1) without a revenue share."""
     if not plan.revenue_share_type or not plan.revenue_share_rates:
-        return 0
+        return 0, 1
     percentage = Decimal(str(plan.revenue_share_rates[0]["share_percentage"]))
     numerator, denominator = as_fraction(percentage)
-    return charge_nanos * numerator // (100 * denominator)
+    return numerator, 100 * denominator

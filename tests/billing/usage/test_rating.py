@@ -9,7 +9,14 @@ import pytest
 
 from billing.catalog.rates import Band
 from billing.models import RatePlan
-from billing.usage.rating import RatingError, charge, multiplier_parse, revenue_share
+from billing.usage.rating import (
+    RatingError,
+    Tariff,
+    as_fraction,
+    charge,
+    multiplier_parse,
+    revenue_share,
+)
 from tests.conftest import NANOS_PER_UNIT
 
 CENT = NANOS_PER_UNIT // 100
@@ -114,3 +121,14 @@ def test_revenue_share_is_rounded_down():
     plan = RatePlan(revenue_share_type="FIXED", revenue_share_rates=[{"share_percentage": "12.5"}])
     assert revenue_share(plan, 1_000_000_007) == 125_000_000  # 125,000,000.875 rounded down
     assert revenue_share(RatePlan(), 1000) == 0
+
+
+@pytest.mark.parametrize("bands", [FIXED, BANDED, [Band(5, 0, 2 * CENT).as_json()], []])
+@pytest.mark.parametrize("multiplier", ["1", "0.001", "1.5", "3"])
+def test_the_batch_path_prices_as_the_rating_trace_does(bands, multiplier):
+    """usage:batch prices with Tariff.price (no trace); it must agree with the full rating."""
+    tariff, value = Tariff.of(bands), Decimal(multiplier)
+    for first_call, units in [(1, 1), (5, 1), (6, 3), (99, 4), (95, 1000), (1001, 3), (7, 500)]:
+        rating = charge(bands, first_call, units, value)
+        price = tariff.price(first_call, units, as_fraction(value))
+        assert price == (rating.charge_nanos, rating.unit_fee_nanos)

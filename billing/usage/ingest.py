@@ -557,9 +557,11 @@ def _insert(events: list[_Event]) -> set[str]:
         f"INSERT INTO {table} ({columns}, created_at) VALUES {placeholders} "  # noqa: S608
         "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
     )
-    params = [adapt(v) if isinstance(v, datetime) else v for row in rows for v in (*row, now)]
+    values: list[Any] = [
+        adapt(v) if isinstance(v, datetime) else v for row in rows for v in (*row, now)
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, values)
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
@@ -47,20 +49,38 @@ def api_token_authenticate(raw: str, *, permission: str = "") -> ApiToken | None
     """The token's row with its user, in one read; with `permission` ("app_label.codename")
     the same read also answers whether the user holds it, kept as `token.permission_held`
     (see `token_user_has_perm`). The gateway's calls come many a second: each saved read counts."""
+    params = api_token_params(raw, permission=permission)
+    if params is None:
+        return None
+    return api_token_from_row(fetch_one(api_token_sql(), params), permission=permission)
+
+
+def api_token_params(raw: str, *, permission: str = "") -> list[str] | None:
+    """The parameters of `api_token_sql` for this raw token; None if it cannot be one."""
     if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
     app_label, _, codename = permission.partition(".")
-    row = fetch_one(_token_sql(), [app_label, codename, _hash(raw)])
-    if row is None:
+    return [app_label, codename, _hash(raw)]
+
+
+def api_token_from_row(row: Sequence[Any] | None, *, permission: str = "") -> ApiToken | None:
+    """The token `api_token_sql` found (None if its columns are empty); its last use noted."""
+    if row is None or row[0] is None:
         return None
     token_fields = len(ApiToken._meta.concrete_fields)
     token = instance_from_row(ApiToken, row[:token_fields])
-    token.user = instance_from_row(User, row[token_fields:-1])
-    token.permission_held = (permission, bool(row[-1])) if permission else None  # type: ignore[attr-defined]
+    token.user = instance_from_row(User, row[token_fields : api_token_width() - 1])
+    held = row[api_token_width() - 1]
+    token.permission_held = (permission, bool(held)) if permission else None  # type: ignore[attr-defined]
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
+
+
+def api_token_width() -> int:
+    """How many columns `api_token_sql` answers: the token's, the user's, the permission."""
+    return len(ApiToken._meta.concrete_fields) + len(User._meta.concrete_fields) + 1
 
 
 def token_user_has_perm(token: ApiToken, permission: str) -> bool:
@@ -73,7 +93,7 @@ def token_user_has_perm(token: ApiToken, permission: str) -> bool:
 
 
 @functools.cache
-def _token_sql() -> str:
+def api_token_sql() -> str:
     """The live token of an active user, both rows whole, and whether the user holds the
     permission named by the first two parameters: as a superuser, directly, or through a group
     (ModelBackend's rules). Standard SQL, for PostgreSQL and SQLite alike."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest
+from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer
 
 from accounts.models import ApiToken
@@ -31,12 +32,24 @@ class TokenAuth(HttpBearer):
         return api_token_authenticate(token, permission=self.permission)
 
 
+class BearerOnly(TokenAuth):
+    """For a call that reads its token in the same statement as its answer (the limits
+    check): passes the bearer token on unread; the view must authenticate it and raise
+    AuthenticationError when it is not a live token."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> str | None:  # type: ignore[override]
+        return token or None
+
+
 REPORT_USAGE = "billing.report_usage"
 GATEWAY_AUTH = TokenAuth(permission=REPORT_USAGE)
+LIMITS_CHECK_AUTH = BearerOnly(permission=REPORT_USAGE)
 
 
 def gateway_check(request: HttpRequest, org: str) -> None:
     """The gateway's calls (limitsCheck, usage:batch): the organisation, and "Report usage"."""
+    if request.auth is None:  # type: ignore[attr-defined]
+        raise AuthenticationError
     if org != settings.PORTAL_ORG:
         raise ApiError(404, f"Organization {org!r} not found.")
     if not token_user_has_perm(request.auth, REPORT_USAGE):  # type: ignore[attr-defined]

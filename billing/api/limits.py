@@ -3,14 +3,15 @@ product now? Answers 200 with `allowed` and one reason; it never changes money."
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Router, Schema
 
-from billing.api.auth import GATEWAY_AUTH, gateway_check
+from billing.api.auth import LIMITS_CHECK_AUTH, REPORT_USAGE, gateway_check
 from billing.api.schemas import ERRORS, MoneyOut, epoch_ms, text_check
-from billing.limits.selectors import LimitsAnswer, Reason, limits_check
+from billing.limits.selectors import LimitsAnswer, Reason, gateway_limits_check
 from billing.money import money_to_apigee
 
 router = Router()
@@ -44,15 +45,21 @@ class LimitsCheckOut(Schema):
     response={200: LimitsCheckOut, **ERRORS},
     exclude_none=True,
     operation_id="billing_api_limits_check",
-    auth=GATEWAY_AUTH,
+    auth=LIMITS_CHECK_AUTH,
 )
-def limits_check_view(request: HttpRequest, org: str, body: LimitsCheckIn) -> dict[str, Any]:
-    gateway_check(request, org)
-    answer = limits_check(
+def limits_check_view(request: HttpRequest, org: str, body: LimitsCheckIn) -> HttpResponse:
+    # The token and its right are read by the limits check's own statement (one round trip).
+    checked = gateway_limits_check(
+        token=request.auth,  # type: ignore[attr-defined]
+        permission=REPORT_USAGE,
         consumer_key=text_check(body.consumerKey, "consumerKey"),
         product_name=text_check(body.apiproduct, "apiproduct"),
     )
-    return _out(answer)
+    request.auth = checked.token  # type: ignore[attr-defined]
+    gateway_check(request, org)
+    assert checked.answer is not None  # a live token has its answer
+    # Built here to LimitsCheckOut's shape, so not validated again.
+    return HttpResponse(json.dumps(_out(checked.answer)), content_type="application/json")
 
 
 def _out(answer: LimitsAnswer) -> dict[str, Any]:

@@ -280,3 +280,29 @@ def test_one_read(prepaid_account, product, django_assert_num_queries):
         assert limits_check(consumer_key=raw, product_name="weather-api").reason == (
             "INSUFFICIENT_BALANCE"
         )
+
+
+def test_the_gateways_call_is_one_read_with_its_token(
+    client, prepaid_account, product, django_assert_num_queries
+):
+    """The token, its user's right and the answer come from one statement (once the token's
+    last use is noted, which is a write at most once a minute)."""
+    published_plan(product)
+    bought(prepaid_account, product)
+    _, _, raw = app_with_key(prepaid_account, product)
+    token = gateway_token()
+    body = {"consumerKey": raw, "apiproduct": "weather-api"}
+    assert post(client, token, body).json()["reason"] == "INSUFFICIENT_BALANCE"
+    with django_assert_num_queries(1):
+        answer = post(client, token, body)
+    assert answer.status_code == 200 and answer.json()["reason"] == "INSUFFICIENT_BALANCE"
+    # A token that is not a live one is refused before anything else is said, on any org.
+    assert post(client, token + "x", body).status_code == 401
+    response = client.post(
+        "/v1/organizations/other-org/limitsCheck",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}x"},
+    )
+    assert response.status_code == 401
+    assert post(client, None, body).status_code == 401

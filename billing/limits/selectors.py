@@ -4,7 +4,6 @@ database as of now: it never changes money, and a revoked key is refused at once
 from __future__ import annotations
 
 import dataclasses
-import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,8 +12,6 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounts.models import ApiToken
-from accounts.services import api_token_from_row, api_token_params, api_token_sql, api_token_width
 from billing.developer_apps.keys import key_hash
 from billing.models import ApiProduct, AppKey, BillingType, OrganizationSettings, UsageCounter
 from billing.money import Money
@@ -61,35 +58,19 @@ def limits_check(
     """One answer and its one reason, checked in the order a gateway needs them: the key, the
     app's products, the subscription, the fee, the quota, then the prepaid balance. One read
     (the gateway asks before every call): see `_LIMITS_SQL`."""
-    values = fetch_one(_LIMITS_SQL, _limits_params(consumer_key, product_name))
+    values = fetch_one(_LIMITS_SQL, limits_params(consumer_key, product_name))
     return _answer(_row_of(values), now or timezone.now())
 
 
-@dataclass(frozen=True)
-class GatewayCheck:
-    """The gateway's token (None: not a live token) and, if it is one, the answer."""
-
-    token: ApiToken | None
-    answer: LimitsAnswer | None = None
+def limits_read() -> str:
+    """The limits check's statement (parameters: `limits_params`), for a caller that reads
+    more in the same round trip: the API's gateway check reads its token too."""
+    return _LIMITS_SQL
 
 
-def gateway_limits_check(
-    *, token: str, permission: str, consumer_key: str, product_name: str
-) -> GatewayCheck:
-    """`limits_check`, with the gateway's API token and whether its user holds `permission`
-    found by the same statement: one round trip a call. The answer is read whether or not
-    the token is good, and only returned if it is."""
-    token_params = api_token_params(token, permission=permission)
-    if token_params is None:
-        return GatewayCheck(None)
-    params = [*token_params, *_limits_params(consumer_key, product_name)]
-    values = fetch_one(_gateway_sql(), params)
-    assert values is not None  # the statement answers one row, whatever it finds
-    width = api_token_width()
-    found = api_token_from_row(values[:width], permission=permission)
-    if found is None:
-        return GatewayCheck(None)
-    return GatewayCheck(found, _answer(_row_of(values[width:]), timezone.now()))
+def limits_answer(values: Sequence[Any] | None, now: datetime) -> LimitsAnswer:
+    """The answer from the statement's columns (None, or empty columns: no such key)."""
+    return _answer(_row_of(values), now)
 
 
 def _answer(row: _Row | None, now: datetime) -> LimitsAnswer:
@@ -184,18 +165,7 @@ WHERE k.key_hash = %s
 _QUOTA_PERIODS = ("q:", "q;")
 
 
-@functools.cache
-def _gateway_sql() -> str:
-    """The token's read (accounts) and the limits read, as one statement of one row: empty
-    columns for what is not there."""
-    return (
-        f"WITH gate AS ({api_token_sql()}), checked AS ({_LIMITS_SQL}) "  # noqa: S608
-        "SELECT gate.*, checked.* FROM (SELECT 1) AS one "
-        "LEFT JOIN gate ON TRUE LEFT JOIN checked ON TRUE"
-    )
-
-
-def _limits_params(raw: str, product_name: str) -> list[str | int]:
+def limits_params(raw: str, product_name: str) -> list[str | int]:
     return [product_name, OrganizationSettings.SINGLETON_ID, *_QUOTA_PERIODS, key_hash(raw)]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import Any
 
 from accounts.models import User
 from billing.models import BillingAccount, OrganizationSettings
@@ -25,8 +27,18 @@ def billing_type_effective(*, account: BillingAccount, default: str | None = Non
 def developer_account_by_email(email: str) -> BillingAccount | None:
     """The billing account of the active developer (not staff) with this exact email, with its
     user: one prepared read (billing/sql.py), for the API's calls made many times a second."""
-    row = fetch_one(_account_by_email_sql(), [email])
-    if row is None:
+    return developer_account_from_row(fetch_one(_account_by_email_sql(), [email]))
+
+
+def developer_account_read() -> str:
+    """`developer_account_by_email`'s statement (one parameter: the email), for a caller that
+    reads more in the same round trip: the API's balance:debit reads its token too."""
+    return _account_by_email_sql()
+
+
+def developer_account_from_row(row: Sequence[Any] | None) -> BillingAccount | None:
+    """The account (with its user) from the statement's columns; None if they are empty."""
+    if not row or row[0] is None:
         return None
     account_columns = len(BillingAccount._meta.concrete_fields)
     account = instance_from_row(BillingAccount, row[:account_columns])

@@ -171,7 +171,7 @@ def limits_params(raw: str, product_name: str) -> list[str | int]:
 
 def _row_of(values: Sequence[Any] | None) -> _Row | None:
     """The limits read's columns (None: no such key)."""
-    if values is None or values[0] is None:
+    if not values or values[0] is None:
         return None
     row = _Row(*values)
     # SQLite hands back text and naive times where PostgreSQL has typed values.

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import ApiToken, User
 from accounts.services import TOKEN_PREFIX, api_token_create, api_token_revoke
@@ -437,6 +439,21 @@ def test_prepaid_debit_takes_usage_from_the_wallet(calls, developer):
         -2_500_000_000,
         7_500_000_000,
     )
+
+
+def test_a_debit_is_three_statements_on_postgresql(postgres, calls, developer):
+    """The gateway's debit: the token, its right and the developer in one read; the ledger's
+    one statement; the wallets as of the change. (The test's own transaction adds a savepoint
+    around the ledger's statement, which a request outside one does not.)"""
+    make_prepaid(developer)
+    calls.credit(credit_body("USD", "10", tx="top-up-10"))  # the token's last use is noted
+    with CaptureQueriesContext(connection) as queries:
+        response = calls.debit(credit_body("USD", "1", tx="usage-1"))
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 3, statements
+    assert "WITH gate AS" in statements[0] and "billing_billingaccount" in statements[0]
+    assert response.status_code == HTTPStatus.OK
+    assert response.json()["wallets"][0]["balance"] == money("USD", "9")
 
 
 def test_prepaid_debit_beyond_the_balance_fails_and_changes_nothing(calls, developer):

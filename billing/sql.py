@@ -25,16 +25,14 @@ M = TypeVar("M", bound=models.Model)
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """The first row of `sql`."""
     with _cursor() as cursor:
-        cursor.execute(sql, params)
-        _log_text(sql)
+        _execute(cursor, sql, params)
         return cursor.fetchone()
 
 
 def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Every row of `sql`."""
     with _cursor() as cursor:
-        cursor.execute(sql, params)
-        _log_text(sql)
+        _execute(cursor, sql, params)
         return cursor.fetchall()
 
 
@@ -93,10 +91,13 @@ def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, l
     return names, converters
 
 
-def _log_text(sql: str) -> None:
-    if connection.queries_logged and connection.queries_log[-1]["sql"] is None:
-        # A prepared statement is sent by name: log its text, as for every other query.
-        connection.queries_log[-1]["sql"] = sql
+def _execute(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> None:
+    try:
+        cursor.execute(sql, params)
+    finally:  # a statement that failed (a unique index) is logged too
+        if connection.queries_logged and connection.queries_log[-1]["sql"] is None:
+            # A prepared statement is sent by name: log its text, as for every other query.
+            connection.queries_log[-1]["sql"] = sql
 
 
 @contextmanager

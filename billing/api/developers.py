@@ -32,7 +32,7 @@ from billing.billing_accounts.selectors import (
 from billing.billing_accounts.services import billing_account_get_or_create
 from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor, LedgerResult
-from billing.ledger.selectors import wallets_balance
+from billing.ledger.selectors import WalletBalance, wallets_balance
 from billing.ledger.services import (
     transaction_id_refuse_reserved,
     wallet_adjust,
@@ -40,7 +40,7 @@ from billing.ledger.services import (
     wallet_debit,
 )
 from billing.models import BillingAccount, BillingType, BillingTypeChange
-from billing.money import money_from_apigee
+from billing.money import Money, money_from_apigee
 
 router = Router()
 DEBIT = "billing.debit_any_prepaid_balance"
@@ -89,6 +89,10 @@ def _balance(account: BillingAccount, result: LedgerResult | None = None) -> dic
     # After a change, the wallets as they stood right after its entry, both in the first answer
     # and in a replay: read "now", a debit landing between the change and the read made the
     # first answer differ from every replay of it.
+    if result is not None and result.as_of is not None and result.as_of.sole_wallet:
+        # The ledger's statement read them: the account's one wallet, as of the change.
+        balance = Money(result.entry.balance_after, result.as_of.currency)
+        return {"wallets": wallets_out([WalletBalance(balance, result.as_of.last_credit_at)])}
     as_of = result.entry if result is not None else None
     return {"wallets": wallets_out(wallets_balance(account=account, as_of=as_of))}
 

@@ -6,6 +6,7 @@ the entries, concurrent writers never lose an update, and a transaction id appli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NoReturn
 
 from django.db import IntegrityError, connection, transaction
@@ -49,7 +50,8 @@ def _move_balance_sql(lock: str) -> str:
            OR COALESCE(NULLIF(a.billing_type, ''), o.default_billing_type)
               <> '{BillingType.PREPAID}'
            OR w.balance + %s >= -o.prepaid_grace_nanos)
-    RETURNING id, balance, recharge_below, (owes_fees OR usage_owed > 0) AS owes
+    RETURNING id, balance, recharge_below, (owes_fees OR usage_owed > 0) AS owes,
+              last_credit_at, billing_account_id
 """  # noqa: S608 - table names come from the models, values are parameters
 
 
@@ -69,7 +71,10 @@ _MOVE_AND_RECORD = f"""
         FROM moved
         RETURNING id, wallet_id, balance_after
     )
-    SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below, moved.owes
+    SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below, moved.owes,
+           moved.last_credit_at,
+           (SELECT count(*) FROM {Wallet._meta.db_table} other
+            WHERE other.billing_account_id = moved.billing_account_id) = 1
     FROM entry, moved
 """  # noqa: S608
 
@@ -105,6 +110,25 @@ class LedgerResult:
     replayed: bool  # True when the transaction id had already been applied: nothing changed
     # The balance is now below the wallet's auto-recharge threshold.
     below_recharge_threshold: bool = False
+    # Read by the same statement (PostgreSQL, not a replay): the wallet's last top-up time as
+    # of the change, and whether the account has no other wallet. Then the wallets "as of the
+    # change" are known without another read.
+    as_of: WalletAsOf | None = None
+
+
+@dataclass(frozen=True)
+class WalletAsOf:
+    currency: str
+    last_credit_at: datetime | None
+    sole_wallet: bool
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    entry: LedgerEntry
+    recharge_below: int | None
+    owes: bool
+    as_of: WalletAsOf | None = None
 
 
 def ledger_apply(
@@ -125,15 +149,15 @@ def ledger_apply(
         account, currency, delta, kind, transaction_id, actor, memo[:500], prepaid_floor
     )
     try:
-        entry, recharge_below, owes = _record(change)
-        if entry is None:
+        recorded = _record(change)
+        if recorded is None:
             # A replay, no wallet yet, or the floor refused: find out which, and try once more.
             existing = _entry_for(transaction_id)
             if existing is not None:
                 return _replay(existing, change)
             _prepare_wallet(change)
-            entry, recharge_below, owes = _record(change)
-        if entry is None:
+            recorded = _record(change)
+        if recorded is None:
             _refuse(change)
     except (IntegrityError, InsufficientFunds):
         # A transaction id seen before is a replay (or a conflict), whatever the balance is now.
@@ -141,12 +165,15 @@ def ledger_apply(
         if existing is None:
             raise
         return _replay(existing, change)
+    entry, recharge_below = recorded.entry, recorded.recharge_below
     below = recharge_below is not None and entry.balance_after < recharge_below
     if below:
         emit_after_commit(RechargeMayBeDue(account.pk, currency))
-    if delta > 0 and owes:  # read by the same statement: no query for wallets that owe nothing
+    if delta > 0 and recorded.owes:  # read by the same statement: no query if nothing is owed
         emit_after_commit(MoneyCredited(account.pk, currency))
-    return LedgerResult(entry=entry, replayed=False, below_recharge_threshold=below)
+    return LedgerResult(
+        entry=entry, replayed=False, below_recharge_threshold=below, as_of=recorded.as_of
+    )
 
 
 @dataclass(frozen=True)
@@ -191,8 +218,8 @@ class _Change:
         ]  # fmt: skip
 
 
-def _record(change: _Change) -> tuple[LedgerEntry | None, int | None, bool]:
-    """Move the balance and write the entry atomically; (None, None) when the move was refused.
+def _record(change: _Change) -> _Recorded | None:
+    """Move the balance and write the entry atomically; None when the move was refused.
     Also returns the wallet's auto-recharge threshold and whether it owes plan fees or usage."""
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -204,15 +231,13 @@ def _record(change: _Change) -> tuple[LedgerEntry | None, int | None, bool]:
             )
             row = cursor.fetchone()
         if row is None:
-            return None, None, False
+            return None
         entry = change.entry(wallet_id=row[0], balance_after=row[1], now=now)
         entry.save(force_insert=True)
-        return entry, row[2], bool(row[3])
+        return _Recorded(entry, row[2], bool(row[3]))
 
 
-def _record_in_one_statement(
-    change: _Change, now: object
-) -> tuple[LedgerEntry | None, int | None, bool]:
+def _record_in_one_statement(change: _Change, now: datetime) -> _Recorded | None:
     params = change.move_params(now) + change.entry_params(now)
     # Inside a caller's transaction a failed statement would poison it: use a savepoint there.
     # Prepared once per connection (billing/sql.py): planning it cost more than running it.
@@ -222,10 +247,10 @@ def _record_in_one_statement(
     else:
         row = fetch_one(_MOVE_AND_RECORD, params)
     if row is None:
-        return None, None, False
+        return None
     entry = change.entry(wallet_id=row[1], balance_after=row[2], now=now)
     entry.id = row[0]
-    return entry, row[3], bool(row[4])
+    return _Recorded(entry, row[3], bool(row[4]), WalletAsOf(change.currency, row[5], bool(row[6])))
 
 
 def _prepare_wallet(change: _Change) -> None:

@@ -441,19 +441,39 @@ def test_prepaid_debit_takes_usage_from_the_wallet(calls, developer):
     )
 
 
-def test_a_debit_is_three_statements_on_postgresql(postgres, calls, developer):
-    """The gateway's debit: the token, its right and the developer in one read; the ledger's
-    one statement; the wallets as of the change. (The test's own transaction adds a savepoint
-    around the ledger's statement, which a request outside one does not.)"""
+def _debit_statements(calls: Calls, tx: str, units: str = "1") -> tuple[Any, list[str]]:
+    with CaptureQueriesContext(connection) as queries:
+        response = calls.debit(credit_body("USD", units, tx=tx))
+    # The test's own transaction adds a savepoint around the ledger's statement, which a
+    # request outside one does not.
+    return response, [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+
+def test_a_debit_is_two_statements_on_postgresql_and_answers_as_its_replay(
+    postgres, calls, developer
+):
+    """The gateway's debit: the token, its right and the developer in one read; then the
+    ledger's one statement, which also reads the wallet as of the change when it is the
+    account's only one. With another wallet, those are read as of the change too (a third)."""
     make_prepaid(developer)
     calls.credit(credit_body("USD", "10", tx="top-up-10"))  # the token's last use is noted
-    with CaptureQueriesContext(connection) as queries:
-        response = calls.debit(credit_body("USD", "1", tx="usage-1"))
-    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert len(statements) == 3, statements
+    response, statements = _debit_statements(calls, "usage-1")
+    assert len(statements) == 2, statements
     assert "WITH gate AS" in statements[0] and "billing_billingaccount" in statements[0]
     assert response.status_code == HTTPStatus.OK
     assert response.json()["wallets"][0]["balance"] == money("USD", "9")
+    calls.debit(credit_body("USD", "2", tx="usage-2"))  # the replay must not show this one
+    replay, _ = _debit_statements(calls, "usage-1")
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json() == response.json()
+
+    calls.credit(credit_body("EUR", "5", tx="top-up-eur"))
+    response, statements = _debit_statements(calls, "usage-3")
+    assert len(statements) == 3, statements
+    balances = {w["balance"]["currencyCode"]: w["balance"] for w in response.json()["wallets"]}
+    assert balances == {"USD": money("USD", "6"), "EUR": money("EUR", "5")}
+    replay, _ = _debit_statements(calls, "usage-3")
+    assert replay.json() == response.json()
 
 
 def test_prepaid_debit_beyond_the_balance_fails_and_changes_nothing(calls, developer):

@@ -20,6 +20,7 @@ from billing.billing_type.services import billing_type_set
 from billing.ledger.entries import Actor
 from billing.ledger.services import wallet_credit
 from billing.models import BillingAccount, BillingType, BillingTypeChange, LedgerEntry, Wallet
+from billing.money import Money
 from tests.api.conftest import Api, developer_path, error_of
 from tests.conftest import NANOS_PER_UNIT, forget_broker_connections, usd
 from tests.factories import auto_recharge_on
@@ -142,6 +143,13 @@ def test_a_change_committed_before_the_database_failed_is_not_said_to_be_undone(
         account=developer.billing_account,
         money=usd("100"),
         transaction_id="t0",
+        actor=Actor.system(),
+    )
+    # A second wallet: with one, the ledger's statement itself answers (no read after it).
+    wallet_credit(
+        account=developer.billing_account,
+        money=Money(NANOS_PER_UNIT, "EUR"),
+        transaction_id="t1",
         actor=Actor.system(),
     )
     token = api.token_for(portal_admin)

@@ -10,7 +10,11 @@ from accounts.access import PortalRequest
 from accounts.forms import BillingDetailsForm
 from accounts.models import User
 from billing.billing_accounts.selectors import organization_settings_get
-from billing.billing_accounts.services import billing_account_get_or_create, billing_details_update
+from billing.billing_accounts.services import (
+    BILLING_DETAILS,
+    billing_account_get_or_create,
+    billing_details_update,
+)
 from billing.billing_type.selectors import billing_type_label
 from billing.subscriptions.selectors import plans_open
 
@@ -34,12 +38,12 @@ def my_account(request: PortalRequest) -> HttpResponse:
     if request.method == "POST":
         form = BillingDetailsForm(request.POST)
         if form.is_valid():
-            billing_details_update(
-                account=account, legal_company_name=form.cleaned_data["legal_company_name"]
-            )
+            billing_details_update(account=account, **form.cleaned_data)
             messages.success(request, "Your billing details were saved.")
             return redirect("my_account")
     else:
-        form = BillingDetailsForm(initial={"legal_company_name": account.legal_company_name})
+        form = BillingDetailsForm(
+            initial={name: getattr(account, name) for name in BILLING_DETAILS}
+        )
     context.update(form=form, tab="account", open_plans=plans_open(account=account))
     return render(request, "accounts/my_account.html", context)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from billing.web import (
     add_credit,
@@ -10,10 +10,14 @@ from billing.web import (
     billing_type,
     catalog,
     settings,
+    statements,
     subscriptions,
     usage,
 )
 from billing.webhooks import views as webhooks
+
+# A statement's address: its currency and month, as in /account/balance/statements/USD/2026-11.csv.
+_STATEMENT = r"(?P<currency>[A-Z]{3})/(?P<month>[0-9]{4}-[0-9]{2})"
 
 urlpatterns = [
     path(
@@ -74,6 +78,34 @@ urlpatterns = [
         name="my_app_key_revoke",
     ),
     path("account/apps/<uuid:public_id>/delete/", apps.my_app_delete, name="my_app_delete"),
+    path("account/balance/statements/", statements.my_statements, name="my_statements"),
+    re_path(
+        rf"^account/balance/statements/{_STATEMENT}/$",
+        statements.my_statement,
+        {"fmt": "html"},
+        name="my_statement",
+    ),
+    re_path(
+        rf"^account/balance/statements/{_STATEMENT}\.(?P<fmt>csv|pdf)$",
+        statements.my_statement,
+        name="my_statement_file",
+    ),
+    path(
+        "people/<int:user_id>/account/balance/statements/",
+        statements.people_statements,
+        name="people_statements",
+    ),
+    re_path(
+        rf"^people/(?P<user_id>[0-9]+)/account/balance/statements/{_STATEMENT}/$",
+        statements.people_statement,
+        {"fmt": "html"},
+        name="people_statement",
+    ),
+    re_path(
+        rf"^people/(?P<user_id>[0-9]+)/account/balance/statements/{_STATEMENT}\.(?P<fmt>csv|pdf)$",
+        statements.people_statement,
+        name="people_statement_file",
+    ),
     path("stripe/webhook/", webhooks.stripe_webhook, name="stripe_webhook"),
     path("people/<int:user_id>/account/balance/", balance.people_balance, name="people_balance"),
     path(

@@ -20,9 +20,17 @@ def billing_account_get_or_create(*, user: User) -> BillingAccount:
     return account
 
 
-def billing_details_update(*, account: BillingAccount, legal_company_name: str) -> BillingAccount:
-    account.legal_company_name = legal_company_name
-    account.save(update_fields=["legal_company_name"])
+BILLING_DETAILS = ("legal_company_name", "address", "country", "tax_id")
+
+
+def billing_details_update(*, account: BillingAccount, **details: str) -> BillingAccount:
+    """The details statements print (BILLING_DETAILS), as the developer gave them."""
+    unknown = set(details) - set(BILLING_DETAILS)
+    if unknown:
+        raise TypeError(f"Not billing details: {sorted(unknown)}")
+    for name, value in details.items():
+        setattr(account, name, value)
+    account.save(update_fields=list(details))
     return account
 
 

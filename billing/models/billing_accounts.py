@@ -28,6 +28,9 @@ class OrganizationSettings(models.Model):
     notification_email = models.EmailField(
         blank=True, default="", help_text="Who is emailed when crediting a payment fails."
     )
+    # How many months of statements developers can download (the Drupal module's "billing
+    # history limit").
+    billing_history_months = models.PositiveSmallIntegerField(default=12)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -50,6 +53,10 @@ class BillingAccount(models.Model):
         max_length=8, choices=BillingType.choices, blank=True, default=""
     )
     legal_company_name = models.CharField(max_length=200, blank=True, default="")
+    # Billing details printed on statements.
+    address = models.TextField(max_length=500, blank=True, default="")
+    country = models.CharField(max_length=2, blank=True, default="")  # ISO 3166-1 alpha-2
+    tax_id = models.CharField(max_length=50, blank=True, default="")
     stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
     # The saved card for auto-recharge: Stripe holds it; we keep its id, brand and last four.
     stripe_payment_method_id = models.CharField(max_length=255, blank=True, default="")

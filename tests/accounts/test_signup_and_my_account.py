@@ -59,6 +59,47 @@ def test_my_account_shows_profile_and_saves_billing_details(client, developer):
     assert developer.billing_account.legal_company_name == "Acme Widgets Ltd"
 
 
+def test_billing_details_for_statements_are_saved_and_shown_to_admins(
+    client, developer, portal_admin
+):
+    client.force_login(developer)
+    details = {
+        "legal_company_name": "Acme Widgets Ltd",
+        "address": "  1 Main Street \r\n\r\n Springfield  ",
+        "country": "DE",
+        "tax_id": " DE123456789 ",
+    }
+    assert client.post(reverse("my_account"), details).status_code == HTTPStatus.FOUND
+    account = developer.billing_account
+    account.refresh_from_db()
+    assert (account.address, account.country, account.tax_id) == (
+        "1 Main Street\nSpringfield", "DE", "DE123456789",
+    )  # fmt: skip
+    page = client.get(reverse("my_account")).content.decode()
+    assert '<option value="DE" selected>Germany</option>' in page
+    client.force_login(portal_admin)
+    page = client.get(reverse("people_account", args=[developer.pk])).content.decode()
+    assert "1 Main Street<br>Springfield" in page and "DE123456789" in page
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("country", "XX", "Select a valid choice"),
+        ("tax_id", "DE1\x07", "must be one line"),
+        ("address", "a\x07b", "cannot hold control characters"),
+    ],
+)
+def test_bad_billing_details_are_refused_and_nothing_changes(
+    client, developer, field, value, message
+):
+    client.force_login(developer)
+    response = client.post(reverse("my_account"), {"legal_company_name": "Acme", field: value})
+    assert response.status_code == HTTPStatus.OK and message in response.content.decode()
+    developer.billing_account.refresh_from_db()
+    assert developer.billing_account.legal_company_name == ""
+
+
 def test_too_long_company_name_is_refused_with_a_message(client, developer):
     client.force_login(developer)
     response = client.post(reverse("my_account"), {"legal_company_name": "x" * 201})

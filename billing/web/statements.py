@@ -4,6 +4,8 @@ balance") for admins under People."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -67,7 +69,10 @@ def people_statement(
 
 def _list(request: PortalRequest, account: BillingAccount, context: dict) -> HttpResponse:
     context.update(
-        currencies=statement_months(account=account),
+        currencies=[
+            (currency, [(month, _month_label(month)) for month in months])
+            for currency, months in statement_months(account=account)
+        ],
         history_months=organization_settings_get().billing_history_months,
         tab="statements",
     )
@@ -102,6 +107,10 @@ def _statement_or_404(account: BillingAccount, currency: str, month: str) -> Sta
     if not statement_available(account=account, currency=currency, month=month):
         raise Http404("No statement for that currency and month.")
     return statement_get(account=account, currency=currency, month=month)
+
+
+def _month_label(month: str) -> str:
+    return datetime.strptime(month, "%Y-%m").strftime("%B %Y")
 
 
 def _title(statement: Statement) -> str:

@@ -9,6 +9,7 @@ from billing.web import (
     balance,
     billing_type,
     catalog,
+    reports,
     settings,
     statements,
     subscriptions,
@@ -25,6 +26,7 @@ urlpatterns = [
         settings.monetization_settings,
         name="monetization_settings",
     ),
+    path("admin/reports/revenue/", reports.revenue_report_view, name="revenue_report"),
     path("account/balance/", balance.my_balance, name="my_balance"),
     path("account/balance/add-credit/<str:currency>/", add_credit.add_credit, name="add_credit"),
     path(

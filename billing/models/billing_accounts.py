@@ -36,7 +36,10 @@ class OrganizationSettings(models.Model):
     class Meta:
         verbose_name = "organisation settings"
         verbose_name_plural = "organisation settings"
-        permissions = [("administer_monetization", "Administer monetization")]
+        permissions = [
+            ("administer_monetization", "Administer monetization"),
+            ("view_revenue_reports", "View revenue reports"),
+        ]
 
     def __str__(self) -> str:
         return "Organisation settings"

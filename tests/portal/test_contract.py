@@ -40,6 +40,7 @@ PAGES = [
     ("my_statement_file", ["USD", "2026-11", "csv"], "/account/balance/statements/USD/2026-11.csv"),
     ("my_statement_file", ["USD", "2026-11", "pdf"], "/account/balance/statements/USD/2026-11.pdf"),
     ("people_statements", [7], "/people/7/account/balance/statements/"),
+    ("revenue_report", [], "/admin/reports/revenue/"),
     ("admin:index", [], "/admin/"),
     ("stripe_webhook", [], "/stripe/webhook/"),
     ("api_v1:openapi-json", [], "/v1/openapi.json"),
@@ -63,6 +64,7 @@ PERMISSIONS = {
     "billing.purchase_any_rate_plan": "Purchase any rate plan",
     "billing.view_any_purchased_plan": "View any purchased plan",
     "billing.update_any_purchased_plan": "Update any purchased plan",
+    "billing.view_revenue_reports": "View revenue reports",
 }
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from billing.auto_recharge.settings import auto_recharge_switch_off_all
 from billing.events import react, reactions_clear
-from billing.ledger.events import MoneyCredited, RechargeMayBeDue
+from billing.ledger.events import BalanceAlertsDue, MoneyCredited, RechargeMayBeDue
 from billing.offline import deliver_payment_intent_succeeded
 from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
 from billing.tasks import (
     auto_recharge_run,
+    balance_alerts_run,
     card_save_from_setup,
     owed_usage_collect_run,
     refund_or_dispute_receipt_send,
@@ -70,6 +71,11 @@ def collect_owed_usage(event: MoneyCredited) -> None:
     owed_usage_collect_run.delay(event.account_id, event.currency)
 
 
+def check_balance_alerts(event: BalanceAlertsDue) -> None:
+    """A worker records the low-balance alerts crossed (once each) and emails the developer."""
+    balance_alerts_run.delay(event.account_id, event.currency)
+
+
 def register() -> None:
     reactions_clear()
     # The debit or the saved settings are committed; a failing trigger must not turn their
@@ -89,3 +95,5 @@ def register() -> None:
     react(MoneyCredited, pay_unpaid_fees, robust=True)
     # Robust: the credit is committed; the hourly collect_owed_usage finds the wallet again.
     react(MoneyCredited, collect_owed_usage, robust=True)
+    # Robust: the debit or top-up is committed; send_balance_alerts sweeps every 10 minutes.
+    react(BalanceAlertsDue, check_balance_alerts, robust=True)

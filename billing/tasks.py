@@ -12,6 +12,11 @@ from django.db import connection
 from billing.auto_recharge.charge import auto_recharge_charge
 from billing.auto_recharge.claim import auto_recharge_claim
 from billing.auto_recharge.selectors import auto_recharge_due
+from billing.notifications.alerts import (
+    balance_alert_email,
+    balance_alerts_check,
+    balance_alerts_sweep,
+)
 from billing.notifications.fees import fee_unpaid_email, fee_unpaid_emails_unsent
 from billing.notifications.receipts import (
     receipts_unsent,
@@ -221,3 +226,46 @@ def collect_owed_usage() -> int:
         usage_owed_collect(account_id=account_id, currency=currency).nanos > 0
         for account_id, currency in wallets_owing_usage()
     )
+
+
+@shared_task(
+    name="billing.tasks.balance_alerts_check",
+    acks_late=True,
+    time_limit=60,
+    soft_time_limit=45,
+)
+def balance_alerts_run(account_id: int, currency: str) -> int:
+    """A debit reached the wallet's armed alert, or a top-up re-arms them: record the
+    thresholds crossed (once each) and send the email owed. Returns how many are new."""
+    alerts = balance_alerts_check(account_id=account_id, currency=currency)
+    if alerts:  # one email a crossing: the lowest threshold it reached
+        balance_alert_email_send.delay(min(alerts, key=lambda a: a.threshold_nanos).pk)
+    return len(alerts)
+
+
+@shared_task(
+    name="billing.tasks.balance_alert_email_send",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=60,
+    soft_time_limit=45,
+)
+def balance_alert_email_send(self, alert_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Email the developer a low-balance alert, once."""
+    try:
+        return balance_alert_email(alert_id=alert_id)
+    except MAIL_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+
+@shared_task(
+    name="billing.tasks.send_balance_alerts",
+    acks_late=True,
+    time_limit=3600,
+    soft_time_limit=3500,
+)
+def send_balance_alerts() -> int:
+    """Every 10 minutes (celery beat) and `manage.py send_balance_alerts`: the wallets whose
+    alert reaction was lost, and the emails owed but not sent. Returns the alerts sent."""
+    return balance_alerts_sweep()

@@ -28,6 +28,11 @@ urlpatterns = [
     ),
     path("admin/reports/revenue/", reports.revenue_report_view, name="revenue_report"),
     path("account/balance/", balance.my_balance, name="my_balance"),
+    path(
+        "account/balance/alerts/<int:alert_id>/dismiss/",
+        balance.balance_alert_dismiss,
+        name="balance_alert_dismiss",
+    ),
     path("account/balance/add-credit/<str:currency>/", add_credit.add_credit, name="add_credit"),
     path(
         "account/balance/top-ups/<uuid:public_id>/",

@@ -115,6 +115,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.support",
                 "billing.web.context.unpaid_plans",
+                "billing.web.context.balance_alerts",
             ],
         },
     },
@@ -270,6 +271,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.charge_recurring_fees",
         "schedule": crontab(minute=5),
     },
+    # Low-balance alerts whose reaction was lost, and their emails not sent.
+    "send-balance-alerts": {"task": "billing.tasks.send_balance_alerts", "schedule": 600.0},
     # Hourly: usage owed by wallets that were credited while the broker was down.
     "collect-owed-usage": {
         "task": "billing.tasks.collect_owed_usage",

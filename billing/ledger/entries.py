@@ -17,7 +17,7 @@ from billing.billing_accounts.selectors import billing_type_effective, organizat
 from billing.billing_accounts.services import organization_settings_ensure
 from billing.events import emit_after_commit
 from billing.exceptions import BillingError, InsufficientFunds, TransactionConflict
-from billing.ledger.events import MoneyCredited, RechargeMayBeDue
+from billing.ledger.events import BalanceAlertsDue, MoneyCredited, RechargeMayBeDue
 from billing.models import BillingAccount, BillingType, LedgerEntry, OrganizationSettings, Wallet
 from billing.money import MAX_AMOUNT_NANOS, Money
 from billing.sql import fetch_one
@@ -51,7 +51,8 @@ def _move_balance_sql(lock: str) -> str:
               <> '{BillingType.PREPAID}'
            OR w.balance + %s >= -o.prepaid_grace_nanos)
     RETURNING id, balance, recharge_below, (owes_fees OR usage_owed > 0) AS owes,
-              last_credit_at, billing_account_id
+              last_credit_at, billing_account_id, COALESCE(balance <= alert_at, FALSE) AS alert
+
 """  # noqa: S608 - table names come from the models, values are parameters
 
 
@@ -72,7 +73,7 @@ _MOVE_AND_RECORD = f"""
         RETURNING id, wallet_id, balance_after
     )
     SELECT entry.id, entry.wallet_id, entry.balance_after, moved.recharge_below, moved.owes,
-           moved.last_credit_at,
+           moved.alert, moved.last_credit_at,
            (SELECT count(*) FROM {Wallet._meta.db_table} other
             WHERE other.billing_account_id = moved.billing_account_id) = 1
     FROM entry, moved
@@ -128,6 +129,7 @@ class _Recorded:
     entry: LedgerEntry
     recharge_below: int | None
     owes: bool
+    alert: bool  # the balance is at or below the wallet's armed low-balance alert
     as_of: WalletAsOf | None = None
 
 
@@ -171,6 +173,8 @@ def ledger_apply(
         emit_after_commit(RechargeMayBeDue(account.pk, currency))
     if delta > 0 and recorded.owes:  # read by the same statement: no query if nothing is owed
         emit_after_commit(MoneyCredited(account.pk, currency))
+    if (delta < 0 and recorded.alert) or kind == Kind.TOP_UP:  # a top-up re-arms the alerts
+        emit_after_commit(BalanceAlertsDue(account.pk, currency))
     return LedgerResult(
         entry=entry, replayed=False, below_recharge_threshold=below, as_of=recorded.as_of
     )
@@ -234,7 +238,7 @@ def _record(change: _Change) -> _Recorded | None:
             return None
         entry = change.entry(wallet_id=row[0], balance_after=row[1], now=now)
         entry.save(force_insert=True)
-        return _Recorded(entry, row[2], bool(row[3]))
+        return _Recorded(entry, row[2], bool(row[3]), bool(row[6]))
 
 
 def _record_in_one_statement(change: _Change, now: datetime) -> _Recorded | None:
@@ -250,7 +254,8 @@ def _record_in_one_statement(change: _Change, now: datetime) -> _Recorded | None
         return None
     entry = change.entry(wallet_id=row[1], balance_after=row[2], now=now)
     entry.id = row[0]
-    return _Recorded(entry, row[3], bool(row[4]), WalletAsOf(change.currency, row[5], bool(row[6])))
+    as_of = WalletAsOf(change.currency, row[6], bool(row[7]))
+    return _Recorded(entry, row[3], bool(row[4]), bool(row[5]), as_of)
 
 
 def _prepare_wallet(change: _Change) -> None:

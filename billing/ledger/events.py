@@ -20,3 +20,11 @@ class MoneyCredited:
 
     account_id: int
     currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceAlertsDue:
+    """A debit took the balance to its armed low-balance alert, or a top-up re-arms them."""
+
+    account_id: int
+    currency: str

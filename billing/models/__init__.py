@@ -14,7 +14,7 @@ from billing.models.billing_accounts import (
 from billing.models.catalog import ApiProduct, RatePlan
 from billing.models.developer_apps import AppKey, DeveloperApp
 from billing.models.ledger import LedgerEntry, Wallet
-from billing.models.notifications import SentNotification
+from billing.models.notifications import BalanceAlert, SentNotification
 from billing.models.stripe_events import StripeEvent
 from billing.models.subscriptions import Subscription
 from billing.models.top_ups import TopUp, TopUpLimit, TrustTier
@@ -36,6 +36,7 @@ __all__ = [
     "LedgerEntry",
     "OrganizationSettings",
     "RechargeAttempt",
+    "BalanceAlert",
     "SentNotification",
     "StripeEvent",
     "TopUp",

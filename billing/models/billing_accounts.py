@@ -31,6 +31,9 @@ class OrganizationSettings(models.Model):
     # How many months of statements developers can download (the Drupal module's "billing
     # history limit").
     billing_history_months = models.PositiveSmallIntegerField(default=12)
+    # Prepaid wallets alert when the balance falls to these percentages of the balance right
+    # after the last top-up, highest first.
+    balance_alert_percents = models.CharField(max_length=50, default="50,20,5")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

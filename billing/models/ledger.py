@@ -20,6 +20,11 @@ class Wallet(models.Model):
     # Copied from an enabled auto-recharge, so a debit learns in its own statement whether it
     # crossed the threshold, without another query on the hot path.
     recharge_below = models.BigIntegerField(null=True, blank=True)
+    # Low-balance alerts (billing/notifications/alerts.py): the next alert is due once the
+    # balance is at or below this (the ledger's statement says so); None: none armed. The
+    # developer's own amount to be alerted at, besides the organisation's percentages.
+    alert_at = models.BigIntegerField(null=True, blank=True)
+    alert_amount = models.BigIntegerField(null=True, blank=True)
     # A subscription paid from this wallet has an unpaid fee: the ledger's statement returns it,
     # so that a credit asks for the fee to be paid without a query of its own.
     owes_fees = models.BooleanField(default=False)

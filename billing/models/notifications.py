@@ -20,6 +20,7 @@ class SentNotification(models.Model):
         REFUND_RECEIPT = "REFUND_RECEIPT", "Refund receipt"
         DISPUTE_RECEIPT = "DISPUTE_RECEIPT", "Dispute receipt"
         FEE_UNPAID = "FEE_UNPAID", "Unpaid fee"
+        BALANCE_ALERT = "BALANCE_ALERT", "Low balance alert"
 
     # What was notified of, once: e.g. "receipt:top-up:<the top-up's public id>".
     key = models.CharField(max_length=255, unique=True)
@@ -45,3 +46,29 @@ class SentNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({'sent' if self.sent_at else 'not sent'})"
+
+
+class BalanceAlert(models.Model):
+    """A prepaid wallet's balance fell to one of its alert thresholds, once per crossing: the
+    thresholds are armed by the wallet's last top-up (`top_up_entry_id`), so the next top-up
+    re-arms them. Shown as a banner until dismissed or topped up; emailed once."""
+
+    wallet = models.ForeignKey("billing.Wallet", on_delete=models.PROTECT, related_name="alerts")
+    top_up_entry_id = models.BigIntegerField()  # the ledger entry of the top-up that armed it
+    threshold = models.CharField(max_length=30)  # "50%", or "amount" (the developer's own)
+    threshold_nanos = models.BigIntegerField()
+    balance_nanos = models.BigIntegerField()  # when it was found crossed
+    burn_rate_nanos = models.BigIntegerField()  # average daily spend over the last 7 days
+    created_at = models.DateTimeField(auto_now_add=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wallet", "top_up_entry_id", "threshold"], name="balance_alert_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold} of wallet {self.wallet_id}"

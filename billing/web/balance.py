@@ -8,10 +8,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_safe
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from accounts.access import PortalRequest, admin_required, developer_or_404
@@ -26,6 +27,7 @@ from billing.ledger.selectors import ledger_history, wallets_for
 from billing.ledger.services import wallet_adjust, wallet_adjust_refusal
 from billing.models import BillingAccount, BillingType
 from billing.money import Money
+from billing.notifications.alerts import balance_alert_dismiss as balance_alert_dismiss_service
 from billing.payments.stripe_gateway import stripe_enabled
 from billing.top_ups.selectors import add_credit_rows, adjustment_currencies, recent_top_ups
 from billing.web.auto_recharge_panel import recharge_panels
@@ -181,3 +183,15 @@ def _adjust_save(
             request, f"Balance adjusted: the {entry.wallet.currency} balance is now {balance}."
         )
     return redirect("people_balance", user_id=developer.pk)
+
+
+@login_required
+@require_POST
+def balance_alert_dismiss(request: PortalRequest, alert_id: int) -> HttpResponse:
+    """Hide a low-balance alert (the next top-up would have too); only the developer's own."""
+    if not balance_alert_dismiss_service(user_id=request.user.pk, alert_id=alert_id):
+        raise Http404
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=False):
+        target = reverse("my_balance")
+    return redirect(target)

@@ -185,6 +185,7 @@ def test_portal_admin_group_holds_the_drupal_permission_titles():
         "Can delete rate plan",
         "Can view rate plan",
         "Can view subscription",
+        "View revenue reports",
     }
 
 

@@ -13,7 +13,7 @@ from django.db import transaction
 import billing
 from billing import reactions as wiring
 from billing.events import emit_after_commit, react, reactions
-from billing.ledger.events import MoneyCredited, RechargeMayBeDue
+from billing.ledger.events import BalanceAlertsDue, MoneyCredited, RechargeMayBeDue
 from billing.payments.events import CardSetupCompleted, OfflineChargeSucceeded
 from billing.top_ups.events import (
     CurrencyWithdrawn,
@@ -35,6 +35,7 @@ WIRING = {
         ("billing.reactions", "pay_unpaid_fees", True),
         ("billing.reactions", "collect_owed_usage", True),
     ],
+    BalanceAlertsDue: [("billing.reactions", "check_balance_alerts", True)],
 }
 
 

@@ -199,7 +199,8 @@ def test_only_a_wallet_that_owes_fees_states_the_credit(
     fee reaction (it would cost every top-up a task)."""
     with django_capture_on_commit_callbacks() as nothing_owed:
         credit(prepaid_account, "1", "t0")
-    assert nothing_owed == []
+    # (A top-up re-arms the low-balance alerts: that reaction, and no other.)
+    assert [hook.__qualname__ for hook in nothing_owed] == ["check_balance_alerts"]
     plan = published_plan(recurring="31", start=datetime(2026, 1, 1, tzinfo=UTC))
     bought_on(prepaid_account, plan, TWO_MONTHS_AGO)
     recurring_fees_charge()

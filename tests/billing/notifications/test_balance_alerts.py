@@ -1,0 +1,190 @@
+"""Low-balance alerts: at 50 %, 20 % and 5 % of the balance after the last top-up, once per
+crossing whatever the number of workers, re-armed by the next top-up; with the burn rate; a
+banner until dismissed; none while auto-recharge works."""
+
+from __future__ import annotations
+
+import threading
+from http import HTTPStatus
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.db import connection
+from django.urls import reverse
+
+from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit, wallet_debit
+from billing.models import BalanceAlert, OrganizationSettings, SentNotification, Wallet
+from tests.conftest import usd
+from tests.factories import auto_recharge_on
+
+pytestmark = pytest.mark.django_db
+
+SYSTEM = Actor.system()
+_after_commit = {}
+
+
+@pytest.fixture(autouse=True)
+def _reactions(django_capture_on_commit_callbacks):
+    """Each change commits on its own in production, and its reaction follows: run them so."""
+    _after_commit["capture"] = django_capture_on_commit_callbacks
+
+
+def _committed(change) -> None:
+    if connection.in_atomic_block:  # the test's own transaction: run what follows a commit
+        with _after_commit["capture"](execute=True):
+            change()
+    else:
+        change()
+
+
+def top_up(account, amount: str, tx: str) -> None:
+    _committed(
+        lambda: wallet_credit(account=account, money=usd(amount), transaction_id=tx, actor=SYSTEM)
+    )
+
+
+def spend(account, amount: str, tx: str) -> None:
+    _committed(
+        lambda: wallet_debit(account=account, money=usd(amount), transaction_id=tx, actor=SYSTEM)
+    )
+
+
+def thresholds(account) -> list[str]:
+    alerts = BalanceAlert.objects.filter(wallet__billing_account=account).order_by("id")
+    return [alert.threshold for alert in alerts]
+
+
+def test_each_threshold_alerts_once_and_a_top_up_rearms_them(prepaid_account):
+    account = prepaid_account
+    top_up(account, "100", "t1")
+    assert Wallet.objects.get(billing_account=account).alert_at == usd("50").nanos
+
+    spend(account, "40", "d1")  # 60: nothing yet
+    assert thresholds(account) == [] and mail.outbox == []
+    spend(account, "15", "d2")  # 45: 50 %
+    spend(account, "1", "d3")  # 44: nothing new
+    spend(account, "29", "d4")  # 15: 20 %
+    spend(account, "12", "d5")  # 3: 5 %
+    spend(account, "1", "d6")  # 2: nothing new
+    assert thresholds(account) == ["50%", "20%", "5%"]
+    assert len(mail.outbox) == 3
+    assert "$45.00" in mail.outbox[0].subject and "50% of what it was" in mail.outbox[0].body
+    # $55 spent in the last 7 days: $7.857… a day, so $45 lasts 5 days; then $97: $13.857….
+    assert "$7.85 a day" in mail.outbox[0].body and "lasts about 5 days" in mail.outbox[0].body
+    assert "$13.85 a day" in mail.outbox[2].body and "lasts about 0 days" in mail.outbox[2].body
+    assert Wallet.objects.get(billing_account=account).alert_at is None  # all crossed
+
+    top_up(account, "100", "t2")  # 102: re-armed at 51
+    assert Wallet.objects.get(billing_account=account).alert_at == usd("51").nanos
+    spend(account, "52", "d7")  # 50: 50 % again, a new crossing
+    assert thresholds(account) == ["50%", "20%", "5%", "50%"]
+    assert len(mail.outbox) == 4
+    call_command("check_ledger")
+
+
+def test_a_fall_through_several_thresholds_is_one_email(prepaid_account):
+    top_up(prepaid_account, "100", "t1")
+    spend(prepaid_account, "97", "d1")
+    crossed = thresholds(prepaid_account)
+    assert len(crossed) == 3 and set(crossed) == {"50%", "20%", "5%"}
+    assert len(mail.outbox) == 1 and "5% of what it was" in mail.outbox[0].body
+
+
+def test_the_developers_own_amount_and_the_organisations_percentages(prepaid_account):
+    OrganizationSettings.objects.update(balance_alert_percents="30")
+    Wallet.objects.create(
+        billing_account=prepaid_account, currency="USD", alert_amount=usd("80").nanos
+    )
+    top_up(prepaid_account, "100", "t1")
+    spend(prepaid_account, "25", "d1")  # 75: the developer's $80
+    spend(prepaid_account, "50", "d2")  # 25: 30 %
+    assert thresholds(prepaid_account) == ["amount", "30%"]
+    assert "the amount you asked to be alerted at ($80.00)" in mail.outbox[0].body
+
+
+def test_no_alert_while_auto_recharge_works_but_after_it_failed(prepaid_account):
+    recharge = auto_recharge_on(prepaid_account, threshold="1", amount="10")
+    top_up(prepaid_account, "100", "t1")
+    spend(prepaid_account, "60", "d1")
+    assert thresholds(prepaid_account) == []
+    recharge.consecutive_failures = 1
+    recharge.save()
+    spend(prepaid_account, "1", "d2")
+    assert thresholds(prepaid_account) == ["50%"] and len(mail.outbox) == 1
+
+
+def test_postpaid_wallets_are_not_alerted(developer):
+    top_up(developer.billing_account, "100", "t1")
+    spend(developer.billing_account, "99", "d1")
+    assert thresholds(developer.billing_account) == [] and mail.outbox == []
+
+
+def test_the_sweep_sends_what_a_lost_reaction_did_not_and_twice_changes_nothing(prepaid_account):
+    top_up(prepaid_account, "100", "t1")
+    Wallet.objects.filter(billing_account=prepaid_account).update(
+        alert_at=None, balance=usd("10").nanos
+    )
+    call_command("send_balance_alerts")
+    call_command("send_balance_alerts")
+    assert set(thresholds(prepaid_account)) == {"20%", "50%"}
+    assert SentNotification.objects.filter(kind="BALANCE_ALERT").count() == 1
+
+
+def test_the_banner_shows_until_dismissed_and_only_its_owner_dismisses(
+    client, prepaid_account, other_developer
+):
+    top_up(prepaid_account, "100", "t1")
+    spend(prepaid_account, "60", "d1")
+    alert = BalanceAlert.objects.get()
+    dismiss = reverse("balance_alert_dismiss", args=[alert.pk])
+    client.force_login(prepaid_account.user)
+    page = client.get(reverse("my_plans")).content.decode()
+    assert 'data-testid="balance-alert"' in page and "$40.00" in page and "lasts about" in page
+
+    client.force_login(other_developer)
+    assert client.post(dismiss).status_code == HTTPStatus.NOT_FOUND
+    client.logout()
+    assert client.post(dismiss).status_code == HTTPStatus.FOUND  # to sign in
+    client.force_login(prepaid_account.user)
+    assert client.get(dismiss).status_code == HTTPStatus.METHOD_NOT_ALLOWED
+    response = client.post(dismiss, {"next": reverse("my_plans")})
+    assert response.status_code == HTTPStatus.FOUND and response["Location"] == reverse("my_plans")
+    assert 'data-testid="balance-alert"' not in client.get(reverse("my_plans")).content.decode()
+    off_site = client.post(dismiss, {"next": "https://evil.example/"})
+    assert off_site["Location"] == reverse("my_balance")
+
+
+def test_a_top_up_hides_the_banner(client, prepaid_account):
+    top_up(prepaid_account, "100", "t1")
+    spend(prepaid_account, "60", "d1")
+    client.force_login(prepaid_account.user)
+    assert 'data-testid="balance-alert"' in client.get(reverse("my_balance")).content.decode()
+    top_up(prepaid_account, "5", "t2")
+    assert 'data-testid="balance-alert"' not in client.get(reverse("my_balance")).content.decode()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_twenty_concurrent_debits_alert_each_threshold_once(postgres, prepaid_account):
+    top_up(prepaid_account, "100", "t1")
+    barrier = threading.Barrier(20)
+
+    def debit(n: int) -> None:
+        try:
+            barrier.wait()
+            spend(prepaid_account, "4.90", f"d{n}")  # the reaction runs in this thread
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=debit, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Wallet.objects.get(billing_account=prepaid_account).balance == usd("2").nanos
+    crossed = thresholds(prepaid_account)
+    assert len(crossed) == 3 and set(crossed) == {"50%", "20%", "5%"}
+    keys = list(SentNotification.objects.filter(kind="BALANCE_ALERT").values_list("key", flat=True))
+    assert 1 <= len(keys) <= 3 and len(mail.outbox) == len(keys)
+    call_command("check_ledger")

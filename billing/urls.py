@@ -11,6 +11,7 @@ from billing.web import (
     catalog,
     reports,
     settings,
+    spending,
     statements,
     subscriptions,
     usage,
@@ -28,6 +29,11 @@ urlpatterns = [
     ),
     path("admin/reports/revenue/", reports.revenue_report_view, name="revenue_report"),
     path("account/balance/", balance.my_balance, name="my_balance"),
+    path(
+        "account/balance/alerts/<str:currency>/amount/",
+        spending.alert_amount,
+        name="alert_amount",
+    ),
     path(
         "account/balance/alerts/<int:alert_id>/dismiss/",
         balance.balance_alert_dismiss,

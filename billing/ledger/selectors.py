@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import QuerySet, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
 
 from billing.models import BillingAccount, LedgerEntry, Wallet
 from billing.money import Money
@@ -97,3 +98,24 @@ def ledger_history(*, account: BillingAccount, kind: str = "") -> QuerySet[Ledge
     if kind:
         entries = entries.filter(kind=kind)
     return entries
+
+
+def wallet_daily_balances(*, wallet: Wallet, days: int = 30) -> list[tuple[date, int]]:
+    """The wallet's balance at the end of each of the last `days` days (UTC), oldest first,
+    today's being the balance now: one grouped query, walked back from the balance."""
+    today = timezone.now().astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, time(), tzinfo=UTC)
+    moved = dict(
+        LedgerEntry.objects.filter(wallet=wallet, created_at__gte=since)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day")
+        .annotate(total=Sum("amount"))
+        .values_list("day", "total")
+    )
+    balances, balance = [], wallet.balance
+    for n in range(days):
+        day = today - timedelta(days=n)
+        balances.append((day, balance))
+        balance -= moved.get(day, 0)
+    return balances[::-1]

@@ -109,6 +109,15 @@ def balance_alerts_check(*, account_id: int, currency: str) -> list[BalanceAlert
         return new
 
 
+def alert_amount_set(*, wallet: Wallet, amount: Money | None) -> None:
+    """The developer's own amount to be alerted at (None: none). Disarms the wallet until
+    `balance_alerts_check` arms it again with the new thresholds (the caller asks a worker;
+    the sweep re-arms it otherwise)."""
+    Wallet.objects.filter(pk=wallet.pk).update(
+        alert_amount=amount.nanos if amount is not None else None, alert_at=None
+    )
+
+
 def alert_key(alert_id: int) -> str:
     return f"balance-alert:{alert_id}"
 

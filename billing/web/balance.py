@@ -33,6 +33,7 @@ from billing.top_ups.selectors import add_credit_rows, adjustment_currencies, re
 from billing.web.auto_recharge_panel import recharge_panels
 from billing.web.forms import AdjustBalanceForm, HistoryFilterForm
 from billing.web.payment_status import payment_warnings
+from billing.web.spending import alert_percents_text, spending_panels
 
 HISTORY_PER_PAGE = 20
 
@@ -68,6 +69,8 @@ def balance_context(request: PortalRequest, account: BillingAccount, url: str) -
         "kind": kind,
         "filter_form": filter_form,
         "balance_url": url,
+        "spending": spending_panels(account=account) if prepaid else [],
+        "alert_percents": alert_percents_text(),
     }
 
 

@@ -14,6 +14,7 @@ from django.db import connection
 from django.urls import reverse
 
 from billing.ledger.entries import Actor
+from billing.ledger.selectors import wallet_daily_balances
 from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import BalanceAlert, OrganizationSettings, SentNotification, Wallet
 from tests.conftest import usd
@@ -188,3 +189,51 @@ def test_twenty_concurrent_debits_alert_each_threshold_once(postgres, prepaid_ac
     keys = list(SentNotification.objects.filter(kind="BALANCE_ALERT").values_list("key", flat=True))
     assert 1 <= len(keys) <= 3 and len(mail.outbox) == len(keys)
     call_command("check_ledger")
+
+
+def test_the_balance_page_shows_the_burn_rate_days_left_and_a_30_day_chart(client, prepaid_account):
+    top_up(prepaid_account, "70", "t1")
+    spend(prepaid_account, "14", "d1")  # $2 a day over 7 days: $56 lasts 28 days
+    client.force_login(prepaid_account.user)
+    page = client.get(reverse("my_balance")).content.decode()
+    assert "Average daily spend over the last 7 days: <strong>$2.00</strong>" in page
+    assert "lasts about <strong>28 days</strong>" in page and "<polyline points=" in page
+    balances = wallet_daily_balances(wallet=Wallet.objects.get(billing_account=prepaid_account))
+    assert len(balances) == 30 and balances[-1][1] == usd("56").nanos
+    assert [nanos for _, nanos in balances[:-1]] == [0] * 29
+
+
+def test_a_postpaid_balance_page_has_no_spending_panel(client, developer):
+    top_up(developer.billing_account, "10", "t1")
+    client.force_login(developer)
+    assert 'data-testid="spending"' not in client.get(reverse("my_balance")).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [("anonymous", 302), ("owner", 302), ("other_developer", 404),
+     ("admin_without_permission", 404), ("portal_admin", 404)],
+)  # fmt: skip
+def test_the_own_alert_amount_as_each_role(client, request, prepaid_account, role, status):
+    top_up(prepaid_account, "100", "t1")
+    if role == "owner":
+        client.force_login(prepaid_account.user)
+    elif role != "anonymous":
+        client.force_login(request.getfixturevalue(role))
+    response = client.post(reverse("alert_amount", args=["USD"]), {"amount": "75"})
+    assert response.status_code == status
+    wallet = Wallet.objects.get(billing_account=prepaid_account)
+    if role == "owner":
+        assert response["Location"] == reverse("my_balance")
+        assert (wallet.alert_amount, wallet.alert_at) == (usd("75").nanos, usd("75").nanos)
+    else:
+        assert wallet.alert_amount is None
+
+
+def test_a_bad_alert_amount_is_refused_and_nothing_changes(client, prepaid_account):
+    top_up(prepaid_account, "100", "t1")
+    client.force_login(prepaid_account.user)
+    for text in ("abc", "-5", "0"):
+        response = client.post(reverse("alert_amount", args=["USD"]), {"amount": text}, follow=True)
+        assert 'class="message error"' in response.content.decode(), text
+    assert Wallet.objects.get(billing_account=prepaid_account).alert_amount is None

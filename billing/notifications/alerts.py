@@ -207,19 +207,22 @@ def alert_current(alert: BalanceAlert) -> bool:
     return top_up is not None and top_up.pk == alert.top_up_entry_id
 
 
-def alert_context(alert: BalanceAlert) -> dict[str, object]:
+def alert_context(alert: BalanceAlert, *, now: bool = False) -> dict[str, object]:
+    """What the email says (the balance when the threshold was crossed), or with `now` what
+    the banner says (the balance as it is now)."""
     currency = alert.wallet.currency
+    balance = alert.wallet.balance if now else alert.balance_nanos
     return {
         "currency": currency,
-        "balance": Money(alert.balance_nanos, currency),
+        "balance": Money(balance, currency),
         "threshold": alert.threshold,
         "threshold_money": Money(alert.threshold_nanos, currency),
-        "burn_rate": _to_cents(Money(alert.burn_rate_nanos, currency)),
-        "days_left": days_left(alert.balance_nanos, alert.burn_rate_nanos),
+        "burn_rate": to_cents(Money(alert.burn_rate_nanos, currency)),
+        "days_left": days_left(balance, alert.burn_rate_nanos),
     }
 
 
-def _to_cents(money: Money) -> Money:
+def to_cents(money: Money) -> Money:
     """For reading: an average to the currency's usual decimals (rounded down)."""
     step = 10 ** (9 - currency_decimals(money.currency))
     return Money(money.nanos - money.nanos % step, money.currency)

@@ -32,4 +32,5 @@ def _alerts(request: HttpRequest) -> list[tuple[BalanceAlert, dict[str, object]]
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or user.is_staff:
         return []
-    return [(alert, alert_context(alert)) for alert in balance_alerts_shown(user_id=user.pk)]
+    shown = balance_alerts_shown(user_id=user.pk)
+    return [(alert, alert_context(alert, now=True)) for alert in shown]

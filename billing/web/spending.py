@@ -23,6 +23,7 @@ from billing.notifications.alerts import (
     alert_percents,
     burn_rate,
     days_left,
+    to_cents,
 )
 from billing.tasks import balance_alerts_run
 
@@ -47,7 +48,7 @@ def spending_panels(*, account: BillingAccount) -> list[Spending]:
         panels.append(
             Spending(
                 wallet,
-                Money(rate, wallet.currency),
+                to_cents(Money(rate, wallet.currency)),
                 days_left(wallet.balance, rate),
                 _chart(balances, wallet.currency),
                 amount,

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.audit import audit_log
-from billing.models import BillingAccount, OrganizationSettings
+from billing.models import BillingAccount, OrganizationSettings, Wallet
 
 
 def organization_settings_ensure() -> OrganizationSettings:
@@ -42,6 +42,35 @@ def organization_support_email_set(*, support_email: str, changed_by: User | Non
     old = org.support_email
     OrganizationSettings.objects.filter(pk=org.pk).update(support_email=support_email)
     audit_log(actor=changed_by, action="organization.support_email.set", old=old, new=support_email)
+    return True
+
+
+def organization_statement_settings_set(
+    *, balance_alert_percents: str, billing_history_months: int, changed_by: User | None
+) -> bool:
+    """The low-balance alert percentages ("50,20,5") and the months of statements developers
+    can download; True if they changed. Audited. New percentages disarm every wallet's alert,
+    so that send_balance_alerts arms each at the new thresholds."""
+    org = organization_settings_ensure()
+    old = (org.balance_alert_percents, org.billing_history_months)
+    if old == (balance_alert_percents, billing_history_months):
+        return False
+    OrganizationSettings.objects.filter(pk=org.pk).update(
+        balance_alert_percents=balance_alert_percents,
+        billing_history_months=billing_history_months,
+        updated_at=timezone.now(),
+    )
+    if old[0] != balance_alert_percents:
+        Wallet.objects.filter(alert_at__isnull=False).update(alert_at=None)
+    audit_log(
+        actor=changed_by,
+        action="organization.statement_settings.set",
+        old={"balance_alert_percents": old[0], "billing_history_months": old[1]},
+        new={
+            "balance_alert_percents": balance_alert_percents,
+            "billing_history_months": billing_history_months,
+        },
+    )
     return True
 
 

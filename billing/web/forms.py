@@ -20,6 +20,7 @@ from billing.money import (
     stripe_amount_check,
     stripe_currency_check,
 )
+from billing.notifications.alerts import alert_percents
 
 # The prepaid grace is one number for every currency: two decimals, as most currencies have.
 # (Whole units would be stricter, but refuse the 2.50 the settings page has always taken.)
@@ -113,6 +114,30 @@ class SupportForm(forms.Form):
         label="Support email",
         help_text="Where developers write for help: the portal's “contact us” texts name it.",
     )
+
+
+class StatementSettingsForm(forms.Form):
+    balance_alert_percents = forms.CharField(
+        max_length=50,
+        label="Low-balance alerts at",
+        help_text=(
+            "Percentages of a prepaid balance right after its last top-up, separated by "
+            "commas: each is emailed once, until the next top-up."
+        ),
+    )
+    billing_history_months = forms.IntegerField(
+        min_value=1,
+        max_value=120,
+        label="Billing history limit (months)",
+        help_text="How many months of statements developers can download.",
+    )
+
+    def clean_balance_alert_percents(self) -> str:
+        try:
+            percents = alert_percents(self.cleaned_data["balance_alert_percents"].replace("%", ""))
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return ",".join(str(p) for p in percents)
 
 
 # Terms are prose: long enough for real terms, short of filling the settings row with junk.

@@ -12,6 +12,7 @@ from accounts.access import PortalRequest, admin_required
 from billing.billing_accounts.selectors import organization_settings_get
 from billing.billing_accounts.services import (
     organization_purchase_terms_set,
+    organization_statement_settings_set,
     organization_support_email_set,
 )
 from billing.billing_type.selectors import billing_type_counts
@@ -25,6 +26,7 @@ from billing.web.billing_type import CHANGE_MEANING
 from billing.web.forms import (
     OrganizationSettingsForm,
     PurchaseTermsForm,
+    StatementSettingsForm,
     SupportForm,
     TopUpLimitFormSet,
     TopUpSettingsForm,
@@ -58,6 +60,13 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
     support_form = SupportForm(
         posted if which == "support" else None, initial={"support_email": org.support_email}
     )
+    statement_form = StatementSettingsForm(
+        posted if which == "statements" else None,
+        initial={
+            "balance_alert_percents": ", ".join(org.balance_alert_percents.split(",")),
+            "billing_history_months": org.billing_history_months,
+        },
+    )
     terms_form = PurchaseTermsForm(
         posted if which == "purchase_terms" else None,
         initial={"purchase_terms": org.purchase_terms},
@@ -71,6 +80,15 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
             "The terms and conditions for purchases have been saved."
             if changed
             else "Nothing changed.",
+        )
+        return redirect("monetization_settings")
+    if which == "statements" and statement_form.is_valid():
+        changed = organization_statement_settings_set(
+            **statement_form.cleaned_data, changed_by=request.user
+        )
+        messages.success(
+            request,
+            "The statement and alert settings have been saved." if changed else "Nothing changed.",
         )
         return redirect("monetization_settings")
     if which == "support" and support_form.is_valid():
@@ -111,6 +129,7 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         form.errors
         or top_up_form.errors
         or support_form.errors
+        or statement_form.errors
         or terms_form.errors
         or any(limits.errors)
         or limits.non_form_errors()
@@ -124,6 +143,7 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
             "form": form,
             "top_up_form": top_up_form,
             "support_form": support_form,
+            "statement_form": statement_form,
             "terms_form": terms_form,
             "limits": limits,
             "org": org,

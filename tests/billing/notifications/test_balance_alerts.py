@@ -16,7 +16,13 @@ from django.urls import reverse
 from billing.ledger.entries import Actor
 from billing.ledger.selectors import wallet_daily_balances
 from billing.ledger.services import wallet_credit, wallet_debit
-from billing.models import BalanceAlert, OrganizationSettings, SentNotification, Wallet
+from billing.models import (
+    AuditLogEntry,
+    BalanceAlert,
+    OrganizationSettings,
+    SentNotification,
+    Wallet,
+)
 from tests.conftest import usd
 from tests.factories import auto_recharge_on
 
@@ -237,3 +243,25 @@ def test_a_bad_alert_amount_is_refused_and_nothing_changes(client, prepaid_accou
         response = client.post(reverse("alert_amount", args=["USD"]), {"amount": text}, follow=True)
         assert 'class="message error"' in response.content.decode(), text
     assert Wallet.objects.get(billing_account=prepaid_account).alert_amount is None
+
+
+def test_admins_set_the_percentages_and_history_limit(client, portal_admin, prepaid_account):
+    top_up(prepaid_account, "100", "t1")
+    client.force_login(portal_admin)
+    url = reverse("monetization_settings")
+    form = {
+        "section": "statements",
+        "balance_alert_percents": "10 %, 30",
+        "billing_history_months": "24",
+    }
+    assert client.post(url, form).status_code == HTTPStatus.FOUND
+    org = OrganizationSettings.objects.get()
+    assert (org.balance_alert_percents, org.billing_history_months) == ("30,10", 24)
+    assert AuditLogEntry.objects.filter(action="organization.statement_settings.set").exists()
+    assert Wallet.objects.get(billing_account=prepaid_account).alert_at is None  # re-armed by:
+    call_command("send_balance_alerts")
+    assert Wallet.objects.get(billing_account=prepaid_account).alert_at == usd("30").nanos
+    bad = client.post(url, {**form, "balance_alert_percents": "0, 150"})
+    assert bad.status_code == HTTPStatus.BAD_REQUEST
+    assert "between 1 and 99" in bad.content.decode()
+    assert OrganizationSettings.objects.get().balance_alert_percents == "30,10"

@@ -87,7 +87,11 @@ def _ledger(report: RevenueReport, start: datetime, end: datetime) -> None:
         )
         .filter(
             Q(kind__in=[Kind.FEE, Kind.TOP_UP, Kind.REFUND])
-            | Q(kind=Kind.USAGE) & ~Q(transaction_id__startswith="usage")
+            # Usage the portal rated is counted from its events (below); usage:batch's debits
+            # and the later payment of what was owed carry these reserved prefixes.
+            | Q(kind=Kind.USAGE)
+            & ~Q(transaction_id__startswith="usage:")
+            & ~Q(transaction_id__startswith="usage-owed:")
         )
         .values_list("kind", "transaction_id", "amount", F("wallet__billing_account__user__email"))
         .order_by("id")

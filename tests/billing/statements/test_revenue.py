@@ -44,7 +44,8 @@ def sales(prepaid_account):
     subscription_purchase(account=a, product=weather, actor=SYSTEM)
     _, _, key = app_with_key(a, weather)
     usage_batch_record(events=[report(f"e{n}", key, "weather-api") for n in range(7)], actor=SYSTEM)
-    wallet_debit(account=a, money=usd("2"), transaction_id="api-debit", actor=SYSTEM)
+    # A caller's own id may start with "usage" (only "usage:" and "usage-owed:" are the portal's).
+    wallet_debit(account=a, money=usd("2"), transaction_id="usage-2026-12-04", actor=SYSTEM)
     ledger_apply(
         account=a, currency="USD", delta=-usd("10").nanos, kind=LedgerEntry.Kind.REFUND,
         transaction_id="refund:ch_1:1000", actor=SYSTEM,

@@ -173,7 +173,9 @@ def ledger_apply(
         emit_after_commit(RechargeMayBeDue(account.pk, currency))
     if delta > 0 and recorded.owes:  # read by the same statement: no query if nothing is owed
         emit_after_commit(MoneyCredited(account.pk, currency))
-    if (delta < 0 and recorded.alert) or kind == Kind.TOP_UP:  # a top-up re-arms the alerts
+    # Low-balance alerts follow spending (a refund or dispute the developer knows of already
+    # sends its own receipt); a top-up re-arms them.
+    if (recorded.alert and kind in (Kind.USAGE, Kind.FEE)) or kind == Kind.TOP_UP:
         emit_after_commit(BalanceAlertsDue(account.pk, currency))
     return LedgerResult(
         entry=entry, replayed=False, below_recharge_threshold=below, as_of=recorded.as_of

@@ -13,12 +13,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from billing.ledger.entries import Actor
+from billing.ledger.entries import Actor, ledger_apply
 from billing.ledger.selectors import wallet_daily_balances
 from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import (
     AuditLogEntry,
     BalanceAlert,
+    LedgerEntry,
     OrganizationSettings,
     SentNotification,
     Wallet,
@@ -265,3 +266,20 @@ def test_admins_set_the_percentages_and_history_limit(client, portal_admin, prep
     assert bad.status_code == HTTPStatus.BAD_REQUEST
     assert "between 1 and 99" in bad.content.decode()
     assert OrganizationSettings.objects.get().balance_alert_percents == "30,10"
+
+
+def test_a_refund_is_not_spending_and_alerts_nothing(prepaid_account):
+    top_up(prepaid_account, "100", "t1")
+    _committed(
+        lambda: ledger_apply(
+            account=prepaid_account,
+            currency="USD",
+            delta=-usd("80").nanos,
+            kind=LedgerEntry.Kind.REFUND,
+            transaction_id="refund:ch_1:8000",
+            actor=SYSTEM,
+        )  # fmt: skip
+    )
+    assert thresholds(prepaid_account) == [] and mail.outbox == []
+    spend(prepaid_account, "1", "d1")  # spending finds the thresholds the balance is below
+    assert set(thresholds(prepaid_account)) == {"50%", "20%"} and len(mail.outbox) == 1

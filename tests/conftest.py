@@ -44,6 +44,19 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _celery_join_flag():
+    """Celery's eager mode marks "inside a task" in one process-wide flag that each eager call
+    saves and restores: eager tasks in many threads at once (a concurrency test's debits and
+    their reactions) restore over each other and can leave it set, and the next test's
+    `result.get()` then refuses ("Never call result.get() within a task"). A test starts clear."""
+    from celery._state import _set_task_join_will_block  # noqa: PLC0415
+
+    _set_task_join_will_block(False)
+    yield
+    _set_task_join_will_block(False)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """allauth counts failed sign-ins per address in the cache: one test's must not limit the
     next one's (every test client comes from 127.0.0.1)."""

@@ -141,7 +141,7 @@ def test_the_sweep_sends_what_a_lost_reaction_did_not_and_twice_changes_nothing(
 
 
 def test_the_banner_shows_until_dismissed_and_only_its_owner_dismisses(
-    client, prepaid_account, other_developer
+    client, prepaid_account, other_developer, admin_without_permission, portal_admin
 ):
     top_up(prepaid_account, "100", "t1")
     spend(prepaid_account, "60", "d1")
@@ -151,8 +151,10 @@ def test_the_banner_shows_until_dismissed_and_only_its_owner_dismisses(
     page = client.get(reverse("my_plans")).content.decode()
     assert 'data-testid="balance-alert"' in page and "$40.00" in page and "lasts about" in page
 
-    client.force_login(other_developer)
-    assert client.post(dismiss).status_code == HTTPStatus.NOT_FOUND
+    for someone_else in (other_developer, admin_without_permission, portal_admin):
+        client.force_login(someone_else)  # not theirs: as if it did not exist
+        assert client.post(dismiss).status_code == HTTPStatus.NOT_FOUND
+    assert BalanceAlert.objects.get().dismissed_at is None
     client.logout()
     assert client.post(dismiss).status_code == HTTPStatus.FOUND  # to sign in
     client.force_login(prepaid_account.user)

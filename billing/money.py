@@ -531,11 +531,18 @@ def _shown(text: str) -> str:
 
 def money_format(money: Money, locale: str = "en_US") -> str:
     """Localised display with the currency's usual decimals, more only when nanos need them."""
+    value = money_decimal(money)
+    return format_currency(value, money.currency, locale=locale, decimal_quantization=False)
+
+
+def money_decimal(money: Money) -> Decimal:
+    """The amount with the currency's usual decimals, more only when nanos need them: 12.50,
+    0.000000001, 5 (JPY)."""
     precision = get_currency_precision(money.currency)
     value = money.decimal.quantize(Decimal(1).scaleb(-9)).normalize()
     if -value.as_tuple().exponent < precision:  # type: ignore[operator]
         value = value.quantize(Decimal(1).scaleb(-precision))
-    return format_currency(value, money.currency, locale=locale, decimal_quantization=False)
+    return value
 
 
 def currency_decimals(currency: str) -> int:

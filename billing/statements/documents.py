@@ -24,7 +24,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from billing.money import Money, currency_decimals
+from billing.money import Money, money_decimal
 from billing.statements.selectors import Statement
 
 CSV_COLUMNS = ["date", "kind", "description", "reference", "amount", "balance"]
@@ -32,11 +32,7 @@ CSV_COLUMNS = ["date", "kind", "description", "reference", "amount", "balance"]
 
 def amount_text(money: Money) -> str:
     """Exact decimal text in the major unit, with at least the currency's usual decimals."""
-    value = money.decimal.normalize()
-    decimals = currency_decimals(money.currency)
-    if -value.as_tuple().exponent < decimals:  # type: ignore[operator]
-        value = value.quantize(Decimal(1).scaleb(-decimals))
-    return format(value, "f")
+    return format(money_decimal(money), "f")
 
 
 def statement_rows(statement: Statement) -> list[list[str]]:

@@ -27,7 +27,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeGuard
 
 from django.db import connection, transaction
@@ -125,7 +124,6 @@ class _Event:
     time: datetime
     units: int
     multiplier_text: str
-    multiplier: Decimal
     fraction: tuple[int, int]  # the multiplier, exactly
     key_prefix: str
     account: BillingAccount
@@ -215,7 +213,7 @@ class _Lookups:
     subscriptions: dict[tuple[int, int], list[Subscription]]
     plans: dict[int, list[tuple[RatePlan, Tariff]]]
     callers: dict[tuple[str, str], _Caller | str] = field(default_factory=dict)
-    multipliers: dict[object, tuple[Decimal, tuple[int, int]] | None] = field(default_factory=dict)
+    fractions: dict[object, tuple[int, int] | None] = field(default_factory=dict)
 
     def caller(self, consumer_key: object, product: object) -> _Caller:
         """The key and product an event names, resolved once per batch; _Rejected if not."""
@@ -247,18 +245,17 @@ class _Lookups:
         subscriptions = self.subscriptions.get((account.pk, product.pk), [])
         return _Caller(key, account, product, subscriptions, self.plans.get(product.pk, []))
 
-    def multiplier(self, value: object) -> tuple[Decimal, tuple[int, int]]:
-        """The multiplier and its exact fraction, parsed once per text a batch sends."""
+    def fraction(self, value: object) -> tuple[int, int]:
+        """The multiplier as an exact fraction, parsed once per text a batch sends."""
         cacheable = value is None or isinstance(value, str | int)
-        parsed = self.multipliers.get(value, ()) if cacheable else ()
+        parsed = self.fractions.get(value, ()) if cacheable else ()
         if parsed == ():
             try:
-                multiplier = multiplier_parse("1" if value is None else value)
-                parsed = (multiplier, as_fraction(multiplier))
+                parsed = as_fraction(multiplier_parse("1" if value is None else value))
             except RatingError:
                 parsed = None
             if cacheable:
-                self.multipliers[value] = parsed
+                self.fractions[value] = parsed
         if parsed is None:
             raise _Rejected(Reason.INVALID_MULTIPLIER)
         return parsed  # type: ignore[return-value]
@@ -297,7 +294,7 @@ def _accept(
     caller = lookups.caller(report.consumer_key, report.product)
     at = _time_parse(report.time, now)
     units = _units_parse(report.units)
-    multiplier, fraction = lookups.multiplier(report.multiplier)
+    fraction = lookups.fraction(report.multiplier)
     subscription = _in_force(caller.subscriptions, at)
     if subscription is None:
         raise _Rejected(Reason.NO_SUBSCRIPTION)
@@ -314,7 +311,6 @@ def _accept(
         time=at,
         units=units,
         multiplier_text=str(report.multiplier).strip() if report.multiplier is not None else "1",
-        multiplier=multiplier,
         fraction=fraction,
         key_prefix=caller.key.prefix,
         account=caller.account,

@@ -236,6 +236,9 @@ class Stack:
             ],
             cwd=ROOT,
             preexec_fn=die_with_parent,  # no threads here
+            # Its own process group, so that if the master dies its workers can be stopped as
+            # one (and a terminal's Ctrl-C reaches serve.py alone, which stops it in order).
+            process_group=0,
         )
         self._wait_until(lambda: self._accepts(socket.AF_UNIX, str(gunicorn_socket)), "gunicorn")
         self.nginx_proc = subprocess.Popen(  # noqa: S603
@@ -299,10 +302,19 @@ class Stack:
             dead = self.dead_child()
             if dead:
                 log(f"{dead} stopped on its own; stopping the rest")
+                self._stop_orphaned_workers()
                 return 1
             time.sleep(0.2)
         log(f"{signal.Signals(self.stop_signal).name}: stopping nginx, then gunicorn")
         return 0
+
+    def _stop_orphaned_workers(self) -> None:
+        """A master killed outright leaves its workers serving; each would notice only on its
+        next idle tick (gunicorn's timeout / 2, 15 s, longer under load). SIGTERM ends each after
+        the request it holds (the worker's wakeup pipe interrupts its wait)."""
+        if self.gunicorn is not None and self.gunicorn.poll() is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.gunicorn.pid, signal.SIGTERM)
 
     def stop(self) -> None:
         """nginx first, gracefully (it finishes the requests it holds, which still need

@@ -8,15 +8,18 @@ from __future__ import annotations
 import stripe
 from celery import shared_task
 from django.db import connection
+from django.utils import timezone
 
 from billing.auto_recharge.charge import auto_recharge_charge
 from billing.auto_recharge.claim import auto_recharge_claim
 from billing.auto_recharge.selectors import auto_recharge_due
+from billing.expiry.services import credits_expire
 from billing.notifications.alerts import (
     balance_alert_email,
     balance_alerts_check,
     balance_alerts_sweep,
 )
+from billing.notifications.expiry import credit_expiry_email, credit_expiry_emails_unsent
 from billing.notifications.fees import fee_unpaid_email, fee_unpaid_emails_unsent
 from billing.notifications.receipts import (
     receipts_unsent,
@@ -153,7 +156,10 @@ def receipts_sweep() -> int:
     unpaid = fee_unpaid_emails_unsent()
     for transaction_id in unpaid:
         fee_unpaid_email_send.delay(transaction_id)
-    return len(top_up_ids) + len(transaction_ids) + len(unpaid)
+    expiring = credit_expiry_emails_unsent()
+    for key in expiring:
+        credit_expiry_email_send.delay(key)
+    return len(top_up_ids) + len(transaction_ids) + len(unpaid) + len(expiring)
 
 
 @shared_task(
@@ -269,3 +275,31 @@ def send_balance_alerts() -> int:
     """Every 10 minutes (celery beat) and `manage.py send_balance_alerts`: the wallets whose
     alert reaction was lost, and the emails owed but not sent. Returns the alerts sent."""
     return balance_alerts_sweep()
+
+
+@shared_task(
+    name="billing.tasks.expire_credits", acks_late=True, time_limit=3600, soft_time_limit=3500
+)
+def expire_credits() -> int:
+    """Every hour (celery beat): expire the credit lots due, once each, and warn of those that
+    expire in 30, 7 or 1 days. Returns how many expiry entries it booked."""
+    run = credits_expire(as_of=timezone.now())
+    for key in run.warnings:
+        credit_expiry_email_send.delay(key)
+    return len(run.booked)
+
+
+@shared_task(
+    name="billing.tasks.credit_expiry_email_send",
+    bind=True,
+    acks_late=True,
+    max_retries=8,
+    time_limit=60,
+    soft_time_limit=45,
+)
+def credit_expiry_email_send(self, key: str) -> bool:  # type: ignore[no-untyped-def]
+    """Email the developer that credit is about to expire, once."""
+    try:
+        return credit_expiry_email(key=key)
+    except MAIL_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc

@@ -273,6 +273,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Low-balance alerts whose reaction was lost, and their emails not sent.
     "send-balance-alerts": {"task": "billing.tasks.send_balance_alerts", "schedule": 600.0},
+    # Hourly: credit lots that reached their expiry, and the warnings of those about to.
+    "expire-credits": {"task": "billing.tasks.expire_credits", "schedule": crontab(minute=45)},
     # Hourly: usage owed by wallets that were credited while the broker was down.
     "collect-owed-usage": {
         "task": "billing.tasks.collect_owed_usage",

@@ -66,9 +66,9 @@ _MOVE_AND_RECORD = f"""
     entry AS (
         INSERT INTO {LedgerEntry._meta.db_table}
             (wallet_id, kind, amount, balance_after, transaction_id, actor_type, actor_user_id,
-             actor_token_id, memo, created_at)
+             actor_token_id, memo, created_at, lot_id)
         SELECT moved.id, %s, %s::bigint, moved.balance, %s, %s, %s::bigint, %s::bigint, %s,
-               %s::timestamptz
+               %s::timestamptz, %s::bigint
         FROM moved
         RETURNING id, wallet_id, balance_after
     )
@@ -143,12 +143,14 @@ def ledger_apply(
     actor: Actor,
     memo: str = "",
     prepaid_floor: bool = False,
+    lot_id: int | None = None,
 ) -> LedgerResult:
     """Apply one signed change exactly once. `prepaid_floor`: refuse a debit that would take a
-    prepaid wallet below minus the organisation's grace."""
+    prepaid wallet below minus the organisation's grace. `lot_id`: the credit lot a refund,
+    dispute or expiry concerns (billing/expiry/lots.py counts it against that lot first)."""
     _check_transaction_id(transaction_id)
     change = _Change(
-        account, currency, delta, kind, transaction_id, actor, memo[:500], prepaid_floor
+        account, currency, delta, kind, transaction_id, actor, memo[:500], prepaid_floor, lot_id
     )
     try:
         recorded = _record(change)
@@ -192,6 +194,7 @@ class _Change:
     actor: Actor
     memo: str
     prepaid_floor: bool
+    lot_id: int | None = None
 
     def move_params(self, now: Any) -> list[Any]:
         credited = int(self.delta > 0 and self.kind == Kind.TOP_UP)
@@ -213,6 +216,7 @@ class _Change:
             actor_token=self.actor.token,
             memo=self.memo,
             created_at=now,
+            lot_id=self.lot_id,
         )
 
     def entry_params(self, now: Any) -> list[Any]:
@@ -220,7 +224,7 @@ class _Change:
         token_id = self.actor.token.pk if self.actor.token else None
         return [
             self.kind, self.delta, self.transaction_id, self.actor.type, user_id, token_id,
-            self.memo, now,
+            self.memo, now, self.lot_id,
         ]  # fmt: skip
 
 

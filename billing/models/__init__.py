@@ -13,6 +13,7 @@ from billing.models.billing_accounts import (
 )
 from billing.models.catalog import ApiProduct, RatePlan
 from billing.models.developer_apps import AppKey, DeveloperApp
+from billing.models.expiry import CreditLot
 from billing.models.ledger import LedgerEntry, Wallet
 from billing.models.notifications import BalanceAlert, SentNotification
 from billing.models.stripe_events import StripeEvent
@@ -33,6 +34,7 @@ __all__ = [
     "BillingAccount",
     "BillingType",
     "BillingTypeChange",
+    "CreditLot",
     "LedgerEntry",
     "OrganizationSettings",
     "RechargeAttempt",

@@ -34,6 +34,8 @@ class OrganizationSettings(models.Model):
     # Prepaid wallets alert when the balance falls to these percentages of the balance right
     # after the last top-up, highest first.
     balance_alert_percents = models.CharField(max_length=50, default="50,20,5")
+    # Credits expire this many days after they were credited (seed 003: a year); 0: never.
+    credit_lifetime_days = models.PositiveIntegerField(default=365)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -31,6 +31,9 @@ class Wallet(models.Model):
     # Rated usage this prepaid wallet could not pay at its floor (nanos): the next credit pays
     # it (billing/usage/collect.py); the ledger's statement returns whether there is any.
     usage_owed = models.BigIntegerField(default=0)
+    # The last ledger entry its credit lots are counted through (billing/expiry/lots.py): the
+    # lots are brought up to date after the fact, so a debit writes nothing to them.
+    lots_counted_through = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -88,6 +91,16 @@ class LedgerEntry(models.Model):
     )
     memo = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    # The credit lot a refund, dispute or expiry takes from (or gives back to) before any
+    # other; None for everything else, which takes the lot that expires first.
+    lot = models.ForeignKey(
+        "billing.CreditLot",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # never looked up by it; the hot insert keeps one index fewer
+    )
 
     class Meta:
         ordering = ["-id"]

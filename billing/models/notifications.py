@@ -21,6 +21,7 @@ class SentNotification(models.Model):
         DISPUTE_RECEIPT = "DISPUTE_RECEIPT", "Dispute receipt"
         FEE_UNPAID = "FEE_UNPAID", "Unpaid fee"
         BALANCE_ALERT = "BALANCE_ALERT", "Low balance alert"
+        CREDIT_EXPIRY = "CREDIT_EXPIRY", "Credit expiry warning"
 
     # What was notified of, once: e.g. "receipt:top-up:<the top-up's public id>".
     key = models.CharField(max_length=255, unique=True)

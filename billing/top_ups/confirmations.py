@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.events import emit_after_commit
+from billing.expiry.services import top_up_lot
 from billing.ledger.entries import Actor, ledger_apply
 from billing.ledger.services import wallet_credit
 from billing.locks import top_up_lock_by
@@ -159,6 +160,7 @@ def _stripe_entry(
         transaction_id=transaction_id,
         actor=Actor.stripe(),
         memo=memo,
+        lot_id=top_up_lot(top_up=top_up),  # takes back (or gives back) this payment's credit
     )
     if not result.replayed:
         refund_or_dispute_receipt_owe(entry=result.entry)

@@ -131,6 +131,15 @@ class StatementSettingsForm(forms.Form):
         label="Billing history limit (months)",
         help_text="How many months of statements developers can download.",
     )
+    credit_lifetime_days = forms.IntegerField(
+        min_value=0,
+        max_value=3650,
+        label="Credit lifetime (days)",
+        help_text=(
+            "Credit expires this many days after it was added (0: never); what is left is "
+            "then removed from the balance. A change applies to credit added from now on."
+        ),
+    )
 
     def clean_balance_alert_percents(self) -> str:
         try:

@@ -18,6 +18,7 @@ from billing.billing_accounts.services import (
 from billing.billing_type.selectors import billing_type_counts
 from billing.billing_type.services import organization_default_billing_type_set
 from billing.exceptions import BillingError
+from billing.expiry.services import credit_lifetime_set
 from billing.models import BillingType, OrganizationSettings, TopUpLimit
 from billing.money import Money
 from billing.top_ups.selectors import CurrencyRemoval, top_up_currency_removals
@@ -65,6 +66,7 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         initial={
             "balance_alert_percents": ", ".join(org.balance_alert_percents.split(",")),
             "billing_history_months": org.billing_history_months,
+            "credit_lifetime_days": org.credit_lifetime_days,
         },
     )
     terms_form = PurchaseTermsForm(
@@ -83,12 +85,16 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         )
         return redirect("monetization_settings")
     if which == "statements" and statement_form.is_valid():
-        changed = organization_statement_settings_set(
-            **statement_form.cleaned_data, changed_by=request.user
+        data = dict(statement_form.cleaned_data)
+        lifetime_changed = credit_lifetime_set(
+            days=data.pop("credit_lifetime_days"), changed_by=request.user
         )
+        changed = organization_statement_settings_set(**data, changed_by=request.user)
         messages.success(
             request,
-            "The statement and alert settings have been saved." if changed else "Nothing changed.",
+            "The statement, alert and credit expiry settings have been saved."
+            if changed or lifetime_changed
+            else "Nothing changed.",
         )
         return redirect("monetization_settings")
     if which == "support" and support_form.is_valid():

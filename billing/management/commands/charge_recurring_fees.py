@@ -3,27 +3,13 @@ up after an outage (`--as-of` books what was due at that instant). Twice changes
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
+from django.core.management.base import BaseCommand, CommandParser
 
+from billing.management.as_of import as_of_option
 from billing.notifications.fees import fee_unpaid_email
 from billing.subscriptions.services import recurring_fees_charge
-
-
-def _as_of(text: str | None) -> datetime:
-    if not text:
-        return timezone.now()
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"--as-of {text!r} is not an ISO date or time.") from None
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    if at > timezone.now():
-        raise CommandError("--as-of is in the future: fees are charged once they are due.")
-    return at
 
 
 class Command(BaseCommand):
@@ -33,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--as-of", help="ISO time (UTC if no offset), e.g. 2026-12-01T00:00")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        as_of = _as_of(options.get("as_of"))
+        as_of = as_of_option(options.get("as_of"), what="fees are charged")
         run = recurring_fees_charge(as_of=as_of)
         for transaction_id in run.unpaid:
             try:

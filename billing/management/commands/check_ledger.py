@@ -1,5 +1,6 @@
-"""Verify invariant 2 for every wallet: balance == sum of its ledger entries; and that every usage
-event names rows that are there (its table keeps no database foreign keys). Exit 1 if not."""
+"""Verify invariant 2 for every wallet: balance == sum of its ledger entries; that its credit
+lots add up to its balance (when positive); and that every usage event names rows that are
+there (its table keeps no database foreign keys). Exit 1 if not."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from billing.expiry.selectors import lots_mismatches
 from billing.ledger.selectors import ledger_mismatches
 from billing.models import Wallet
 from billing.money import Money
@@ -33,6 +35,9 @@ class Command(BaseCommand):
                 f"{orphaned} usage events name a subscription, rate plan or ledger entry "
                 "that is not there."
             )
-        if mismatches or orphaned:
+        lots = lots_mismatches()
+        for lot in lots:
+            self.stderr.write(f"LOTS wallet {lot.wallet_id} ({lot.currency}): {lot.problem}")
+        if mismatches or orphaned or lots:
             raise SystemExit(1)
-        self.stdout.write(f"OK: {checked} wallets match their ledger entries.")
+        self.stdout.write(f"OK: {checked} wallets match their ledger entries and credit lots.")

@@ -256,6 +256,7 @@ def test_admins_set_the_percentages_and_history_limit(client, portal_admin, prep
         "section": "statements",
         "balance_alert_percents": "10 %, 30",
         "billing_history_months": "24",
+        "credit_lifetime_days": "365",
     }
     assert client.post(url, form).status_code == HTTPStatus.FOUND
     org = OrganizationSettings.objects.get()

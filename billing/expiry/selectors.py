@@ -1,0 +1,82 @@
+"""Reads of credit lots: what expires when, and whether the lots add up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from billing.expiry.lots import LotsOutOfStep, lots_as_of_now
+from billing.models import BillingAccount, LedgerEntry, Wallet
+from billing.money import Money
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """Credit left in one lot, and when it expires (None: never)."""
+
+    left: Money
+    expires_at: datetime | None
+    credited_at: datetime
+
+
+def credits_expiring(*, account: BillingAccount) -> dict[str, list[Expiring]]:
+    """Per currency, the credit left and when it expires, the first to expire first."""
+    expiring: dict[str, list[Expiring]] = {}
+    for wallet in Wallet.objects.filter(billing_account=account).order_by("id"):
+        lots = lots_as_of_now(wallet_id=wallet.pk).open_lots()
+        if lots:
+            expiring[wallet.currency] = [
+                Expiring(Money(lot.remaining, wallet.currency), lot.expires_at, lot.created_at)
+                for lot in lots
+            ]
+    return expiring
+
+
+@dataclass(frozen=True)
+class LotsMismatch:
+    wallet_id: int
+    currency: str
+    problem: str
+
+
+def lots_mismatches() -> list[LotsMismatch]:
+    """Wallets whose lots do not add up to their balance (its positive part): as stored,
+    against the balance after the last entry counted; and counted on to now."""
+    counted_balance = LedgerEntry.objects.filter(pk=OuterRef("lots_counted_through")).values(
+        "balance_after"
+    )[:1]
+    wallets = Wallet.objects.annotate(
+        lots_sum=Coalesce(Sum("lots__remaining"), Value(0)),
+        counted_balance=Coalesce(Subquery(counted_balance), Value(0)),
+    ).order_by("id")
+    found = []
+    for w in wallets.iterator(chunk_size=2000):
+        if int(w.lots_sum) != max(int(w.counted_balance), 0):
+            found.append(
+                LotsMismatch(
+                    w.pk,
+                    w.currency,
+                    f"its lots hold {Money(int(w.lots_sum), w.currency)} but the balance after "
+                    f"entry {w.lots_counted_through} was "
+                    f"{Money(int(w.counted_balance), w.currency)}",
+                )
+            )
+            continue
+        try:
+            total = lots_as_of_now(wallet_id=w.pk).total
+        except LotsOutOfStep as exc:
+            found.append(LotsMismatch(w.pk, w.currency, str(exc)))
+            continue
+        if total != max(w.balance, 0):
+            found.append(
+                LotsMismatch(
+                    w.pk,
+                    w.currency,
+                    f"its lots hold {Money(total, w.currency)} but the balance is "
+                    f"{Money(w.balance, w.currency)}",
+                )
+            )
+    return found

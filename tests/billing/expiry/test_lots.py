@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -213,8 +214,6 @@ def test_expire_credits_command_books_once_and_says_so(prepaid_account, capsys):
 
 
 def test_expire_credits_refuses_a_time_in_the_future(prepaid_account):
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError, match="in the future: credits expire once they are due"):
         call_command("expire_credits", "--as-of", (timezone.now() + DAY).isoformat())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date
 
 from django.db.models import OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -15,22 +15,23 @@ from billing.money import Money
 
 @dataclass(frozen=True)
 class Expiring:
-    """Credit left in one lot, and when it expires (None: never)."""
+    """Credit left that expires on one day (UTC); `on` None: never."""
 
     left: Money
-    expires_at: datetime | None
-    credited_at: datetime
+    on: date | None
 
 
 def credits_expiring(*, account: BillingAccount) -> dict[str, list[Expiring]]:
-    """Per currency, the credit left and when it expires, the first to expire first."""
+    """Per currency, the credit left by the day it expires, the first to expire first."""
     expiring: dict[str, list[Expiring]] = {}
     for wallet in Wallet.objects.filter(billing_account=account).order_by("id"):
-        lots = lots_as_of_now(wallet_id=wallet.pk).open_lots()
-        if lots:
+        by_day: dict[date | None, int] = {}
+        for lot in lots_as_of_now(wallet_id=wallet.pk).open_lots():
+            on = lot.expires_at.astimezone(UTC).date() if lot.expires_at else None
+            by_day[on] = by_day.get(on, 0) + lot.remaining
+        if by_day:
             expiring[wallet.currency] = [
-                Expiring(Money(lot.remaining, wallet.currency), lot.expires_at, lot.created_at)
-                for lot in lots
+                Expiring(Money(nanos, wallet.currency), on) for on, nanos in by_day.items()
             ]
     return expiring
 

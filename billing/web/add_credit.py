@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from accounts.access import PortalRequest
-from billing.billing_accounts.selectors import billing_type_effective
+from billing.billing_accounts.selectors import billing_type_effective, organization_settings_get
 from billing.billing_accounts.services import billing_account_get_or_create
 from billing.models import BillingType, TopUp, Wallet
 from billing.money import MoneyError
@@ -56,7 +56,12 @@ def add_credit(request: PortalRequest, currency: str) -> HttpResponse:
     offer = top_up_offer(account=account, currency=currency)
     if offer is None:
         raise Http404("Adding credit in this currency is not offered.")
-    context = {"offer": offer, "tab": "balance", "developer": request.user}
+    context = {
+        "offer": offer,
+        "tab": "balance",
+        "developer": request.user,
+        "credit_lifetime_days": organization_settings_get().credit_lifetime_days,
+    }
     if billing_type_effective(account=account) != BillingType.PREPAID:
         # Say so before the developer types an amount, not after.
         return render(

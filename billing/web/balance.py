@@ -22,6 +22,7 @@ from billing.auto_recharge.selectors import recharge_preview
 from billing.billing_accounts.selectors import billing_type_effective, organization_settings_get
 from billing.billing_accounts.services import billing_account_get_or_create
 from billing.exceptions import BillingError
+from billing.expiry.selectors import credits_expiring
 from billing.ledger.entries import Actor
 from billing.ledger.selectors import ledger_history, wallets_for
 from billing.ledger.services import wallet_adjust, wallet_adjust_refusal
@@ -71,6 +72,8 @@ def balance_context(request: PortalRequest, account: BillingAccount, url: str) -
         "balance_url": url,
         "spending": spending_panels(account=account) if prepaid else [],
         "alert_percents": alert_percents_text(),
+        "expiring": credits_expiring(account=account),
+        "credit_lifetime_days": org.credit_lifetime_days,
     }
 
 

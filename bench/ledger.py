@@ -4,7 +4,8 @@ beside a raw single-row `UPDATE … SET balance = balance - 1` on the same datab
     .venv/bin/python bench/ledger.py [--debits 3000] [--http-requests 3000] [--clients 8]
 
 Targets: the service layer at 0.35× raw or better (issue 3); HTTP balance:debit at 0.3× the
-trivial `/healthz` on the same server, timed just before and just after it (issue 16).
+trivial `/healthz` on the same server, timed just before and just after it (issue 16). Then
+how fast the debits' credit lots are counted after the fact (issue 17).
 """
 
 from __future__ import annotations
@@ -102,6 +103,28 @@ def http_debits(port: int, token: str, email: str, count: int, clients: int) -> 
     return rate(count // clients * clients, elapsed), errors
 
 
+def lots_counting(database_url: str, wallet_id: int) -> tuple[int, float, float]:
+    """Credit lots are counted after the fact (billing/expiry/lots.py), not on each debit: the
+    entries this run made, counted at once, beside a raw read of the same entries."""
+    import psycopg
+
+    from billing.expiry.lots import lots_count
+    from billing.models import Wallet
+
+    through = Wallet.objects.get(pk=wallet_id).lots_counted_through
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        start = time.perf_counter()
+        rows = conn.execute(
+            "SELECT id, kind, amount, balance_after, created_at, lot_id FROM billing_ledgerentry "
+            "WHERE wallet_id = %s AND id > %s ORDER BY id",
+            [wallet_id, through],
+        ).fetchall()
+        raw = rate(len(rows), time.perf_counter() - start)
+    start = time.perf_counter()
+    lots_count(wallet_id=wallet_id)
+    return len(rows), rate(len(rows), time.perf_counter() - start), raw
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--debits", type=int, default=3000)
@@ -176,6 +199,11 @@ def main() -> None:
     print(
         f"/healthz on the same server: {trivial:8.0f} /s; balance:debit at "
         f"{http_rate / trivial:.2f}x of it (target 0.3x)"
+    )
+    entries, counted, raw_read = lots_counting(database_url, wallet_id)
+    print(
+        f"credit lots counted after the fact: {entries} entries at {counted:8.0f} /s "
+        f"(raw read of the same entries: {raw_read:8.0f} /s; a debit itself writes no lot)"
     )
     call_command("check_ledger")
 

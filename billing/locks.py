@@ -39,6 +39,7 @@ from billing.models import (
     RechargeAttempt,
     Subscription,
     TopUp,
+    Wallet,
 )
 
 
@@ -218,6 +219,26 @@ def owed_usage_lock(*, account_id: int) -> None:
     """Collectors of one account's owed usage take turns (after `organization_settings_hold`),
     so that the second sees what the first paid. NO KEY UPDATE: debits are not held up."""
     _account_no_key_lock(account_id)
+
+
+def wallet_lots_lock(*, wallet_id: int) -> int:
+    """A wallet's credit lots are counted by one at a time (billing/expiry/lots.py), holding the
+    wallet as a debit does and, before it, what a debit reads: the settings and the account FOR
+    KEY SHARE (steps 4 and 5), then the wallet FOR NO KEY UPDATE (step 6), so that a ledger
+    entry made after it in the same transaction (an expiry, a refund) keeps the order. Returns
+    the last entry the lots are counted through."""
+    account_id = (
+        Wallet.objects.filter(pk=wallet_id).values_list("billing_account_id", flat=True).get()
+    )
+    organization_settings_hold()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {BillingAccount._meta.db_table} WHERE id = %s FOR KEY SHARE",  # noqa: S608
+                [account_id],
+            )
+    wallets = Wallet.objects.select_for_update(no_key=True).filter(pk=wallet_id)
+    return wallets.values_list("lots_counted_through", flat=True).get()
 
 
 def _account_no_key_lock(account_id: int) -> None:

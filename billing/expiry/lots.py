@@ -25,11 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 
 from billing.billing_accounts.selectors import organization_settings_get
 from billing.exceptions import BillingError
+from billing.locks import wallet_lots_lock
 from billing.models import CreditLot, LedgerEntry, Wallet
 
 Kind = LedgerEntry.Kind
@@ -70,14 +72,19 @@ class Lot:
     given_back_to_id: int | None = None
     expired_at: datetime | None = None
     expiry_entry_id: int | None = None
+    # What refunds and disputes of this lot's payment took, from which lots, in order (net of
+    # what was given back): a give-back returns there, the last taken first.
+    took: list[list[Any]] = field(default_factory=list, compare=False)
     changed: bool = field(default=False, compare=False)
 
     @classmethod
     def of(cls, row: CreditLot) -> Lot:
-        return cls(
+        lot = cls(
             row.pk, row.amount, row.remaining, row.created_at, row.expires_at,
             row.credit_entry_id, row.given_back_to_id, row.expired_at, row.expiry_entry_id,
         )  # fmt: skip
+        lot.took = [list(pair) for pair in row.taken_back]  # [lot id, nanos]: resolved by _book
+        return lot
 
     def first_out(self) -> tuple[bool, datetime, datetime, float]:
         """Debits take the lot that expires first, then the oldest."""
@@ -98,9 +105,13 @@ class LotBook:
     def __init__(self, lots: Iterable[Lot], lifetime_days: int) -> None:
         self.lots = list(lots)
         self.by_id = {lot.id: lot for lot in self.lots if lot.id is not None}
+        for lot in self.lots:  # the lots a refund took from, as objects (new ones have no id)
+            lot.took = [[self.by_id[source], nanos] for source, nanos in lot.took]
         self.lifetime = timedelta(days=lifetime_days) if lifetime_days else None
+        self.balance: int | None = None  # after the last entry counted here, if any
 
     def count(self, entry: Entry) -> None:
+        self.balance = entry.balance_after
         change = entry.lots_change
         if change > 0:
             self._credit(entry, change)
@@ -112,14 +123,37 @@ class LotBook:
 
     def _credit(self, entry: Entry, nanos: int) -> None:
         own = self.by_id.get(entry.lot_id) if entry.lot_id else None
-        if own is not None and own.expired_at is None:
-            own.remaining += nanos
-            own.changed = True
-            return
-        if own is not None:
-            expires_at = own.expires_at
-        else:
+        if own is None:  # a credit: a lot of its own
             expires_at = entry.created_at + self.lifetime if self.lifetime else None
+            self._open(entry, nanos, expires_at, given_back_to=None)
+            return
+        # Given back (a failed refund, a won dispute): to the lots its payment's refunds and
+        # disputes took from, the last taken first; anything more to its own lot.
+        while own.took and nanos:
+            source, taken = own.took[-1]
+            back = min(taken, nanos)
+            self._give(entry, source, back)
+            nanos -= back
+            if back == taken:
+                own.took.pop()
+            else:
+                own.took[-1][1] = taken - back
+            own.changed = True
+        if nanos:
+            self._give(entry, own, nanos)
+
+    def _give(self, entry: Entry, lot: Lot, nanos: int) -> None:
+        """Money back into `lot`; if it has expired, into a new lot that expires as it did (the
+        money would have expired with it)."""
+        if lot.expired_at is None:
+            lot.remaining += nanos
+            lot.changed = True
+        else:
+            self._open(entry, nanos, lot.expires_at, given_back_to=lot)
+
+    def _open(
+        self, entry: Entry, nanos: int, expires_at: datetime | None, given_back_to: Lot | None
+    ) -> None:
         self.lots.append(
             Lot(
                 id=None,
@@ -128,20 +162,27 @@ class LotBook:
                 created_at=entry.created_at,
                 expires_at=expires_at,
                 credit_entry_id=entry.id,
-                given_back_to_id=own.id if own is not None else None,
+                given_back_to_id=given_back_to.id if given_back_to is not None else None,
                 changed=True,
             )
         )
 
     def _debit(self, entry: Entry, nanos: int) -> None:
         own = self.by_id.get(entry.lot_id) if entry.lot_id else None
-        if own is not None:
-            nanos -= own.take(nanos)
-        others = (lot for lot in self.lots if lot.remaining > 0 and lot is not own)
-        for lot in sorted(others, key=Lot.first_out):
+        others = sorted(
+            (lot for lot in self.lots if lot.remaining > 0 and lot is not own), key=Lot.first_out
+        )
+        # A refund or dispute takes its own lot first; what it takes is kept, to give back.
+        records = own is not None and entry.kind in (Kind.REFUND, Kind.DISPUTE)
+        for lot in ([own] if own is not None else []) + others:
             if not nanos:
                 break
-            nanos -= lot.take(nanos)
+            taken = lot.take(nanos)
+            nanos -= taken
+            if records and taken:
+                assert own is not None
+                own.took.append([lot, taken])
+                own.changed = True
         if nanos:
             raise LotsOutOfStep(
                 f"Ledger entry {entry.id} takes {nanos} nanos more than the wallet's lots hold."
@@ -172,7 +213,11 @@ def _book(wallet_id: int, counted_through: int) -> tuple[LotBook, list[Entry]]:
     rows = CreditLot.objects.filter(wallet_id=wallet_id).filter(
         remaining__gt=0
     ) | CreditLot.objects.filter(wallet_id=wallet_id, pk__in=named)
-    book = LotBook(map(Lot.of, rows.distinct()), organization_settings_get().credit_lifetime_days)
+    lots = [Lot.of(row) for row in rows.distinct()]
+    known = {lot.id for lot in lots}
+    sources = {source for lot in lots for source, _ in lot.took} - known
+    lots += [Lot.of(row) for row in CreditLot.objects.filter(pk__in=sources)]
+    book = LotBook(lots, organization_settings_get().credit_lifetime_days)
     for entry in entries:
         book.count(entry)
     return book, entries
@@ -182,8 +227,8 @@ def lots_count(*, wallet_id: int) -> LotBook:
     """Bring the wallet's lots up to date with its ledger, under its row lock (so two counts
     never count an entry twice), and return them. Inside the caller's transaction if any."""
     with transaction.atomic():
-        wallet = Wallet.objects.select_for_update().only("lots_counted_through").get(pk=wallet_id)
-        book, entries = _book(wallet_id, wallet.lots_counted_through)
+        counted_through = wallet_lots_lock(wallet_id=wallet_id)
+        book, entries = _book(wallet_id, counted_through)
         if entries:
             _save(wallet_id, book)
             Wallet.objects.filter(pk=wallet_id).update(lots_counted_through=entries[-1].id)
@@ -191,12 +236,8 @@ def lots_count(*, wallet_id: int) -> LotBook:
 
 
 def _save(wallet_id: int, book: LotBook) -> None:
-    fields = ("remaining", "expired_at", "expiry_entry_id")
-    changed = [lot for lot in book.lots if lot.changed and lot.id is not None]
-    CreditLot.objects.bulk_update(
-        [CreditLot(pk=lot.id, **{f: getattr(lot, f) for f in fields}) for lot in changed], fields
-    )
     new = [lot for lot in book.lots if lot.id is None]
+    changed = [lot for lot in book.lots if lot.changed and lot.id is not None]
     created = CreditLot.objects.bulk_create(
         [
             CreditLot(
@@ -216,6 +257,21 @@ def _save(wallet_id: int, book: LotBook) -> None:
     for lot, row in zip(new, created, strict=True):
         lot.id = row.pk
         book.by_id[row.pk] = lot
+    changed += [lot for lot in new if lot.took]
+    fields = ("remaining", "expired_at", "expiry_entry_id", "taken_back")
+    CreditLot.objects.bulk_update(
+        [
+            CreditLot(
+                pk=lot.id,
+                remaining=lot.remaining,
+                expired_at=lot.expired_at,
+                expiry_entry_id=lot.expiry_entry_id,
+                taken_back=[[source.id, nanos] for source, nanos in lot.took],
+            )
+            for lot in changed
+        ],
+        fields,
+    )
 
 
 def lots_as_of_now(*, wallet_id: int) -> LotBook:
@@ -224,7 +280,12 @@ def lots_as_of_now(*, wallet_id: int) -> LotBook:
     a count that committed while this read is detected by the checkpoint and read again."""
     for _attempt in range(5):
         through = _counted_through(wallet_id)
-        book, _entries = _book(wallet_id, through)
+        try:
+            book, _entries = _book(wallet_id, through)
+        except LotsOutOfStep:
+            if _counted_through(wallet_id) == through:
+                raise  # out of step indeed, not a count that committed meanwhile
+            continue
         if _counted_through(wallet_id) == through:
             return book
     return lots_count(wallet_id=wallet_id)  # busy: count under the lock instead

@@ -67,17 +67,19 @@ def lots_mismatches() -> list[LotsMismatch]:
             )
             continue
         try:
-            total = lots_as_of_now(wallet_id=w.pk).total
+            book = lots_as_of_now(wallet_id=w.pk)
         except LotsOutOfStep as exc:
             found.append(LotsMismatch(w.pk, w.currency, str(exc)))
             continue
-        if total != max(w.balance, 0):
+        # The balance after the last entry counted: debits going on meanwhile are no mismatch.
+        balance = int(w.counted_balance) if book.balance is None else book.balance
+        if book.total != max(balance, 0):
             found.append(
                 LotsMismatch(
                     w.pk,
                     w.currency,
-                    f"its lots hold {Money(total, w.currency)} but the balance is "
-                    f"{Money(w.balance, w.currency)}",
+                    f"its lots hold {Money(book.total, w.currency)} but the balance was "
+                    f"{Money(balance, w.currency)}",
                 )
             )
     return found

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.audit import audit_log
-from billing.billing_accounts.services import organization_settings_ensure
 from billing.expiry.lots import lots_count
 from billing.ledger.entries import Actor, ledger_apply
+from billing.locks import organization_settings_lock
 from billing.models import (
     CreditLot,
     LedgerEntry,
@@ -101,20 +101,23 @@ def credit_lifetime_set(*, days: int, changed_by: User | None) -> bool:
     Audited. A lot's expiry is fixed when its credit is counted, so every credit made so far
     is counted first, under the lifetime it was made under; the new one applies to credits
     from now on."""
-    org = organization_settings_ensure()
-    if org.credit_lifetime_days == days:
-        return False
-    for wallet_id in wallets_uncounted():
-        lots_count(wallet_id=wallet_id)
-    OrganizationSettings.objects.filter(pk=org.pk).update(
-        credit_lifetime_days=days, updated_at=timezone.now()
-    )
-    audit_log(
-        actor=changed_by,
-        action="organization.credit_lifetime.set",
-        old={"credit_lifetime_days": org.credit_lifetime_days},
-        new={"credit_lifetime_days": days},
-    )
+    with transaction.atomic():
+        # FOR UPDATE: every ledger write reads the settings FOR KEY SHARE, so none commits
+        # between the count and the change (those in flight commit first, and are counted).
+        org = organization_settings_lock()
+        if org.credit_lifetime_days == days:
+            return False
+        for wallet_id in wallets_uncounted():
+            lots_count(wallet_id=wallet_id)
+        OrganizationSettings.objects.filter(pk=org.pk).update(
+            credit_lifetime_days=days, updated_at=timezone.now()
+        )
+        audit_log(
+            actor=changed_by,
+            action="organization.credit_lifetime.set",
+            old={"credit_lifetime_days": org.credit_lifetime_days},
+            new={"credit_lifetime_days": days},
+        )
     return True
 
 

@@ -18,12 +18,13 @@ class CreditLot(models.Model):
 
     wallet = models.ForeignKey("billing.Wallet", on_delete=models.PROTECT, related_name="lots")
     # The credit that opened it; None for the balance a wallet had when lots were introduced.
-    credit_entry = models.OneToOneField(
+    # (One give-back may return money to several expired lots, each opening one: not 1:1.)
+    credit_entry = models.ForeignKey(
         "billing.LedgerEntry",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
-        related_name="opened_lot",
+        related_name="opened_lots",
     )
     # Money given back (a failed refund, a won dispute) to a lot that had already expired
     # opens a new lot with the old one's expiry.
@@ -35,6 +36,9 @@ class CreditLot(models.Model):
     created_at = models.DateTimeField()  # the credit's time
     expires_at = models.DateTimeField(null=True, blank=True)  # None: never
     # Once expired: when, and the EXPIRY entry that took what was left (None if nothing was).
+    # What refunds and disputes of this lot's payment took, from which lots, in order, net of
+    # what was given back: [[lot id, nanos], …]. A failed refund or won dispute gives back there.
+    taken_back = models.JSONField(default=list, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
     expiry_entry = models.OneToOneField(
         "billing.LedgerEntry",

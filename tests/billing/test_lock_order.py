@@ -287,3 +287,34 @@ def test_a_purchase_does_not_wait_for_a_debit(account, debit_holds_the_account):
     bought = subscription_purchase(account=account, product=plan.product, actor=Actor.system())
 
     assert bought.subscription.pk is not None
+
+
+@pytest.mark.parametrize("held", ["organisation", "account"])
+def test_counting_credit_lots_takes_the_settings_and_account_before_the_wallet(
+    account, other_session, held
+):
+    """A refund (and expire_credits) counts the wallet's lots under the wallet's lock, then
+    books its entry, which reads the settings and the account FOR KEY SHARE. Locking the wallet
+    first would deadlock with a billing-type change, which holds the settings or the account
+    FOR UPDATE and then the wallets."""
+    from billing.expiry.lots import lots_count  # noqa: PLC0415
+
+    wallet_credit(account=account, money=usd("10"), transaction_id="opening", actor=Actor.system())
+    wallet = Wallet.objects.get(billing_account=account)
+    other_session.run("BEGIN")
+    if held == "organisation":
+        other_session.run("SELECT id FROM billing_organizationsettings FOR UPDATE")
+    else:
+        other_session.run(
+            "SELECT id FROM billing_billingaccount WHERE id = %s FOR UPDATE", [account.pk]
+        )
+    count = in_thread(lambda: lots_count(wallet_id=wallet.pk).total)
+    assert wait_until_blocked(count.thread)
+
+    wallet_free = other_session.can_lock(
+        "SELECT id FROM billing_wallet WHERE id = %s FOR NO KEY UPDATE NOWAIT", [wallet.pk]
+    )
+    other_session.run("ROLLBACK")
+
+    assert count() == 10 * NANOS_PER_UNIT
+    assert wallet_free, f"the count locked the wallet before the {held}"

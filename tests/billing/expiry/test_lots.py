@@ -18,7 +18,12 @@ from billing.expiry.services import credit_lifetime_set, credits_expire
 from billing.ledger.entries import Actor, ledger_apply
 from billing.models import CreditLot, LedgerEntry, TopUp, Wallet
 from billing.money import NANOS_PER_UNIT
-from billing.top_ups.confirmations import top_up_dispute, top_up_refund, top_up_succeed
+from billing.top_ups.confirmations import (
+    top_up_dispute,
+    top_up_refund,
+    top_up_refund_fail,
+    top_up_succeed,
+)
 from tests.conftest import usd
 
 pytestmark = pytest.mark.django_db
@@ -323,3 +328,34 @@ def test_reading_the_lots_counts_new_entries_without_writing(prepaid_account):
     assert book.total == 6 * NANOS_PER_UNIT
     assert wallet(prepaid_account).lots_counted_through == through  # nothing written
     assert CreditLot.objects.get().remaining == 10 * NANOS_PER_UNIT
+
+
+def test_a_won_dispute_of_an_expired_lot_gives_back_to_the_lot_it_took_from(prepaid_account):
+    lifetime(30)
+    old = paid(prepaid_account, 10, "pi_old", days_ago=40)
+    debit(prepaid_account, "10")  # the old lot is spent
+    paid(prepaid_account, 20, "pi_new")
+    expire()  # the old lot expires, with nothing left
+    for status in ("needs_response", "won"):  # takes $10 from the new lot, then gives it back
+        with transaction.atomic():
+            top_up_dispute(
+                top_up=old, dispute_id="dp_1", amount=1000, currency="usd", status=status
+            )
+    assert left(prepaid_account) == ["20.0"]
+    assert expire().booked == []  # nothing of it expires early
+    assert wallet(prepaid_account).balance == 20 * NANOS_PER_UNIT
+
+
+def test_a_failed_refund_gives_back_to_each_lot_what_the_refund_took(prepaid_account):
+    older = paid(prepaid_account, 10, "pi_old", days_ago=100)
+    paid(prepaid_account, 20, "pi_new")
+    debit(prepaid_account, "8")  # 2 left in the older lot
+    with transaction.atomic():  # 2 from its own lot, 4 from the newer one
+        top_up_refund(top_up=older, charge_id="ch_old", amount_refunded=600, currency="usd")
+    assert left(prepaid_account) == ["16.0"]
+    with transaction.atomic():
+        older.refresh_from_db()
+        assert top_up_refund_fail(top_up=older, refund_id="re_1", amount=600, currency="usd")
+    assert left(prepaid_account) == ["2.0", "20.0"]  # as before the refund
+    assert CreditLot.objects.get(credit_entry__transaction_id="pi_old").taken_back == []
+    assert lots_mismatches() == []

@@ -5,7 +5,7 @@ and 1 days before."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -137,25 +137,29 @@ def top_up_lot(*, top_up: TopUp) -> int | None:
     )
 
 
-def expiry_warning_key(lot_id: int, days: int) -> str:
-    return f"credit-expiry:{lot_id}:{days}d"
+def expiry_warning_key(wallet_id: int, day: date, days: int) -> str:
+    return f"credit-expiry:{wallet_id}:{day.isoformat()}:{days}d"
 
 
 def expiry_warnings_owe(*, as_of: datetime) -> list[str]:
-    """Owe one warning per lot with money left that expires within 30 days: the most urgent
-    of 30, 7 and 1 days it has reached (a run missed for a week does not send the 30-day one
-    after the 7-day one). Each key is owed once, ever."""
+    """Owe one warning per wallet and day (UTC) on which credit with money left expires
+    within 30 days (several top-ups of one day make one email): the most urgent of 30, 7 and 1
+    days reached (a run missed for a week does not send the 30-day one after the 7-day one).
+    Each key is owed once, ever."""
     soon = CreditLot.objects.filter(
         expired_at__isnull=True,
         remaining__gt=0,
         expires_at__gt=as_of,
         expires_at__lte=as_of + timedelta(days=max(WARN_DAYS)),
-    )
-    owed = []
-    for lot_id, expires_at in soon.order_by("expires_at").values_list("pk", "expires_at"):
+    ).order_by("expires_at")
+    first: dict[tuple[int, date], datetime] = {}  # the earliest expiry of each wallet's day
+    for wallet_id, expires_at in soon.values_list("wallet_id", "expires_at"):
         assert expires_at is not None  # filtered above
+        first.setdefault((wallet_id, expires_at.astimezone(UTC).date()), expires_at)
+    owed = []
+    for (wallet_id, day), expires_at in first.items():
         days = min(d for d in WARN_DAYS if expires_at - as_of <= timedelta(days=d))
-        key = expiry_warning_key(lot_id, days)
+        key = expiry_warning_key(wallet_id, day, days)
         if not SentNotification.objects.filter(key=key).exists():
             notification_owe(key=key, kind=SentNotification.Kind.CREDIT_EXPIRY, reference=key)
             owed.append(key)

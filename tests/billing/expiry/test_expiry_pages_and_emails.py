@@ -178,3 +178,26 @@ def test_admins_set_the_credit_lifetime_audited_and_refused_when_bad(client, por
     bad = client.post(url, {**form, "credit_lifetime_days": "-1"})
     assert bad.status_code == HTTPStatus.BAD_REQUEST
     assert OrganizationSettings.objects.get().credit_lifetime_days == 90
+
+
+def test_credit_of_one_day_is_warned_of_in_one_email(credited):
+    wallet_credit(
+        account=credited.billing_account,
+        money=usd("7.60"),
+        transaction_id="pi_2",
+        actor=Actor.system(),
+    )
+    for transaction_id in ("pi_1", "pi_2"):
+        backdate(transaction_id, 365 - 29.5)  # a few seconds apart: the same day
+    other = wallet_credit(
+        account=credited.billing_account,
+        money=usd("1"),
+        transaction_id="pi_3",
+        actor=Actor.system(),
+    )
+    backdate(other.entry.transaction_id, 365 - 27.5)  # two days later: its own email
+    call_command("expire_credits")
+    assert sorted(m.subject.split("] ")[1].split(" of")[0] for m in mail.outbox) == [
+        "$1.00",
+        "$20.00",
+    ]

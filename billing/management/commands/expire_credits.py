@@ -29,6 +29,11 @@ class Command(BaseCommand):
             except OSError as exc:  # the mail server: the receipts sweep sends it later
                 self.stderr.write(f"Could not send the warning {key} yet: {exc}")
         self.stdout.write(
-            f"As of {as_of:%Y-%m-%d %H:%M} UTC: {run.expired} credit lots expired, "
-            f"{len(run.booked)} expiry entries booked, {sent} expiry warnings sent."
+            f"As of {as_of:%Y-%m-%d %H:%M} UTC: {_count(run.expired, 'credit lot')} expired, "
+            f"{_count(len(run.booked), 'expiry entry', 'expiry entries')} booked, "
+            f"{_count(sent, 'expiry warning')} sent."
         )
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"

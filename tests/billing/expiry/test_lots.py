@@ -213,7 +213,7 @@ def test_expire_credits_command_books_once_and_says_so(prepaid_account, capsys):
     call_command("expire_credits")
     call_command("expire_credits")
     out = capsys.readouterr().out.splitlines()
-    assert "1 credit lots expired, 1 expiry entries booked" in out[0]
+    assert "1 credit lot expired, 1 expiry entry booked" in out[0]
     assert "0 credit lots expired, 0 expiry entries booked" in out[1]
     assert LedgerEntry.objects.filter(kind="EXPIRY").count() == 1
 

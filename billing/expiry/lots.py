@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 
 from billing.billing_accounts.selectors import organization_settings_get
 from billing.exceptions import BillingError
@@ -197,6 +198,13 @@ class LotBook:
         return sorted((lot for lot in self.lots if lot.remaining > 0), key=Lot.first_out)
 
 
+def has_uncounted_entries() -> Exists:
+    """For a wallet queryset: whether the wallet has entries its lots do not count yet."""
+    return Exists(
+        LedgerEntry.objects.filter(wallet=OuterRef("pk"), id__gt=OuterRef("lots_counted_through"))
+    )
+
+
 def _entries_after(wallet_id: int, entry_id: int) -> list[Entry]:
     rows = (
         LedgerEntry.objects.filter(wallet_id=wallet_id, id__gt=entry_id)
@@ -210,10 +218,8 @@ def _book(wallet_id: int, counted_through: int) -> tuple[LotBook, list[Entry]]:
     entries = _entries_after(wallet_id, counted_through)
     named = {entry.lot_id for entry in entries if entry.lot_id}
     # The lots with money left, and those the new entries name (spent or expired ones too).
-    rows = CreditLot.objects.filter(wallet_id=wallet_id).filter(
-        remaining__gt=0
-    ) | CreditLot.objects.filter(wallet_id=wallet_id, pk__in=named)
-    lots = [Lot.of(row) for row in rows.distinct()]
+    rows = CreditLot.objects.filter(Q(remaining__gt=0) | Q(pk__in=named), wallet_id=wallet_id)
+    lots = [Lot.of(row) for row in rows]
     known = {lot.id for lot in lots}
     sources = {source for lot in lots for source, _ in lot.took} - known
     lots += [Lot.of(row) for row in CreditLot.objects.filter(pk__in=sources)]

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
 from billing.audit import audit_log
-from billing.expiry.lots import lots_count
+from billing.expiry.lots import has_uncounted_entries, lots_count
 from billing.ledger.entries import Actor, ledger_apply
 from billing.locks import organization_settings_lock
 from billing.models import (
@@ -32,7 +31,6 @@ WARN_DAYS = (30, 7, 1)  # days before expiry, most urgent last
 
 @dataclass
 class ExpiryRun:
-    counted: int = 0  # wallets whose lots were brought up to date
     expired: int = 0  # lots that reached their expiry
     booked: list[LedgerEntry] = field(default_factory=list)  # the EXPIRY entries made
     warnings: list[str] = field(default_factory=list)  # the warnings owed (keys)
@@ -44,7 +42,6 @@ def credits_expire(*, as_of: datetime) -> ExpiryRun:
     run = ExpiryRun()
     for wallet_id in wallets_uncounted():
         lots_count(wallet_id=wallet_id)
-        run.counted += 1
     due = CreditLot.objects.filter(expired_at__isnull=True, expires_at__lte=as_of)
     for wallet_id in sorted(set(due.values_list("wallet_id", flat=True))):
         _expire_wallet(wallet_id, as_of, run)
@@ -54,10 +51,8 @@ def credits_expire(*, as_of: datetime) -> ExpiryRun:
 
 def wallets_uncounted() -> list[int]:
     """The wallets with ledger entries their lots do not count yet."""
-    newer = LedgerEntry.objects.filter(
-        wallet=OuterRef("pk"), id__gt=OuterRef("lots_counted_through")
-    )
-    return list(Wallet.objects.filter(Exists(newer)).order_by("id").values_list("id", flat=True))
+    uncounted = Wallet.objects.filter(has_uncounted_entries())
+    return list(uncounted.order_by("id").values_list("id", flat=True))
 
 
 def _expire_wallet(wallet_id: int, as_of: datetime, run: ExpiryRun) -> None:
@@ -67,6 +62,7 @@ def _expire_wallet(wallet_id: int, as_of: datetime, run: ExpiryRun) -> None:
         due = CreditLot.objects.filter(
             wallet_id=wallet_id, expired_at__isnull=True, expires_at__lte=as_of
         ).order_by("expires_at", "created_at", "id")
+        booked = False
         for lot in due:
             run.expired += 1
             if lot.remaining == 0:  # spent before it expired
@@ -84,7 +80,8 @@ def _expire_wallet(wallet_id: int, as_of: datetime, run: ExpiryRun) -> None:
             )
             if not result.replayed:
                 run.booked.append(result.entry)
-        if run.booked:
+                booked = True
+        if booked:
             lots_count(wallet_id=wallet_id)  # counts the expiries: the lots are expired
 
 
@@ -156,11 +153,14 @@ def expiry_warnings_owe(*, as_of: datetime) -> list[str]:
     for wallet_id, expires_at in soon.values_list("wallet_id", "expires_at"):
         assert expires_at is not None  # filtered above
         first.setdefault((wallet_id, expires_at.astimezone(UTC).date()), expires_at)
-    owed = []
-    for (wallet_id, day), expires_at in first.items():
-        days = min(d for d in WARN_DAYS if expires_at - as_of <= timedelta(days=d))
-        key = expiry_warning_key(wallet_id, day, days)
-        if not SentNotification.objects.filter(key=key).exists():
-            notification_owe(key=key, kind=SentNotification.Kind.CREDIT_EXPIRY, reference=key)
-            owed.append(key)
+    keys = [
+        expiry_warning_key(
+            wallet_id, day, min(d for d in WARN_DAYS if expires_at - as_of <= timedelta(days=d))
+        )
+        for (wallet_id, day), expires_at in first.items()
+    ]
+    known = set(SentNotification.objects.filter(key__in=keys).values_list("key", flat=True))
+    owed = [key for key in keys if key not in known]
+    for key in owed:
+        notification_owe(key=key, kind=SentNotification.Kind.CREDIT_EXPIRY, reference=key)
     return owed

@@ -58,9 +58,14 @@ def statement_rows(statement: Statement) -> list[list[str]]:
 
 
 def statement_csv(statement: Statement) -> str:
+    return csv_text(statement_rows(statement))
+
+
+def csv_text(rows: list[list[str]]) -> str:
+    """Rows as CSV that a spreadsheet opens as text, never as formulas."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    for row in statement_rows(statement):
+    for row in rows:
         writer.writerow([_spreadsheet_safe(cell) for cell in row])
     return out.getvalue()
 

@@ -3,8 +3,6 @@ developer for one currency and a range of days, on the page and as CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, timedelta
 
 from django import forms
@@ -15,7 +13,9 @@ from django.views.decorators.http import require_safe
 
 from accounts.access import PortalRequest, admin_required
 from billing.models import RatePlan, Wallet
+from billing.statements.documents import csv_text
 from billing.statements.revenue import COLUMNS, revenue_report, revenue_rows
+from billing.web.statements import attachment
 
 LONGEST_RANGE = timedelta(days=366)
 
@@ -25,9 +25,9 @@ class RevenueReportForm(forms.Form):
     first_day = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
     last_day = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["currency"].choices = [(c, c) for c in _currencies()]  # type: ignore[attr-defined]
+    def __init__(self, data: dict[str, str], *, currencies: list[str]) -> None:
+        super().__init__(data)
+        self.fields["currency"].choices = [(c, c) for c in currencies]  # type: ignore[attr-defined]
 
     def clean(self) -> dict:
         cleaned = super().clean() or {}
@@ -49,9 +49,13 @@ def _currencies() -> list[str]:
     return sorted(wallets | plans) or ["USD"]
 
 
-def _defaults() -> dict[str, object]:
+def _defaults(currencies: list[str]) -> dict[str, str]:
     today = timezone.now().date()
-    return {"currency": _currencies()[0], "first_day": today.replace(day=1), "last_day": today}
+    return {
+        "currency": currencies[0],
+        "first_day": str(today.replace(day=1)),
+        "last_day": str(today),
+    }
 
 
 @admin_required("billing.view_revenue_reports")
@@ -60,7 +64,8 @@ def revenue_report_view(request: PortalRequest) -> HttpResponse:
     asked = {
         key: request.GET[key] for key in ("currency", "first_day", "last_day") if key in request.GET
     }
-    form = RevenueReportForm(asked or {k: str(v) for k, v in _defaults().items()})
+    currencies = _currencies()
+    form = RevenueReportForm(asked or _defaults(currencies), currencies=currencies)
     report = None
     if form.is_valid():
         data = form.cleaned_data
@@ -74,10 +79,5 @@ def revenue_report_view(request: PortalRequest) -> HttpResponse:
 
 
 def _csv(report, first_day: date, last_day: date) -> HttpResponse:  # type: ignore[no-untyped-def]
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(revenue_rows(report))
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-    name = f"revenue-{report.currency}-{first_day}-to-{last_day}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    response["Cache-Control"] = "private, no-store"
-    return response
+    response = HttpResponse(csv_text(revenue_rows(report)), content_type="text/csv; charset=utf-8")
+    return attachment(response, f"revenue-{report.currency}-{first_day}-to-{last_day}.csv")

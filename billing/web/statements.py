@@ -122,7 +122,11 @@ def _provider() -> str:
 
 
 def _attachment(response: HttpResponse, statement: Statement, extension: str) -> HttpResponse:
-    name = f"statement-{statement.currency}-{statement.month}.{extension}"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return attachment(response, f"statement-{statement.currency}-{statement.month}.{extension}")
+
+
+def attachment(response: HttpResponse, filename: str) -> HttpResponse:
+    """A download of private data: saved under `filename`, kept in no cache."""
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "private, no-store"
     return response

@@ -17,6 +17,7 @@ from billing.catalog.rates import Band, ShareRate
 from billing.ledger.entries import Actor, ledger_apply
 from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import BillingTypeChange, LedgerEntry
+from billing.money import money_parse
 from billing.subscriptions.services import subscription_purchase
 from billing.usage.ingest import usage_batch_record
 from tests.billing.usage.helpers import app_with_key, report
@@ -54,7 +55,7 @@ def sales(prepaid_account):
     billing_type_set(account=b, billing_type="PREPAID", changed_by=None,
                      source=BillingTypeChange.Source.ADMIN)  # fmt: skip
     wallet_credit(account=b, money=usd("30"), transaction_id="pi_b", actor=SYSTEM)
-    wallet_credit(account=b, money=usd("99"), transaction_id="pi_eur", actor=SYSTEM)
+    wallet_credit(account=b, money=money_parse("99", "EUR"), transaction_id="pi_eur", actor=SYSTEM)
     return a.user, b.user
 
 
@@ -82,7 +83,7 @@ def test_totals_per_product_and_developer_add_up(client, portal_admin, sales):
     assert by[("product", "(charged through the API)")]["usage"] == Decimal("2")
     assert by[("developer", a.email)]["top_ups"] == Decimal("100")
     assert by[("developer", a.email)]["refunds"] == Decimal("10")
-    assert by[("developer", b.email)]["top_ups"] == Decimal("129")
+    assert by[("developer", b.email)]["top_ups"] == Decimal("30")  # not the EUR top-up
     total = by[("total", "")]
     for column in header[2:]:
         developers = sum(v[column] for (group, _), v in by.items() if group == "developer")
@@ -92,7 +93,10 @@ def test_totals_per_product_and_developer_add_up(client, portal_admin, sales):
 
 def test_the_page_shows_the_same_and_other_days_are_empty(client, portal_admin, sales):
     client.force_login(portal_admin)
-    page = client.get(reverse("revenue_report")).content.decode()  # this month by default
+    page = client.get(reverse("revenue_report")).content.decode()  # this month, by default
+    assert 'value="EUR" selected' in page  # the first currency: EUR's top-up only
+    page = client.get(reverse("revenue_report"), {"currency": "USD", "first_day": TODAY,
+                                                  "last_day": TODAY}).content.decode()  # fmt: skip
     assert "weather-api" in page and "$5.00" in page and "Download CSV" in page
     empty = client.get(reverse("revenue_report"),
                        {"currency": "USD", "first_day": "2020-01-01", "last_day": "2020-01-31"})  # fmt: skip
@@ -135,3 +139,11 @@ def test_the_report_as_each_role(client, request, developer, role):
             assert response["Location"].startswith(f"{reverse('account_login')}?next=")
         else:
             assert response.status_code == expected[role]
+
+
+def test_a_name_that_looks_like_a_formula_stays_text_in_the_csv(client, portal_admin):
+    account = DeveloperFactory(email="=cmd@example.com").billing_account
+    wallet_credit(account=account, money=usd("5"), transaction_id="pi_f", actor=SYSTEM)
+    client.force_login(portal_admin)
+    names = [row[1] for row in csv_rows(client)]
+    assert "'=cmd@example.com" in names and "=cmd@example.com" not in names

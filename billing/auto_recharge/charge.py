@@ -9,7 +9,7 @@ import stripe
 from django.db import transaction
 from django.utils import timezone
 
-from billing.auto_recharge.settings import auto_recharge_switch_off
+from billing.auto_recharge.settings import auto_recharge_switch_off, balance_alerts_rearm
 from billing.exceptions import BillingError
 from billing.locks import auto_recharge_lock, recharge_attempt_lock, top_up_lock
 from billing.models import AutoRecharge, BillingAccount, RechargeAttempt, TopUp
@@ -157,6 +157,8 @@ def recharge_attempt_fail(*, attempt_id: int, reason: str, payment_intent_id: st
         recharge.consecutive_failures += 1
         recharge.retry_after = timezone.now() + FAILURE_BACKOFF
         recharge.save(update_fields=["consecutive_failures", "retry_after", "updated_at"])
+        if recharge.consecutive_failures == 1:  # it stops standing in for the alerts
+            balance_alerts_rearm(recharge)
         switched_off = recharge.consecutive_failures >= FAILURES_BEFORE_SWITCH_OFF
         if switched_off:
             auto_recharge_switch_off(

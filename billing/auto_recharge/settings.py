@@ -10,7 +10,7 @@ from billing.audit import audit_log
 from billing.auto_recharge.selectors import RUNAWAY_LIMIT, runaway_guard_until, runaway_minutes
 from billing.events import emit_after_commit
 from billing.exceptions import BillingError
-from billing.ledger.events import RechargeMayBeDue
+from billing.ledger.events import BalanceAlertsDue, RechargeMayBeDue
 from billing.locks import auto_recharge_lock
 from billing.models import AutoRecharge, BillingAccount, Wallet
 from billing.money import Money, MoneyError, stripe_amount_check, stripe_currency_check
@@ -167,7 +167,8 @@ def _check_runaway_guard(account: BillingAccount, currency: str) -> None:
 
 
 def _sync_wallet_threshold(recharge: AutoRecharge) -> None:
-    """Copy the threshold onto the wallet, where the debit statement reads it."""
+    """Copy the threshold onto the wallet, where the debit statement reads it; and have its
+    low-balance alerts armed again, which a working auto-recharge stands in for."""
     Wallet.objects.bulk_create(
         [Wallet(billing_account_id=recharge.billing_account_id, currency=recharge.currency)],
         ignore_conflicts=True,
@@ -175,6 +176,16 @@ def _sync_wallet_threshold(recharge: AutoRecharge) -> None:
     Wallet.objects.filter(
         billing_account_id=recharge.billing_account_id, currency=recharge.currency
     ).update(recharge_below=recharge.threshold if recharge.enabled else None)
+    balance_alerts_rearm(recharge)
+
+
+def balance_alerts_rearm(recharge: AutoRecharge) -> None:
+    """Whether the wallet alerts depends on its auto-recharge working: when that changes,
+    disarm it and have its alerts checked after the commit (the beat's sweep would too)."""
+    Wallet.objects.filter(
+        billing_account_id=recharge.billing_account_id, currency=recharge.currency
+    ).update(alert_at=None)
+    emit_after_commit(BalanceAlertsDue(recharge.billing_account_id, recharge.currency))
 
 
 def auto_recharge_switch_off_all(*, currency: str, reason: str) -> int:

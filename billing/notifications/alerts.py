@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -41,6 +41,11 @@ from billing.notifications.once import (
 
 BURN_DAYS = 7
 SPENDING = (LedgerEntry.Kind.USAGE, LedgerEntry.Kind.FEE)
+# `Wallet.alert_at` when nothing is armed until something changes (a top-up, new thresholds,
+# auto-recharge switched or failing): no balance is that low, so no debit reaches it. NULL is
+# kept for "not armed yet", which the sweep arms.
+ALERTS_DONE = -(2**63)
+DEFAULT_PERCENTS = [50, 20, 5]
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,15 @@ def alert_percents(text: str) -> list[int]:
     if not percents or not all(0 < p < 100 for p in percents):
         raise ValueError("Give percentages between 1 and 99, separated by commas, e.g. 50, 20, 5.")
     return percents
+
+
+def organization_alert_percents() -> list[int]:
+    """The organisation's percentages, highest first (the defaults should the stored text be
+    malformed: the settings form refuses such text, a hand-edited row may not)."""
+    try:
+        return alert_percents(organization_settings_get().balance_alert_percents)
+    except ValueError:
+        return DEFAULT_PERCENTS
 
 
 def burn_rate(wallet: Wallet) -> int:
@@ -86,17 +100,14 @@ def balance_alerts_check(*, account_id: int, currency: str) -> list[BalanceAlert
         if wallet is None:
             return []
         top_up = _last_top_up(wallet)
-        if top_up is None or not _prepaid(wallet):
-            _arm(wallet, None)
+        if top_up is None or not _prepaid(wallet) or _recharges_itself(wallet):
+            # Auto-recharge tops it up: no alert. A failed recharge or a switch-off disarms
+            # the wallet (billing/auto_recharge/), and so has it checked again.
+            _arm(wallet, ALERTS_DONE)
             return []
         thresholds = _thresholds(wallet, top_up.balance_after)
         waiting = [t.nanos for t in thresholds if wallet.balance > t.nanos]
-        if _recharges_itself(wallet):
-            # Auto-recharge tops it up: no alert, but stay armed at the highest threshold,
-            # so that once a recharge fails the next debit alerts.
-            _arm(wallet, max(t.nanos for t in thresholds))
-            return []
-        _arm(wallet, max(waiting, default=None))
+        _arm(wallet, max(waiting, default=ALERTS_DONE))
         crossed = [t for t in thresholds if wallet.balance <= t.nanos]
         new = _record(wallet, top_up.pk, crossed)
         if new:
@@ -133,11 +144,7 @@ def _prepaid(wallet: Wallet) -> bool:
 
 
 def _thresholds(wallet: Wallet, base: int) -> list[Threshold]:
-    try:
-        percents = alert_percents(organization_settings_get().balance_alert_percents)
-    except ValueError:
-        percents = [50, 20, 5]
-    thresholds = [Threshold(f"{p}%", base * p // 100) for p in percents]
+    thresholds = [Threshold(f"{p}%", base * p // 100) for p in organization_alert_percents()]
     if wallet.alert_amount is not None:
         thresholds.append(Threshold("amount", wallet.alert_amount))
     return thresholds
@@ -150,7 +157,7 @@ def _recharges_itself(wallet: Wallet) -> bool:
     return recharge is not None and recharge.consecutive_failures == 0
 
 
-def _arm(wallet: Wallet, alert_at: int | None) -> None:
+def _arm(wallet: Wallet, alert_at: int) -> None:
     if wallet.alert_at != alert_at:
         Wallet.objects.filter(pk=wallet.pk).update(alert_at=alert_at)
         wallet.alert_at = alert_at
@@ -230,15 +237,21 @@ def to_cents(money: Money) -> Money:
 
 def balance_alerts_shown(*, user_id: int) -> list[BalanceAlert]:
     """The banner's alerts: per wallet, the lowest not dismissed of its last top-up's."""
+    last_top_up = LedgerEntry.objects.filter(
+        wallet=OuterRef("wallet_id"), kind=LedgerEntry.Kind.TOP_UP
+    ).order_by("-id")  # one index step (ledger_wallet_top_ups)
     alerts = (
         BalanceAlert.objects.select_related("wallet")
-        .filter(wallet__billing_account__user_id=user_id, dismissed_at__isnull=True)
+        .filter(
+            wallet__billing_account__user_id=user_id,
+            dismissed_at__isnull=True,
+            top_up_entry_id=Subquery(last_top_up.values("id")[:1]),
+        )
         .order_by("wallet_id", "threshold_nanos")
     )
     shown: dict[int, BalanceAlert] = {}
-    for alert in alerts[:20]:
-        if alert.wallet_id not in shown and alert_current(alert):
-            shown[alert.wallet_id] = alert
+    for alert in alerts:  # a wallet's current alerts: at most one a threshold
+        shown.setdefault(alert.wallet_id, alert)
     return list(shown.values())
 
 

@@ -14,15 +14,14 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from accounts.access import PortalRequest
-from billing.billing_accounts.selectors import organization_settings_get
 from billing.ledger.selectors import wallet_daily_balances
 from billing.models import BillingAccount, Wallet
 from billing.money import Money, MoneyError, money_from_input
 from billing.notifications.alerts import (
     alert_amount_set,
-    alert_percents,
     burn_rate,
     days_left,
+    organization_alert_percents,
     to_cents,
 )
 from billing.tasks import balance_alerts_run
@@ -58,12 +57,7 @@ def spending_panels(*, account: BillingAccount) -> list[Spending]:
 
 
 def alert_percents_text() -> str:
-    try:
-        return ", ".join(
-            f"{p} %" for p in alert_percents(organization_settings_get().balance_alert_percents)
-        )
-    except ValueError:
-        return "50 %, 20 %, 5 %"
+    return ", ".join(f"{p} %" for p in organization_alert_percents())
 
 
 def _chart(balances: list, currency: str) -> dict:

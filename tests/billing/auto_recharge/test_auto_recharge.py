@@ -305,8 +305,13 @@ def test_decline_backs_off_emails_and_switches_off_after_three(account):
     assert recharge.retry_after > timezone.now() + timedelta(minutes=59)
     assert RechargeAttempt.objects.get().state == RechargeAttempt.State.FAILED
     assert TopUp.objects.get().state == TopUp.State.FAILED
-    assert len(mail.outbox) == 1 and account.user.email in mail.outbox[0].to
-    assert "declined" in mail.outbox[0].body and "/account/balance/" in mail.outbox[0].body
+    # The decline, and (auto-recharge no longer standing in for them) the low-balance alert.
+    [declined] = [m for m in mail.outbox if "balance is low" not in m.subject]
+    assert account.user.email in declined.to
+    assert "declined" in declined.body and "/account/balance/" in declined.body
+    assert [m.subject for m in mail.outbox if "balance is low" in m.subject] == [
+        "[Developer portal] Your USD balance is low: $15.00"
+    ]
     # Backing off: another debit below the threshold does not charge within the hour.
     debit(account, "1", "d2")
     assert RechargeAttempt.objects.count() == 1

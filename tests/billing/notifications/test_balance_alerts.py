@@ -5,6 +5,8 @@ banner until dismissed; none while auto-recharge works."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
+from decimal import Decimal
 from http import HTTPStatus
 
 import pytest
@@ -12,18 +14,24 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
+from billing.auto_recharge.charge import recharge_attempt_fail
+from billing.auto_recharge.claim import auto_recharge_claim
+from billing.auto_recharge.settings import auto_recharge_switch_off
 from billing.ledger.entries import Actor, ledger_apply
 from billing.ledger.selectors import wallet_daily_balances
 from billing.ledger.services import wallet_credit, wallet_debit
 from billing.models import (
     AuditLogEntry,
+    AutoRecharge,
     BalanceAlert,
     LedgerEntry,
     OrganizationSettings,
     SentNotification,
     Wallet,
 )
+from billing.notifications.alerts import ALERTS_DONE, balance_alerts_shown
 from tests.conftest import usd
 from tests.factories import auto_recharge_on
 
@@ -82,7 +90,7 @@ def test_each_threshold_alerts_once_and_a_top_up_rearms_them(prepaid_account):
     # $55 spent in the last 7 days: $7.857… a day, so $45 lasts 5 days; then $97: $13.857….
     assert "$7.85 a day" in mail.outbox[0].body and "lasts about 5 days" in mail.outbox[0].body
     assert "$13.85 a day" in mail.outbox[2].body and "lasts about 0 days" in mail.outbox[2].body
-    assert Wallet.objects.get(billing_account=account).alert_at is None  # all crossed
+    assert Wallet.objects.get(billing_account=account).alert_at == ALERTS_DONE  # all crossed
 
     top_up(account, "100", "t2")  # 102: re-armed at 51
     assert Wallet.objects.get(billing_account=account).alert_at == usd("51").nanos
@@ -113,14 +121,30 @@ def test_the_developers_own_amount_and_the_organisations_percentages(prepaid_acc
 
 
 def test_no_alert_while_auto_recharge_works_but_after_it_failed(prepaid_account):
-    recharge = auto_recharge_on(prepaid_account, threshold="1", amount="10")
+    auto_recharge_on(prepaid_account, threshold="1", amount="10")
+    top_up(prepaid_account, "100", "t1")
+    spend(prepaid_account, "60", "d1")
+    spend(prepaid_account, "1", "d2")
+    assert thresholds(prepaid_account) == [] and mail.outbox == []
+    # Armed at nothing: a debit of a wallet that recharges itself queues no alert check.
+    assert Wallet.objects.get(billing_account=prepaid_account).alert_at == ALERTS_DONE
+    Wallet.objects.update(balance=usd("0.50").nanos)  # below the recharge threshold
+    attempt = auto_recharge_claim(account_id=prepaid_account.pk, currency="USD", task_id="t")
+    _committed(lambda: recharge_attempt_fail(attempt_id=attempt.pk, reason="card declined"))
+    assert thresholds(prepaid_account) == ["50%", "20%", "5%"]  # at once, not at the next debit
+    assert [m.subject for m in mail.outbox if "balance is low" in m.subject] == [
+        "[Developer portal] Your USD balance is low: $0.50"
+    ]
+
+
+def test_switching_auto_recharge_off_arms_the_alerts_again(prepaid_account):
+    auto_recharge_on(prepaid_account, threshold="1", amount="10")
     top_up(prepaid_account, "100", "t1")
     spend(prepaid_account, "60", "d1")
     assert thresholds(prepaid_account) == []
-    recharge.consecutive_failures = 1
-    recharge.save()
-    spend(prepaid_account, "1", "d2")
-    assert thresholds(prepaid_account) == ["50%"] and len(mail.outbox) == 1
+    _committed(lambda: auto_recharge_switch_off(AutoRecharge.objects.get(), "Switched off."))
+    assert Wallet.objects.get(billing_account=prepaid_account).alert_at == usd("20").nanos
+    assert thresholds(prepaid_account) == ["50%"]
 
 
 def test_postpaid_wallets_are_not_alerted(developer):
@@ -138,6 +162,31 @@ def test_the_sweep_sends_what_a_lost_reaction_did_not_and_twice_changes_nothing(
     call_command("send_balance_alerts")
     assert set(thresholds(prepaid_account)) == {"20%", "50%"}
     assert SentNotification.objects.filter(kind="BALANCE_ALERT").count() == 1
+    assert mail.outbox == []  # the first 5 minutes are its own task's
+    SentNotification.objects.update(created_at=timezone.now() - timedelta(minutes=6))
+    call_command("send_balance_alerts")
+    call_command("send_balance_alerts")
+    assert [m.subject for m in mail.outbox] == [
+        "[Developer portal] Your USD balance is low: $10.00"
+    ]
+
+
+def test_the_banner_is_one_query_and_shows_the_current_alert_after_many_old_ones(
+    client, prepaid_account, django_assert_num_queries
+):
+    balance = Decimal(0)
+    for n in range(12):  # each round's 50 % alert, never dismissed, then replaced by a top-up
+        top_up(prepaid_account, "100", f"t{n}")
+        balance += 100
+        spent = (balance * 6 / 10).quantize(Decimal("0.01"))  # to 40 % of it
+        spend(prepaid_account, str(spent), f"d{n}")
+        balance -= spent
+    assert list(BalanceAlert.objects.values_list("threshold", flat=True)) == ["50%"] * 12
+    with django_assert_num_queries(1):
+        [shown] = balance_alerts_shown(user_id=prepaid_account.user_id)
+    assert shown.top_up_entry_id == LedgerEntry.objects.filter(kind="TOP_UP").latest("id").pk
+    client.force_login(prepaid_account.user)
+    assert 'data-testid="balance-alert"' in client.get(reverse("my_balance")).content.decode()
 
 
 def test_the_banner_shows_until_dismissed_and_only_its_owner_dismisses(

@@ -244,8 +244,8 @@ def balance_alerts_run(account_id: int, currency: str) -> int:
     """A debit reached the wallet's armed alert, or a top-up re-arms them: record the
     thresholds crossed (once each) and send the email owed. Returns how many are new."""
     alerts = balance_alerts_check(account_id=account_id, currency=currency)
-    if alerts:  # one email a crossing: the lowest threshold it reached
-        balance_alert_email_send.delay(min(alerts, key=lambda a: a.threshold_nanos).pk)
+    if alerts:  # the one email owed: the lowest threshold crossed
+        balance_alert_email_send.delay(alerts[0].pk)
     return len(alerts)
 
 

@@ -89,7 +89,8 @@ def days_left(balance: int, rate: int) -> int | None:
 
 def balance_alerts_check(*, account_id: int, currency: str) -> list[BalanceAlert]:
     """Record the thresholds the wallet's balance has crossed since its last top-up (each once),
-    owe one email for the lowest new one, and arm the next threshold. The new alerts."""
+    owe one email for the lowest new one, and arm the next threshold. The new alerts, the
+    lowest (the one emailed) first."""
     with transaction.atomic():
         wallet = (
             Wallet.objects.select_for_update(of=("self",))
@@ -109,13 +110,12 @@ def balance_alerts_check(*, account_id: int, currency: str) -> list[BalanceAlert
         waiting = [t.nanos for t in thresholds if wallet.balance > t.nanos]
         _arm(wallet, max(waiting, default=ALERTS_DONE))
         crossed = [t for t in thresholds if wallet.balance <= t.nanos]
-        new = _record(wallet, top_up.pk, crossed)
-        if new:
-            lowest = min(new, key=lambda alert: alert.threshold_nanos)
+        new = sorted(_record(wallet, top_up.pk, crossed), key=lambda a: a.threshold_nanos)
+        if new:  # one email a crossing: the lowest threshold it reached
             notification_owe(
-                key=alert_key(lowest.pk),
+                key=alert_key(new[0].pk),
                 kind=SentNotification.Kind.BALANCE_ALERT,
-                reference=str(lowest.pk),
+                reference=str(new[0].pk),
             )
         return new
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import reportlab
 from reportlab.lib import colors
@@ -37,23 +39,37 @@ def amount_text(money: Money) -> str:
 
 def statement_rows(statement: Statement) -> list[list[str]]:
     """The CSV's rows, header first."""
-    rows = [CSV_COLUMNS]
-    rows.append([statement.start.date().isoformat(), "opening balance", "", "", "",
-                 amount_text(statement.opening)])  # fmt: skip
+    rows = _rows(statement, amount=amount_text, text=str, capitalise=False)
+    return [CSV_COLUMNS, *rows]
+
+
+def _rows(
+    statement: Statement,
+    *,
+    amount: Callable[[Money], str],
+    text: Callable[[str], Any],
+    capitalise: bool,
+) -> list[list[Any]]:
+    """Opening balance, a row per line, closing balance: what the CSV and the PDF both list,
+    each with its own way of writing amounts and free text."""
+    opening = "Opening balance" if capitalise else "opening balance"
+    closing = "closing balance so far" if statement.so_far else "closing balance"
+    closing = closing.capitalize() if capitalise else closing
+    rows: list[list[Any]] = [
+        [statement.start.date().isoformat(), opening, "", "", "", amount(statement.opening)]
+    ]
     for line in statement.lines:
         rows.append(
             [
                 line.day.isoformat(),
                 line.kind,
-                line.description,
-                line.reference,
-                amount_text(line.amount),
-                amount_text(line.balance),
+                text(line.description),
+                text(line.reference),
+                amount(line.amount),
+                amount(line.balance),
             ]  # fmt: skip
         )
-    closing = "closing balance so far" if statement.so_far else "closing balance"
-    rows.append([statement.last_day.isoformat(), closing, "", "", "",
-                 amount_text(statement.closing)])  # fmt: skip
+    rows.append([statement.last_day.isoformat(), closing, "", "", "", amount(statement.closing)])
     return rows
 
 
@@ -138,22 +154,10 @@ def _header_lines(statement: Statement, provider: str) -> list[str]:
 
 def _table(statement: Statement, style: ParagraphStyle) -> Table:
     header: list[object] = ["Date", "Kind", "Description", "Reference", "Amount", "Balance"]
-    rows: list[list[object]] = [header]
-    rows.append([f"{statement.start:%Y-%m-%d}", "Opening balance", "", "", "",
-                 str(statement.opening)])  # fmt: skip
-    for line in statement.lines:
-        rows.append(
-            [
-                line.day.isoformat(),
-                line.kind,
-                Paragraph(_escape(line.description), style),
-                Paragraph(_escape(line.reference), style),
-                str(line.amount),
-                str(line.balance),
-            ]  # fmt: skip
-        )
-    closing = "Closing balance so far" if statement.so_far else "Closing balance"
-    rows.append([statement.last_day.isoformat(), closing, "", "", "", str(statement.closing)])
+    wrapped = _rows(
+        statement, amount=str, text=lambda t: Paragraph(_escape(t), style), capitalise=True
+    )
+    rows: list[list[object]] = [header, *wrapped]
     widths = [20 * mm, 24 * mm, 58 * mm, 34 * mm, 21 * mm, 21 * mm]
     table = Table(rows, colWidths=widths, repeatRows=1)
     table.setStyle(

@@ -5,9 +5,11 @@ Exactly once, under any concurrency:
 - an event id is stored once, forever (its unique index decides between racing batches);
 - calls are numbered by one atomic upsert (`… DO UPDATE SET calls = calls + n RETURNING
   calls`) of every counter the batch moves, so concurrent batches get disjoint numbers;
-- a batch's counts, debits and events commit together. If another batch stored one of its ids
-  meanwhile (the insert meets the committed row), the attempt is rolled back and redone without
-  that event, so no call number is spent on a duplicate.
+- a batch's counts, debits and events commit together. Once it holds its counters it looks again
+  for ids stored meanwhile (a resend of a batch still running waits there for it, see
+  `_hold_counters`). If another batch still stored one of its ids (the insert meets the
+  committed row), the attempt is rolled back and redone without that event, so no call number
+  is spent on a duplicate.
 
 Locks are taken in one order: usage counters (by subscription and period), then the ledger's
 (settings, account, wallet; one debit per wallet and batch, by account and currency), then the
@@ -390,11 +392,13 @@ def _record(events: list[_Event], actor: Actor) -> tuple[list[_Event], set[str]]
     while events:
         try:
             with transaction.atomic():
-                _count_and_rate(events)
-                _debit(events, actor, batch=uuid.uuid4())
-                missing = {event.event_id for event in events} - _insert(events)
-                if missing:
-                    raise _Conflict(missing)
+                events = _hold_counters(events, taken)
+                if events:
+                    _count_and_rate(events)
+                    _debit(events, actor, batch=uuid.uuid4())
+                    missing = {event.event_id for event in events} - _insert(events)
+                    if missing:
+                        raise _Conflict(missing)
             break
         except _Conflict as conflict:  # rolled back: count and charge again without them
             taken |= conflict.taken
@@ -402,15 +406,37 @@ def _record(events: list[_Event], actor: Actor) -> tuple[list[_Event], set[str]]
     return events, taken
 
 
-def _count_and_rate(events: list[_Event]) -> None:
-    """Number each event's calls in its subscription's month and rate them; count the quota
-    windows too. One statement creates or moves every counter, in one order (subscription,
-    period), so batches touching the same ones take turns rather than deadlock."""
+def _hold_counters(events: list[_Event], taken: set[str]) -> list[_Event]:
+    """Lock the batch's counters, then drop the events another batch stored meanwhile (adding
+    their ids to `taken`).
+
+    A resent event names the key, product and time its first sending did, so both batches
+    count it on the same counter, which the first holds until it commits. Once this batch
+    holds its counters, such a first sending is committed and this look finds it: the batch is
+    counted, charged and stored once, not redone after its insert meets the other's row (under
+    load, gateways resend batches still running, and that redo cost a whole batch each time).
+    """
+    _counters_add({counter: 0 for counter in _counter_units(events)})
+    meanwhile = _stored({event.event_id for event in events})
+    taken |= meanwhile
+    return [event for event in events if event.event_id not in meanwhile]
+
+
+def _counter_units(events: list[_Event]) -> dict[tuple[int, str], int]:
+    """The calls the events add to each counter: their subscription's month and, where the
+    product has a quota, its window."""
     units: dict[tuple[int, str], int] = defaultdict(int)
     for event in events:
         units[(event.subscription.pk, event.month)] += event.units
         if event.quota_period:
             units[(event.subscription.pk, event.quota_period)] += event.units
+    return units
+
+
+def _counters_add(units: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+    """Add to each counter, creating it if need be; the calls each counts now. One statement
+    locks them all in one order (subscription, period), so batches touching the same ones take
+    turns rather than deadlock."""
     order = sorted(units)
     table = UsageCounter._meta.db_table
     sql = (
@@ -419,13 +445,19 @@ def _count_and_rate(events: list[_Event]) -> None:
         + f" ON CONFLICT (subscription_id, period) DO UPDATE SET calls = {table}.calls + "
         "excluded.calls RETURNING subscription_id, period, calls"
     )
-    next_call: dict[tuple[int, str], int] = {}
-    shares: dict[int, tuple[int, int]] = {}  # the developer's share, by plan
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for counter in order for value in (*counter, units[counter])])
-        for subscription_id, period, after in cursor.fetchall():
-            counter = (subscription_id, period)
-            next_call[counter] = after - units[counter] + 1
+        return {(subscription_id, period): calls for subscription_id, period, calls in cursor}
+
+
+def _count_and_rate(events: list[_Event]) -> None:
+    """Number each event's calls in its subscription's month and rate them; count the quota
+    windows too."""
+    units = _counter_units(events)
+    next_call = {
+        counter: after - units[counter] + 1 for counter, after in _counters_add(units).items()
+    }
+    shares: dict[int, tuple[int, int]] = {}  # the developer's share, by plan
     for event in events:
         counter = (event.subscription.pk, event.month)
         event.first_call = next_call[counter]

@@ -6,23 +6,27 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Sum
 
 from billing.catalog.rates import Band
 from billing.ledger.entries import Actor
+from billing.ledger.services import wallet_credit
 from billing.models import LedgerEntry, UsageCounter, UsageEvent, Wallet
+from billing.money import Money
 from billing.subscriptions.services import subscription_purchase
+from billing.usage import ingest
 from billing.usage.ingest import UsageResult, usage_batch_record
 from billing.usage.rating import charge
 from tests.billing.usage.helpers import app_with_key, report
 from tests.conftest import NANOS_PER_UNIT
-from tests.factories import ApiProductFactory, published_plan
+from tests.factories import ApiProductFactory, DeveloperFactory, published_plan
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -100,4 +104,133 @@ def test_concurrent_clients_charge_exactly_the_banded_price(postgres, developer,
     assert debited == -expected
     assert not stored.filter(ledger_entry__isnull=True).exists()
     assert Wallet.objects.get().balance == -expected
+    call_command("check_ledger")
+
+
+# ---- A batch meeting another batch still running with the same event ids ----
+
+
+def _waiting_on_locks(count: int) -> None:
+    """Wait until `count` other connections to the test database wait for a lock."""
+    for _ in range(400):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] >= count:
+                return
+        time.sleep(0.025)
+    raise AssertionError(f"{count} connections never waited for a lock")
+
+
+class _Held:
+    """Batches sent from threads while the test holds a wallet row, so that the first one
+    stays in flight (its counters taken, its events not yet stored) until `release`."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[UsageResult]] = {}
+        self.inserts: Counter[str] = Counter()
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+
+    def hold(self, account) -> None:
+        """Lock the account's wallet, in a transaction `release` ends."""
+        wallet_credit(account=account, money=Money(10**12, "USD"), transaction_id="held",
+                      actor=Actor.system())  # fmt: skip
+        transaction.set_autocommit(False)
+        Wallet.objects.select_for_update().get(billing_account=account)
+
+    def send(self, name: str, batch: list) -> None:
+        def client() -> None:
+            try:
+                self.answers[name] = usage_batch_record(events=batch, actor=Actor.system())
+            except BaseException as exc:  # noqa: BLE001 - reported by `release`
+                self.errors.append(exc)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=client, name=name)
+        self.threads.append(thread)
+        thread.start()
+
+    def count_inserts(self, real_insert):
+        def insert(events):
+            self.inserts[threading.current_thread().name] += 1
+            return real_insert(events)
+
+        return insert
+
+    def release(self) -> None:
+        connection.commit()
+        transaction.set_autocommit(True)
+        for thread in self.threads:
+            thread.join(60)
+        assert not self.errors, self.errors
+
+
+@pytest.fixture
+def held(postgres, monkeypatch):
+    held = _Held()
+    monkeypatch.setattr(ingest, "_insert", held.count_inserts(ingest._insert))
+    yield held
+    if not connection.get_autocommit():  # the test failed before `release`
+        connection.rollback()
+        transaction.set_autocommit(True)
+
+
+def test_a_resend_of_a_batch_still_running_waits_for_it_and_is_not_redone(held, developer):
+    """The resent batch waits on the first one's counters, then finds its events stored: each
+    is a duplicate, charged once, and the resend neither counts nor stores anything."""
+    product = ApiProductFactory(name="weather-api")
+    published_plan(product, consumption_pricing_type="BANDED", bands=BANDS)
+    subscription_purchase(account=developer.billing_account, product=product, actor=Actor.system())
+    _, _, key = app_with_key(developer.billing_account, product)
+    batch = [report(f"ev-{n}", key, "weather-api") for n in range(5)]
+
+    held.hold(developer.billing_account)
+    held.send("first", batch)
+    _waiting_on_locks(1)  # the first holds its counters and waits for the wallet
+    held.send("resend", batch)
+    _waiting_on_locks(2)  # the resend waits for the first's counters
+    held.release()
+
+    assert [r.status for r in held.answers["first"]] == ["RATED"] * 5
+    assert [r.status for r in held.answers["resend"]] == ["DUPLICATE"] * 5
+    assert held.inserts == Counter({"first": 1})  # the resend stored nothing, not even once
+    assert UsageCounter.objects.get().calls == 5  # one counter: the month
+    assert LedgerEntry.objects.filter(kind="USAGE").count() == 1
+    call_command("check_ledger")
+
+
+def test_an_id_stored_meanwhile_under_another_key_is_a_duplicate_and_the_rest_is_redone(
+    held, developer
+):
+    """Where two batches share no counter, a batch meets the other's event only when it
+    stores its own: it is rolled back and redone without it, so its other events are numbered
+    from 1, no call spent on the duplicate."""
+    product = ApiProductFactory(name="weather-api")
+    published_plan(product, consumption_pricing_type="BANDED", bands=BANDS)
+    other = DeveloperFactory().billing_account
+    for account in (developer.billing_account, other):
+        subscription_purchase(account=account, product=product, actor=Actor.system())
+    _, _, first_key = app_with_key(developer.billing_account, product)
+    _, _, other_key = app_with_key(other, product)
+
+    held.hold(developer.billing_account)
+    held.send("first", [report("shared-id", first_key, "weather-api"),
+                        report("own-id", first_key, "weather-api", units=3)])  # fmt: skip
+    _waiting_on_locks(1)  # counted and rated, waiting for the wallet
+    held.send("other", [report("shared-id", other_key, "weather-api")])
+    held.threads[-1].join(60)  # stored and committed meanwhile
+    held.release()
+
+    assert [r.status for r in held.answers["other"]] == ["RATED"]
+    assert [r.status for r in held.answers["first"]] == ["DUPLICATE", "RATED"]
+    assert held.inserts["first"] == 2  # rolled back once, then redone
+    own = UsageEvent.objects.get(event_id="own-id")
+    assert (own.first_call, own.units, own.charge_nanos) == (1, 3, 3 * 10 * CENT)
+    assert UsageCounter.objects.get(subscription=own.subscription).calls == 3
+    assert UsageEvent.objects.get(event_id="shared-id").subscription.billing_account == other
     call_command("check_ledger")

@@ -150,14 +150,14 @@ def _plan_spec(body: RatePlanIn, product: ApiProduct, start: datetime | None) ->
 
 
 def _fee(money: Any, field: str) -> Money | None:
-    return None if money is None else money_from_apigee(money.dict(), field)
+    return None if money is None else money_from_apigee(money.model_dump(), field)
 
 
 def _bands(body: RatePlanIn, currency: str) -> list[Band]:
     bands = []
     for n, rate in enumerate(body.consumptionPricingRates or [], 1):
         where = f"consumptionPricingRates[{n}]"
-        fee = money_from_apigee(rate.fee.dict(), f"{where}.fee")
+        fee = money_from_apigee(rate.fee.model_dump(), f"{where}.fee")
         if fee.currency != currency:
             raise ApiError(
                 400,

@@ -2,10 +2,13 @@
 beside a raw single-row `UPDATE … SET balance = balance - 1` on the same database in this run.
 
     .venv/bin/python bench/ledger.py [--debits 3000] [--http-requests 3000] [--clients 8]
+                                     [--developers 8]
 
 Targets: the service layer at 0.35× raw or better (issue 3); HTTP balance:debit at 0.3× the
-trivial `/healthz` on the same server, timed just before and just after it (issue 16). Then
-how fast the debits' credit lots are counted after the fact (issue 17).
+trivial `/healthz` on the same server, timed just before and just after it (issue 16). HTTP
+debits are timed twice: spread over `--developers` developers, as a gateway's traffic is, and
+all on one developer, every client waiting for the same wallet row (the worst case). Then how
+fast the debits' credit lots are counted after the fact (issue 17).
 """
 
 from __future__ import annotations
@@ -91,11 +94,22 @@ def _http_client(args: tuple[int, str, str, int, str]) -> int:
     return errors
 
 
-def http_debits(port: int, token: str, email: str, count: int, clients: int) -> tuple[float, int]:
-    """Client processes, not threads, so the load generator is not held back by one GIL."""
-    path = f"/v1/organizations/demo-org/developers/{email}/balance:debit"
+def http_debits(
+    port: int, token: str, emails: list[str], count: int, clients: int
+) -> tuple[float, int]:
+    """Client processes, not threads, so the load generator is not held back by one GIL; each
+    client debits one of `emails` (in turn)."""
     run = uuid.uuid4().hex[:8]
-    jobs = [(port, token, path, count // clients, f"http-{run}-{w}") for w in range(clients)]
+    jobs = [
+        (
+            port,
+            token,
+            f"/v1/organizations/demo-org/developers/{emails[w % len(emails)]}/balance:debit",
+            count // clients,
+            f"http-{run}-{w}",
+        )
+        for w in range(clients)
+    ]
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         start = time.perf_counter()
         errors = sum(pool.map(_http_client, jobs))
@@ -131,6 +145,7 @@ def main() -> None:
     parser.add_argument("--http-requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--developers", type=int, default=8)
     args = parser.parse_args()
 
     database_url = bench_database_url()
@@ -147,22 +162,30 @@ def main() -> None:
     from billing.models import BillingTypeChange, Wallet
     from billing.money import Money
 
-    developer, _ = User.objects.get_or_create(email="bench-developer@example.com")
-    account = billing_account_get_or_create(user=developer)
-    if account.billing_type != "PREPAID":
-        billing_type_set(
+    def prepaid_account(email: str):
+        developer, _ = User.objects.get_or_create(email=email)
+        account = billing_account_get_or_create(user=developer)
+        if account.billing_type != "PREPAID":
+            billing_type_set(
+                account=account,
+                billing_type="PREPAID",
+                changed_by=None,
+                source=BillingTypeChange.Source.ADMIN,
+            )
+            account.refresh_from_db()
+        wallet_credit(
             account=account,
-            billing_type="PREPAID",
-            changed_by=None,
-            source=BillingTypeChange.Source.ADMIN,
+            money=Money(10**15, "USD"),
+            transaction_id=f"bench-{uuid.uuid4()}",
+            actor=Actor.system(),
         )
-        account.refresh_from_db()
-    wallet_credit(
-        account=account,
-        money=Money(10**15, "USD"),
-        transaction_id=f"bench-{uuid.uuid4()}",
-        actor=Actor.system(),
-    )
+        return developer, account
+
+    developer, account = prepaid_account("bench-developer@example.com")
+    spread = [developer.email] + [
+        prepaid_account(f"bench-developer-{n}@example.com")[0].email
+        for n in range(1, args.developers)
+    ]
     wallet_id = Wallet.objects.get(billing_account=account, currency="USD").pk
     gateway, _ = User.objects.get_or_create(
         email="bench-gateway@example.com", defaults={"is_staff": True}
@@ -183,23 +206,29 @@ def main() -> None:
     gunicorn, port = start_gunicorn(database_url, args.workers)
     try:
         before = healthz_rate(port, args.http_requests, args.clients)
-        http_rate, errors = http_debits(
-            port, token, developer.email, args.http_requests, args.clients
+        spread_rate, spread_errors = http_debits(
+            port, token, spread, args.http_requests, args.clients
         )
-        trivial = (before + healthz_rate(port, args.http_requests, args.clients)) / 2
+        between = healthz_rate(port, args.http_requests, args.clients)
+        one_rate, one_errors = http_debits(
+            port, token, [developer.email], args.http_requests, args.clients
+        )
+        after = healthz_rate(port, args.http_requests, args.clients)
     finally:
         gunicorn.terminate()
         gunicorn.wait()
     raw_c = raw_updates(database_url, wallet_id, args.http_requests, args.clients)
-    print(f"raw UPDATE, {args.clients} connections     : {raw_c:8.0f} /s")
-    print(
-        f"HTTP balance:debit, gunicorn {args.workers} workers, {args.clients} clients: {http_rate:8.0f} /s  "
-        f"ratio {http_rate / raw_c:.2f}x raw ({errors} non-200 answers)"
-    )
-    print(
-        f"/healthz on the same server: {trivial:8.0f} /s; balance:debit at "
-        f"{http_rate / trivial:.2f}x of it (target 0.3x)"
-    )
+    print(f"raw UPDATE of one row, {args.clients} connections: {raw_c:8.0f} /s")
+    print(f"HTTP balance:debit, gunicorn {args.workers} workers, {args.clients} clients:")
+    for label, http_rate, errors, trivial in (
+        (f"{args.developers} developers", spread_rate, spread_errors, (before + between) / 2),
+        ("one developer", one_rate, one_errors, (between + after) / 2),
+    ):
+        print(
+            f"  {label:14s}: {http_rate:6.0f} /s ({errors} non-200 answers); /healthz on the "
+            f"same server {trivial:6.0f} /s; balance:debit at {http_rate / trivial:.2f}x of it "
+            "(target 0.3x)"
+        )
     entries, counted, raw_read = lots_counting(database_url, wallet_id)
     print(
         f"credit lots counted after the fact: {entries} entries at {counted:8.0f} /s "

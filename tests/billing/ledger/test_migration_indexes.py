@@ -42,9 +42,7 @@ def migrate(target):
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_the_two_unused_indexes_go_and_transaction_ids_stay_unique(
-    developer, back_to_latest_after
-):
+def test_the_two_unused_indexes_go_and_transaction_ids_stay_unique(developer, back_to_latest_after):
     migrate(BEFORE)
     before = ledger_indexes()
     assert single_column(before, "wallet_id", unique=False)

@@ -35,21 +35,23 @@ class TopUpOffer:
     minimum: Money
     maximum: Money
     default: Money
+    capping_tier: str = ""  # the developer's trust tier, where it caps below the portal's limit
 
 
 def top_up_offer(*, account: BillingAccount, currency: str) -> TopUpOffer | None:
     limit = TopUpLimit.objects.filter(currency=currency).first()
     if limit is None:
         return None
-    maximum = limit.maximum
+    maximum, capping_tier = limit.maximum, ""
     tier = TrustTier.objects.filter(level=account.trust_tier, currency=currency).first()
-    if tier:
-        maximum = min(maximum, tier.max_single_purchase)
+    if tier and tier.max_single_purchase < maximum:
+        maximum, capping_tier = tier.max_single_purchase, tier.name
     return TopUpOffer(
         currency,
         limit.minimum_money,
         Money(maximum, currency),
         Money(min(limit.default, maximum), currency),
+        capping_tier,
     )
 
 

@@ -171,8 +171,19 @@ def test_the_form_offers_the_organisation_limits(prepaid_client):
     text = page_text(response)
     assert response.status_code == HTTPStatus.OK
     assert "Amount to be added to your account balance" in text
-    # Tier 1 caps a single top-up at $100, below the organisation's $500 maximum.
+    # Tier 1 caps a single top-up at $100, below the organisation's $500 maximum, and says so.
     assert "Between $5.00 and $100.00 per top-up" in text
+    assert "$100.00 is the most your trust tier (New) allows at once" in text
+
+
+def test_a_tier_that_caps_nothing_is_not_mentioned(prepaid_client, prepaid_developer):
+    # Tier 2 caps a single top-up at $500, as the organisation does.
+    BillingAccount.objects.filter(user=prepaid_developer).update(trust_tier=2)
+
+    text = page_text(prepaid_client.get(reverse("add_credit", args=["USD"])))
+
+    assert "Between $5.00 and $500.00 per top-up" in text
+    assert "trust tier" not in text
 
 
 def test_the_form_suggests_the_default_amount_in_plain_digits(prepaid_client):

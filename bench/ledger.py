@@ -6,9 +6,9 @@ beside a raw single-row `UPDATE … SET balance = balance - 1` on the same datab
 
 Targets: the service layer at 0.35× raw or better (issue 3); HTTP balance:debit at 0.3× the
 trivial `/healthz` on the same server, timed just before and just after it (issue 16). HTTP
-debits are timed twice: spread over `--developers` developers, as a gateway's traffic is, and
-all on one developer, every client waiting for the same wallet row (the worst case). Then how
-fast the debits' credit lots are counted after the fact (issue 17).
+debits are timed twice: spread over `--developers` developers (one a client at most), as a
+gateway's traffic is, and all on one developer, every client waiting for the same wallet row
+(the worst case). Then how fast the debits' credit lots are counted after the fact (issue 17).
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--developers", type=int, default=8)
     args = parser.parse_args()
+    # Each client debits one developer: more developers than clients would sit idle.
+    args.developers = max(1, min(args.developers, args.clients))
 
     database_url = bench_database_url()
     django_setup(database_url)

@@ -14,7 +14,7 @@ from ninja.errors import AuthenticationError
 from accounts.models import ApiToken, User
 from accounts.services import api_token_authenticate, token_user_has_perm
 from billing.api.auth import BearerOnly, read_with_token
-from billing.api.errors import ApiError
+from billing.api.errors import JSON, ApiError
 from billing.api.schemas import (
     ERRORS,
     AdjustRequest,
@@ -211,7 +211,7 @@ def debit_balance(request: HttpRequest, org: str, email: str, body: CreditReques
         memo="Usage charged through the API",
     )
     # Built here to BalanceOut's shape, so not validated again: a gateway's call.
-    answer = HttpResponse(json.dumps(_balance(account, result)), content_type="application/json")
+    answer = HttpResponse(json.dumps(_balance(account, result)), content_type=JSON)
     if result.replayed:
         answer["Idempotent-Replayed"] = "true"
     return answer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -44,15 +44,16 @@ class ApiError(Exception):
         self.status = status or STATUS_NAMES.get(code, HTTPStatus(code).phrase.upper())
 
 
+# As django-ninja renders its answers, so every answer under /v1/ reads the same.
+JSON = "application/json; charset=utf-8"
+
+
 def error_response(
     request: HttpRequest, code: int, message: str, status: str | None = None
 ) -> HttpResponse:
     err = ApiError(code, message, status)
     body = {"error": {"code": err.code, "message": err.message, "status": err.status}}
-    # As django-ninja renders its answers, so every answer under /v1/ reads the same.
-    return HttpResponse(
-        json.dumps(body), status=code, content_type="application/json; charset=utf-8"
-    )
+    return HttpResponse(json.dumps(body), status=code, content_type=JSON)
 
 
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
@@ -66,6 +67,8 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
     first = exc.errors[0] if exc.errors else {}
     where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "payload"))
     message = first.get("msg", "Invalid request.")
+    if first.get("type") in ("model_type", "dict_type"):  # pydantic would name our class
+        message = f"must be a JSON object, not {_json_type(_sent_at(request, first['loc']))}"
     return error_response(request, 400, f"{where}: {message}" if where else message)
 
 
@@ -83,6 +86,18 @@ def _body_not_an_object(request: HttpRequest) -> str | None:
     if isinstance(body, dict):
         return None
     return f"The request body must be a JSON object, not {_json_type(body)}."
+
+
+def _sent_at(request: HttpRequest, loc: Sequence[object]) -> object:
+    """The value the body sent at a validation error's location (ninja's errors leave it out)."""
+    try:
+        value = json.loads(request.body)
+        for part in loc:
+            if part not in ("body", "payload"):
+                value = value[part]  # type: ignore[index]
+    except (ValueError, LookupError, TypeError):
+        return None
+    return value
 
 
 def _json_type(value: object) -> str:

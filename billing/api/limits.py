@@ -11,6 +11,7 @@ from django.utils import timezone
 from ninja import Field, Router, Schema
 
 from billing.api.auth import LIMITS_CHECK_AUTH, REPORT_USAGE, gateway_check, read_with_token
+from billing.api.errors import JSON
 from billing.api.schemas import ERRORS, MoneyOut, epoch_ms, text_check
 from billing.limits.selectors import (
     LimitsAnswer,
@@ -68,7 +69,7 @@ def limits_check_view(request: HttpRequest, org: str, body: LimitsCheckIn) -> Ht
     gateway_check(request, org)  # a token that is not a live one is a 401 here
     answer = limits_answer(values, timezone.now())
     # Built here to LimitsCheckOut's shape, so not validated again.
-    return HttpResponse(json.dumps(_out(answer)), content_type="application/json")
+    return HttpResponse(json.dumps(_out(answer)), content_type=JSON)
 
 
 def _out(answer: LimitsAnswer) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from ninja import Field, Router
 from pydantic import BaseModel, ConfigDict
 
 from billing.api.auth import GATEWAY_AUTH, gateway_check
+from billing.api.errors import JSON
 from billing.api.schemas import ERRORS
 from billing.ledger.entries import Actor
 from billing.money import money_to_apigee
@@ -108,4 +109,4 @@ def usage_batch(request: HttpRequest, org: str, body: UsageBatchIn) -> HttpRespo
             item["reason"] = result.reason
         out.append(item)
     # Built here to UsageBatchOut's shape, so not validated again item by item.
-    return HttpResponse(json.dumps({"results": out}), content_type="application/json")
+    return HttpResponse(json.dumps({"results": out}), content_type=JSON)

@@ -1,8 +1,10 @@
 """Two indexes fewer on every ledger write: the wallet's own index (ledger_wallet_recent,
 on wallet and id, serves every lookup by wallet, the foreign key's checks included) and the
-LIKE index PostgreSQL gets for a unique text field (no query searches transaction ids by
-pattern). The transaction id stays unique through the same index as before: only Django's
-record of it becomes a named constraint, so nothing is rebuilt on a large ledger."""
+LIKE index PostgreSQL gets for a unique text field. That one served one query, an account's
+plan fees ("My plans", by transaction id prefix), which a partial index of fee entries
+serves instead, written only when a fee is. The transaction id stays unique through the same
+index as before: only Django's record of it becomes a named constraint, so nothing is
+rebuilt on a large ledger."""
 
 from django.db import migrations, models
 
@@ -66,5 +68,13 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-        )
+        ),
+        migrations.AddIndex(
+            model_name="ledgerentry",
+            index=models.Index(
+                condition=models.Q(kind="FEE"),
+                fields=["wallet", "-id"],
+                name="ledger_wallet_fees",
+            ),
+        ),
     ]

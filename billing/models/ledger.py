@@ -125,6 +125,10 @@ class LedgerEntry(models.Model):
                 condition=models.Q(kind="TOP_UP"),
                 name="ledger_wallet_top_ups",
             ),
+            # An account's plan fees ("My plans"), without reading its usage debits.
+            models.Index(
+                fields=["wallet", "-id"], condition=models.Q(kind="FEE"), name="ledger_wallet_fees"
+            ),
         ]
 
     amount_money = MoneyProperty("amount", currency="wallet.currency")

@@ -416,7 +416,7 @@ def _hold_counters(events: list[_Event], taken: set[str]) -> list[_Event]:
     counted, charged and stored once, not redone after its insert meets the other's row (under
     load, gateways resend batches still running, and that redo cost a whole batch each time).
     """
-    _counters_add({counter: 0 for counter in _counter_units(events)})
+    _counters_lock(sorted(_counter_units(events)))
     meanwhile = _stored({event.event_id for event in events})
     taken |= meanwhile
     return [event for event in events if event.event_id not in meanwhile]
@@ -431,6 +431,19 @@ def _counter_units(events: list[_Event]) -> dict[tuple[int, str], int]:
         if event.quota_period:
             units[(event.subscription.pk, event.quota_period)] += event.units
     return units
+
+
+def _counters_lock(order: list[tuple[int, str]]) -> None:
+    """Lock these counters (in this order), creating any missing at 0 calls. `DO UPDATE …
+    WHERE false` locks a row it finds without writing a new version of it."""
+    table = UsageCounter._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (subscription_id, period, calls) VALUES "  # noqa: S608
+        + ", ".join(["(%s, %s, 0)"] * len(order))
+        + f" ON CONFLICT (subscription_id, period) DO UPDATE SET calls = {table}.calls WHERE false"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for counter in order for value in counter])
 
 
 def _counters_add(units: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:

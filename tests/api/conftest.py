@@ -54,7 +54,11 @@ class Api:
             kwargs.update(data=raw, content_type="application/json")
         elif body is not None:
             kwargs.update(data=json.dumps(body), content_type="application/json")
-        return self.client.generic(method.upper(), path, **kwargs)
+        response = self.client.generic(method.upper(), path, **kwargs)
+        # Every JSON answer reads the same, whether ninja or a hot view built it.
+        if response.get("Content-Type", "").startswith("application/json"):
+            assert response["Content-Type"] == "application/json; charset=utf-8", path
+        return response
 
 
 @pytest.fixture

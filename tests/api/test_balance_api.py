@@ -658,7 +658,16 @@ MALFORMED = [
     ("credit", {"transactionAmount": VALID_AMOUNT, "transactionId": "t" * 256}, "transactionId"),
     ("credit", {"transactionAmount": VALID_AMOUNT, "transactionId": "   "}, "transaction id"),
     ("credit", {"transactionId": "t"}, "transactionAmount"),
-    ("credit", {"transactionAmount": "1 USD", "transactionId": "t"}, "transactionAmount"),
+    (
+        "credit",
+        {"transactionAmount": "1 USD", "transactionId": "t"},
+        "transactionAmount: must be a JSON object, not a string",
+    ),
+    (
+        "debit",
+        {"transactionAmount": None, "transactionId": "t"},
+        "transactionAmount: must be a JSON object, not null",
+    ),
     ("credit", [VALID_AMOUNT], "must be a JSON object, not an array"),
     ("credit", {"transactionAmount": money("USD", "0"), "transactionId": "t"}, "positive"),
     ("credit", {"transactionAmount": money("USD", "-1"), "transactionId": "t"}, "positive"),

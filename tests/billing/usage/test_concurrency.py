@@ -178,6 +178,8 @@ def held(postgres, monkeypatch):
     if not connection.get_autocommit():  # the test failed before `release`
         connection.rollback()
         transaction.set_autocommit(True)
+        for thread in held.threads:  # so that none writes during the next test's set-up
+            thread.join(60)
 
 
 def test_a_resend_of_a_batch_still_running_waits_for_it_and_is_not_redone(held, developer):

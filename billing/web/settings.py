@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
+from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
 from accounts.access import PortalRequest, admin_required
@@ -32,6 +33,15 @@ from billing.web.forms import (
     TopUpLimitFormSet,
     TopUpSettingsForm,
 )
+
+# The page's sections, by the `section` their form posts: each card's id is "section-<key>".
+SECTIONS = {
+    "billing_type": "Billing type",
+    "top_ups": "Add credit",
+    "purchase_terms": "Purchases",
+    "statements": "Statements, low-balance alerts and credit expiry",
+    "support": "Support",
+}
 
 
 @admin_required("billing.administer_monetization")
@@ -141,7 +151,17 @@ def monetization_settings(request: PortalRequest) -> HttpResponse:
         or limits.non_form_errors()
     )
     if invalid:
-        messages.error(request, "Nothing was saved: correct what is marked below.")
+        # The page is long: say which section holds the mistake, and link to it.
+        messages.error(
+            request,
+            format_html(
+                'Nothing was saved: correct what is marked in <a href="#section-{}">{}</a>.',
+                which,
+                SECTIONS[which],
+            )
+            if which in SECTIONS
+            else "Nothing was saved: correct what is marked below.",
+        )
     return render(
         request,
         "billing/settings/monetization_settings.html",

@@ -178,6 +178,13 @@ def test_admins_set_the_credit_lifetime_audited_and_refused_when_bad(client, por
     bad = client.post(url, {**form, "credit_lifetime_days": "-1"})
     assert bad.status_code == HTTPStatus.BAD_REQUEST
     assert OrganizationSettings.objects.get().credit_lifetime_days == 90
+    # The banner at the top says which section of the long page holds the mistake.
+    page = bad.content.decode()
+    assert (
+        'Nothing was saved: correct what is marked in <a href="#section-statements">'
+        "Statements, low-balance alerts and credit expiry</a>." in page
+    )
+    assert '<section class="card" id="section-statements">' in page
 
 
 def test_credit_of_one_day_is_warned_of_in_one_email(credited):

@@ -11,6 +11,7 @@ from django.urls import reverse
 from billing.billing_accounts.selectors import organization_settings_get
 from billing.models import AuditLogEntry, AutoRecharge, TopUp, TopUpLimit
 from billing.notifications.admins import notify_admins
+from billing.web.settings import SECTIONS
 from tests.conftest import NANOS_PER_UNIT
 from tests.factories import AdminFactory, DeveloperFactory
 
@@ -162,8 +163,19 @@ def test_bad_settings_are_refused_and_nothing_changes(client, portal_admin, over
     response = client.post(reverse("monetization_settings"), form_data(**overrides))
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert message in response.content.decode()
+    assert 'correct what is marked in <a href="#section-top_ups">Add credit</a>' in (
+        response.content.decode()
+    )
     assert list(TopUpLimit.objects.values_list("currency", flat=True)) == ["USD"]
     assert organization_settings_get().top_up_wait_seconds == 300
+
+
+def test_each_section_of_the_settings_page_can_be_linked_to(client, portal_admin):
+    client.force_login(portal_admin)
+    page = client.get(reverse("monetization_settings")).content.decode()
+
+    for key, title in SECTIONS.items():
+        assert f'<section class="card" id="section-{key}">\n  <h2>{title}</h2>' in page
 
 
 @pytest.mark.parametrize(

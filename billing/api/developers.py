@@ -117,13 +117,13 @@ def _developer_account_with_token(
     return developer_account(request, org, email, permission, read=lambda _email: found)
 
 
-def _answer(
-    response: HttpResponse, account: BillingAccount, result: LedgerResult
-) -> dict[str, Any]:
-    """The balance after a ledger change; a replay says so in a header."""
+def _answer(account: BillingAccount, result: LedgerResult) -> HttpResponse:
+    """The balance after a ledger change; a replay says so in a header. Built here to
+    BalanceOut's shape, so not validated again (balance:debit is a gateway's call)."""
+    answer = HttpResponse(json.dumps(_balance(account, result)), content_type=JSON)
     if result.replayed:
-        response["Idempotent-Replayed"] = "true"
-    return _balance(account, result)
+        answer["Idempotent-Replayed"] = "true"
+    return answer
 
 
 @router.get(
@@ -174,9 +174,7 @@ def get_balance(request: HttpRequest, org: str, email: str) -> dict[str, Any]:
     exclude_none=True,
     operation_id="billing_api_credit_balance",
 )
-def credit_balance(
-    request: HttpRequest, response: HttpResponse, org: str, email: str, body: CreditRequest
-) -> dict[str, Any]:
+def credit_balance(request: HttpRequest, org: str, email: str, body: CreditRequest) -> HttpResponse:
     account = developer_account(request, org, email, "billing.adjust_any_prepaid_balance")
     money = money_from_apigee(body.transactionAmount.model_dump(), "transactionAmount")
     transaction_id_refuse_reserved(body.transactionId)
@@ -187,7 +185,7 @@ def credit_balance(
         actor=_token_actor(request),
         memo="Credit through the API",
     )
-    return _answer(response, account, result)
+    return _answer(account, result)
 
 
 @router.post(
@@ -210,11 +208,7 @@ def debit_balance(request: HttpRequest, org: str, email: str, body: CreditReques
         actor=_token_actor(request),
         memo="Usage charged through the API",
     )
-    # Built here to BalanceOut's shape, so not validated again: a gateway's call.
-    answer = HttpResponse(json.dumps(_balance(account, result)), content_type=JSON)
-    if result.replayed:
-        answer["Idempotent-Replayed"] = "true"
-    return answer
+    return _answer(account, result)
 
 
 @router.post(
@@ -223,9 +217,7 @@ def debit_balance(request: HttpRequest, org: str, email: str, body: CreditReques
     exclude_none=True,
     operation_id="billing_api_adjust_balance",
 )
-def adjust_balance(
-    request: HttpRequest, response: HttpResponse, org: str, email: str, body: AdjustRequest
-) -> dict[str, Any]:
+def adjust_balance(request: HttpRequest, org: str, email: str, body: AdjustRequest) -> HttpResponse:
     """Seed 004's sign rule: a positive adjustment decreases the balance (under-charged),
     a negative one increases it (over-charged)."""
     account = developer_account(request, org, email, "billing.adjust_any_prepaid_balance")
@@ -237,4 +229,4 @@ def adjust_balance(
         reason="Adjustment through the API",
         transaction_id=body.transactionId,
     )
-    return _answer(response, account, result)
+    return _answer(account, result)

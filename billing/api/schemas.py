@@ -22,7 +22,7 @@ _INT64: Any = {"anyOf": [{"type": "string", "pattern": "^[+-]?[0-9]+$"}, {"type"
 
 
 # Request bodies are plain pydantic models: ninja's Schema adds a wrapping validator that reads
-# Django model attributes, which a JSON body never needs (a tenth of a gateway's debit, measured).
+# Django model attributes, which a JSON body never needs.
 class ApigeeMoney(BaseModel):
     currencyCode: Any = Field(
         ..., json_schema_extra={"type": "string", "pattern": "^[A-Z]{3}$"}, description="ISO 4217"

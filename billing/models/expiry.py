@@ -35,10 +35,10 @@ class CreditLot(models.Model):
     remaining = models.BigIntegerField()  # nanos left, as counted through the wallet's checkpoint
     created_at = models.DateTimeField()  # the credit's time
     expires_at = models.DateTimeField(null=True, blank=True)  # None: never
-    # Once expired: when, and the EXPIRY entry that took what was left (None if nothing was).
     # What refunds and disputes of this lot's payment took, from which lots, in order, net of
     # what was given back: [[lot id, nanos], …]. A failed refund or won dispute gives back there.
     taken_back = models.JSONField(default=list, blank=True)
+    # Once expired: when, and the EXPIRY entry that took what was left (None if nothing was).
     expired_at = models.DateTimeField(null=True, blank=True)
     expiry_entry = models.OneToOneField(
         "billing.LedgerEntry",

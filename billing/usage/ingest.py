@@ -416,7 +416,7 @@ def _hold_counters(events: list[_Event], taken: set[str]) -> list[_Event]:
     counted, charged and stored once, not redone after its insert meets the other's row (under
     load, gateways resend batches still running, and that redo cost a whole batch each time).
     """
-    _counters_lock(sorted(_counter_units(events)))
+    _counters_upsert(dict.fromkeys(_counter_units(events), 0), lock_only=True)
     meanwhile = _stored({event.event_id for event in events})
     taken |= meanwhile
     return [event for event in events if event.event_id not in meanwhile]
@@ -433,30 +433,21 @@ def _counter_units(events: list[_Event]) -> dict[tuple[int, str], int]:
     return units
 
 
-def _counters_lock(order: list[tuple[int, str]]) -> None:
-    """Lock these counters (in this order), creating any missing at 0 calls. `DO UPDATE …
-    WHERE false` locks a row it finds without writing a new version of it."""
-    table = UsageCounter._meta.db_table
-    sql = (
-        f"INSERT INTO {table} (subscription_id, period, calls) VALUES "  # noqa: S608
-        + ", ".join(["(%s, %s, 0)"] * len(order))
-        + f" ON CONFLICT (subscription_id, period) DO UPDATE SET calls = {table}.calls WHERE false"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value for counter in order for value in counter])
-
-
-def _counters_add(units: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
-    """Add to each counter, creating it if need be; the calls each counts now. One statement
-    locks them all in one order (subscription, period), so batches touching the same ones take
-    turns rather than deadlock."""
+def _counters_upsert(
+    units: dict[tuple[int, str], int], *, lock_only: bool = False
+) -> dict[tuple[int, str], int]:
+    """Create each counter if need be and add its units; the calls each counts now. One
+    statement locks them all in one order (subscription, period), so batches touching the same
+    ones take turns rather than deadlock. `lock_only`: add nothing (`DO UPDATE … WHERE false`
+    locks a row it finds without writing a new version of it)."""
     order = sorted(units)
     table = UsageCounter._meta.db_table
     sql = (
         f"INSERT INTO {table} (subscription_id, period, calls) VALUES "  # noqa: S608
         + ", ".join(["(%s, %s, %s)"] * len(order))
         + f" ON CONFLICT (subscription_id, period) DO UPDATE SET calls = {table}.calls + "
-        "excluded.calls RETURNING subscription_id, period, calls"
+        + ("excluded.calls WHERE false" if lock_only else "excluded.calls")
+        + " RETURNING subscription_id, period, calls"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for counter in order for value in (*counter, units[counter])])
@@ -468,7 +459,7 @@ def _count_and_rate(events: list[_Event]) -> None:
     windows too."""
     units = _counter_units(events)
     next_call = {
-        counter: after - units[counter] + 1 for counter, after in _counters_add(units).items()
+        counter: after - units[counter] + 1 for counter, after in _counters_upsert(units).items()
     }
     shares: dict[int, tuple[int, int]] = {}  # the developer's share, by plan
     for event in events:
